@@ -1,0 +1,106 @@
+//! The body type used in both directions: a stream straight from the peer
+//! (never buffered), or bytes a plugin or the gateway produced.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// Why a body stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The stream went past its byte limit.
+    #[error("body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The peer's stream failed (reset, bad chunk, ...).
+    #[error(transparent)]
+    Stream(#[from] hyper::Error),
+}
+
+/// An HTTP body: streamed from a peer with a byte limit, or complete bytes.
+#[derive(Debug)]
+pub enum Body {
+    /// A complete body (possibly empty).
+    Full(Option<Bytes>),
+    /// A peer's body, forwarded frame by frame; fails past `limit` bytes.
+    Stream {
+        /// The peer's body.
+        inner: Incoming,
+        /// Bytes still allowed.
+        remaining: u64,
+        /// The configured limit, for the error.
+        limit: u64,
+    },
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b = bytes.into();
+        Self::Full((!b.is_empty()).then_some(b))
+    }
+
+    /// Streams `inner`, failing once more than `limit` bytes went through.
+    pub fn stream(inner: Incoming, limit: u64) -> Self {
+        Self::Stream { inner, remaining: limit, limit }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut *self {
+            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream { inner, remaining, limit } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let n = data.len() as u64;
+                        if n > *remaining {
+                            return Poll::Ready(Some(Err(BodyError::TooLarge(*limit))));
+                        }
+                        *remaining -= n;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(b) => b.is_none(),
+            Self::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Finds a [`BodyError::TooLarge`] anywhere in an error's source chain.
+pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}

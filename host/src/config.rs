@@ -1,0 +1,36 @@
+//! Configuration: the user-facing file (YAML or JSON) parsed into raw serde types,
+//! then validated into types that cannot hold an illegal state. First stage of a
+//! reload: `load` → [`Config`] → `Snapshot::build`.
+
+mod duration;
+mod env;
+mod error;
+mod model;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+/// Reads, substitutes `${ENV}`, parses and validates the config file at `path`.
+///
+/// Every problem found is returned at once, each with the file and the path inside
+/// it (`routes[2].upstream`).
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::single(path, ConfigError::new("", format!("cannot read file: {e}")))
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config `text`; `path` names the source in errors and
+/// anchors relative paths (`plugin_dir`, certificate files).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let text = env::substitute(text).map_err(|e| ConfigErrors::single(path, e))?;
+    let raw = raw::parse(path, &text).map_err(|e| ConfigErrors::single(path, e))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate::validate(raw, base).map_err(|errors| ConfigErrors::new(path, errors))
+}

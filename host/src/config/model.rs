@@ -1,0 +1,240 @@
+//! The validated config model. Holding one of these means every reference resolves:
+//! routes point at services by index, patterns are parsed, durations are durations.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+
+/// A whole validated config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where downstream clients connect.
+    pub listeners: Vec<ListenerConfig>,
+    /// Directory holding `<name>.wasm` plugin files; watched for changes.
+    pub plugin_dir: PathBuf,
+    /// Redis URL for plugins that use the distributed rate-limit backend.
+    pub redis_url: Option<String>,
+    /// Plugins that run before every route's own chain.
+    pub global_plugins: Vec<AttachmentConfig>,
+    /// Upstream services, referenced by index from routes.
+    pub services: Vec<ServiceConfig>,
+    /// Routes in config order (order breaks ties between equal matches).
+    pub routes: Vec<RouteConfig>,
+    /// Runtime worker threads (`None`: one per core).
+    pub workers: Option<usize>,
+    /// Listener protection limits.
+    pub limits: Limits,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+}
+
+/// Protection limits applied by every listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has to send a complete request head (slowloris guard). Default 10s.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger is answered 431. Default 32 KiB.
+    pub max_header_bytes: usize,
+    /// Largest request body forwarded; larger is answered 413. Default 1 GiB.
+    pub max_body_bytes: u64,
+    /// How long in-flight requests may finish after SIGTERM. Default 30s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1 << 30,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An upstream service: a set of instances and how to pick among them.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Unique service name.
+    pub name: Arc<str>,
+    /// Selection algorithm.
+    pub load_balancer: LoadBalancerKind,
+    /// Instances, at least one.
+    pub instances: Vec<InstanceConfig>,
+    /// Time allowed to open a TCP connection. Default 1s.
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to answer with a response head. Default 30s.
+    pub timeout: Duration,
+}
+
+/// How a service picks an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadBalancerKind {
+    /// Each instance in turn.
+    RoundRobin,
+    /// Smooth weighted round robin (nginx's algorithm).
+    WeightedRoundRobin,
+    /// Fewest requests in flight.
+    LeastConnections,
+    /// Consistent hash of the client IP.
+    IpHash,
+    /// Consistent hash of a request header's value.
+    HeaderHash(HeaderName),
+    /// Power of two random choices.
+    Random,
+}
+
+/// One upstream instance.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// `http://host:port`; its scheme and authority are used.
+    pub url: http::Uri,
+    /// Relative weight (default 1).
+    pub weight: u32,
+}
+
+/// One route, validated.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique id, used in logs, metrics and plugin context.
+    pub id: Arc<str>,
+    /// Methods matched; `None` matches all.
+    pub methods: Option<Vec<Method>>,
+    /// Hosts matched; empty matches any host.
+    pub hosts: Vec<HostPattern>,
+    /// The path pattern.
+    pub path: PathPattern,
+    /// Exact header values required.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Higher wins among equally specific matches.
+    pub priority: i32,
+    /// Path rewrite applied before forwarding.
+    pub rewrite: Option<Rewrite>,
+    /// Where matched requests go.
+    pub target: Target,
+    /// The route's own plugin chain (runs after the global chain).
+    pub plugins: Vec<AttachmentConfig>,
+    /// Send the client's `Host` upstream (default) or the instance's authority.
+    pub preserve_host: bool,
+}
+
+/// A host pattern: exact or `*.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com` stored as `example.com`; matches any deeper name.
+    Wildcard(String),
+}
+
+/// A parsed path pattern: `/a/{id}/b`, with an optional `/*` or `/{*rest}` tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    /// The pattern as written.
+    pub raw: String,
+    /// Segments between `/`.
+    pub segments: Vec<Segment>,
+    /// Present for prefix patterns; holds the tail's name (`rest` for `/*`).
+    pub tail: Option<String>,
+}
+
+/// One segment of a path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Literal text.
+    Static(String),
+    /// `{name}`: any single non-empty segment.
+    Param(String),
+}
+
+/// Path rewrite before forwarding.
+#[derive(Debug, Clone)]
+pub enum Rewrite {
+    /// Remove this literal prefix (the result always starts with `/`).
+    StripPrefix(String),
+    /// Replace the path with this template (`/v1/orders/{order_id}`).
+    Template(Vec<TemplatePart>),
+}
+
+/// A piece of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Literal text.
+    Literal(String),
+    /// A path parameter of the route's pattern, by name.
+    Param(String),
+}
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One service, by index into `Config::services`.
+    Service(usize),
+    /// A weighted split across services.
+    Split {
+        /// `(service index, weight)`, weights > 0.
+        arms: Vec<(usize, u32)>,
+        /// How a client is kept on one side.
+        key: SplitKey,
+    },
+}
+
+/// Stickiness of a weighted split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitKey {
+    /// Random per request.
+    Random,
+    /// By client IP.
+    ClientIp,
+    /// By a request header's value (random when absent).
+    Header(HeaderName),
+}
+
+/// What to do when a plugin fails (trap, timeout, memory cap, no instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Fail the request with a 500 (the default).
+    Deny,
+    /// Skip the plugin and carry on.
+    Allow,
+}
+
+/// A plugin attached to a route or to the global chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachmentConfig {
+    /// Plugin name: `plugin_dir/<name>.wasm`.
+    pub name: Arc<str>,
+    /// Failure policy.
+    pub on_error: OnError,
+    /// JSON handed to the plugin's `init`.
+    pub config: Arc<str>,
+    /// Deadline per call. Default 10ms.
+    pub timeout: Duration,
+    /// Linear memory cap per instance. Default 64 MiB.
+    pub memory_limit: usize,
+    /// Most instances alive at once for this attachment. Default 64.
+    pub max_instances: usize,
+    /// Largest body handed to body hooks. Default 1 MiB.
+    pub body_limit: usize,
+    /// The route serves without the plugin while its file is missing.
+    pub optional: bool,
+    /// Host directories the plugin may read (read-only, preopened under the same path).
+    pub allow_read: Vec<PathBuf>,
+}
+
+/// Default deadline per plugin call.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// Default memory cap per plugin instance.
+pub const DEFAULT_PLUGIN_MEMORY: usize = 64 << 20;
+/// Default instance pool size per attachment.
+pub const DEFAULT_MAX_INSTANCES: usize = 64;
+/// Default body buffer for body hooks.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;

@@ -1,0 +1,179 @@
+//! The config file as written: serde types with `deny_unknown_fields`. Nothing here
+//! is trusted yet; `validate` turns it into the model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::duration::Dur;
+
+/// Parses YAML (a superset of JSON, so `.json` files load too), naming the path
+/// of the first offending key.
+pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let is_json = file.extension().is_some_and(|e| e == "json");
+    if is_json {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().to_string()))
+    } else {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::new(path, e.inner().to_string())
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    pub admin: Option<RawAdmin>,
+    pub plugin_dir: Option<PathBuf>,
+    pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub plugins: Vec<RawAttachment>,
+    #[serde(default)]
+    pub services: Vec<RawService>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub workers: Option<usize>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub addr: String,
+    pub tls: Option<RawTls>,
+}
+
+// Parsed so that typos are reported; the keys are rejected in validation until supported.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Vec<RawCertificate>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: Option<String>,
+}
+
+// Parsed so that typos are reported; the keys are rejected in validation until supported.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+// Parsed so that typos are reported; the keys are rejected in validation until supported.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<Dur>,
+    pub max_header_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
+    pub drain_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttachment {
+    pub name: String,
+    pub on_error: Option<String>,
+    #[serde(default)]
+    pub config: serde_json::Value,
+    pub timeout: Option<Dur>,
+    pub memory_limit_mb: Option<u64>,
+    pub max_instances: Option<usize>,
+    pub body_limit_bytes: Option<usize>,
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default)]
+    pub allow_read: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: String,
+    pub load_balancer: Option<String>,
+    pub hash_header: Option<String>,
+    #[serde(default)]
+    pub instances: Vec<RawInstance>,
+    pub health_check: Option<serde_json::Value>,
+    pub circuit_breaker: Option<serde_json::Value>,
+    pub connect_timeout: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub retries: Option<serde_json::Value>,
+    pub max_concurrent_requests: Option<usize>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub url: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub id: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    #[serde(default)]
+    pub priority: i32,
+    pub rewrite: Option<RawRewrite>,
+    pub upstream: Option<String>,
+    pub split: Option<Vec<RawSplitArm>>,
+    pub split_key: Option<String>,
+    #[serde(default)]
+    pub plugins: Vec<RawAttachment>,
+    pub preserve_host: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub strip_prefix: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitArm {
+    pub service: String,
+    pub weight: u32,
+}

@@ -1,0 +1,111 @@
+//! The gateway's error type: every failure on the request path, where it came
+//! from, and — in [`render`], the only place — the HTTP response it becomes.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::Body;
+use crate::plugin::PluginError;
+use crate::upstream::UpstreamError;
+
+/// Where a failure originated; decides status and whether a retry could help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client's request was at fault.
+    Downstream,
+    /// The upstream failed.
+    Upstream,
+    /// A plugin failed.
+    Plugin,
+}
+
+/// Any failure while handling a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route matches.
+    #[error("no route matches the request")]
+    NoRoute,
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request body is over the limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The service has no healthy instance.
+    #[error("no healthy instance of service `{0}`")]
+    NoHealthyUpstream(std::sync::Arc<str>),
+    /// The upstream call failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The upstream response body is over a plugin's body limit.
+    #[error("upstream response body too large for plugin body hooks")]
+    ResponseTooLarge,
+    /// A plugin failed and its policy is `deny`.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
+impl GatewayError {
+    /// The status code and the stable machine-readable code for the body.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::PayloadTooLarge | Self::Upstream(UpstreamError::BodyTooLarge) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            Self::Plugin(PluginError::BodyTooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NoHealthyUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
+            Self::Upstream(UpstreamError::Connect(_)) => (StatusCode::BAD_GATEWAY, "upstream_connect_failed"),
+            Self::Upstream(UpstreamError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Self::Upstream(UpstreamError::Failed(_)) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            Self::ResponseTooLarge => (StatusCode::BAD_GATEWAY, "upstream_response_too_large"),
+            Self::Plugin(PluginError::Timeout { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
+            Self::Plugin(PluginError::Busy { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_busy"),
+            Self::Plugin(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_error"),
+        }
+    }
+
+    /// Where the failure came from.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Self::NoRoute | Self::BadRequest(_) | Self::PayloadTooLarge => Origin::Downstream,
+            Self::Upstream(UpstreamError::BodyTooLarge) => Origin::Downstream,
+            Self::Plugin(PluginError::BodyTooLarge(_)) => Origin::Downstream,
+            Self::NoHealthyUpstream(_) | Self::Upstream(_) | Self::ResponseTooLarge => Origin::Upstream,
+            Self::Plugin(_) => Origin::Plugin,
+        }
+    }
+
+    /// Whether sending the request again (to another instance) could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Upstream(UpstreamError::Connect(_)))
+    }
+}
+
+/// Turns an error into the client's response: a small JSON body with a stable
+/// code and the request id. Details stay in the log.
+pub fn render(err: &GatewayError, request_id: &str) -> Response<Body> {
+    let (status, code) = err.status();
+    if err.origin() != Origin::Downstream {
+        tracing::warn!(request_id, error = %err, "request failed");
+    }
+    json_error(status, code, request_id)
+}
+
+/// `{"error":"<code>","request_id":"<id>"}` with the given status.
+pub fn json_error(status: StatusCode, code: &str, request_id: &str) -> Response<Body> {
+    let body = format!(r#"{{"error":"{code}","request_id":"{}"}}"#, json_escape(request_id));
+    let mut resp = Response::new(Body::full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn json_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(serde_json::to_string(s).unwrap_or_default().trim_matches('"').to_string())
+    }
+}

@@ -1,0 +1,37 @@
+//! Gatehouse: an API gateway whose policies run as WebAssembly components.
+//!
+//! # Request flow
+//!
+//! ```text
+//! client ─► listener   accept, HTTP/1.1 + h2c, header timeout, size limits
+//!        ─► router     host → path trie → methods/headers → priority
+//!        ─► plugin     chain on-request, in order; a plugin may answer
+//!        ─► balancer   healthy instances only, per-service algorithm
+//!        ─► upstream   pooled hyper client, connect/response timeouts
+//!        ─► plugin     chain on-response, reverse order
+//!        ─► client
+//! ```
+//! [`proxy::serve`] is that flow in one function.
+//!
+//! # Layout
+//! - [`config`]: file → validated model (every error with its path).
+//! - [`snapshot`]: the immutable unit a request runs on; built whole, swapped whole.
+//! - [`router`], [`plugin`], [`balancer`], [`upstream`]: one module per stage.
+//! - [`listener`], [`proxy`]: connections and the request path.
+//! - [`gateway`], [`reload`]: the running process, config reload and plugin hot swap.
+//! - [`error`]: the one place errors become HTTP responses.
+
+pub mod balancer;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod listener;
+pub mod plugin;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod snapshot;
+pub mod upstream;
+
+pub use gateway::{Gateway, StartError};

@@ -1,0 +1,268 @@
+//! A route's plugin chain: global attachments, then the route's own, in config
+//! order for requests and in reverse for responses. Applies each attachment's
+//! `on_error` policy, so callers only see failures that must fail the request.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
+use super::pool::{Call, Outcome, Pool};
+use super::{Exchange, PluginError};
+use crate::config::{AttachmentConfig, OnError};
+
+/// A plugin attached to a route with its config; its running version can be
+/// swapped while requests are in flight.
+#[derive(Debug)]
+pub struct Attachment {
+    cfg: AttachmentConfig,
+    current: ArcSwapOption<Pool>,
+}
+
+impl Attachment {
+    /// An attachment running `pool` (or nothing yet, for an optional plugin whose
+    /// file is missing).
+    pub fn new(cfg: AttachmentConfig, pool: Option<Arc<Pool>>) -> Self {
+        Self { cfg, current: ArcSwapOption::new(pool) }
+    }
+
+    /// The attachment's config.
+    pub fn config(&self) -> &AttachmentConfig {
+        &self.cfg
+    }
+
+    /// Switches to a new version; requests in flight keep the old one.
+    pub fn swap(&self, pool: Arc<Pool>) {
+        self.current.store(Some(pool));
+    }
+
+    /// The running version's hash, if any.
+    pub fn version(&self) -> Option<Arc<str>> {
+        self.current.load().as_ref().map(|p| p.version.clone())
+    }
+
+    /// The running pool, if any.
+    pub fn pool(&self) -> Option<Arc<Pool>> {
+        self.current.load_full()
+    }
+}
+
+/// An ordered list of attachments.
+#[derive(Debug, Default, Clone)]
+pub struct Chain {
+    items: Arc<[Arc<Attachment>]>,
+}
+
+/// A response a plugin produced.
+#[derive(Debug)]
+pub struct PluginResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// The plugin that answered (for the access log).
+    pub plugin: Arc<str>,
+}
+
+/// What the request should do next.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the upstream.
+    Continue,
+    /// Answer with this response.
+    Respond(PluginResponse),
+}
+
+/// What a response-side hook decided.
+#[derive(Debug)]
+pub enum ResponseFlow {
+    /// Keep the (possibly edited) head.
+    Continue,
+    /// Replace the whole response.
+    Replace(PluginResponse),
+}
+
+/// What the body hooks decided.
+#[derive(Debug)]
+pub enum BodyFlow {
+    /// Send this body.
+    Body(Bytes),
+    /// Answer with this response instead.
+    Respond(PluginResponse),
+}
+
+impl Chain {
+    /// A chain of `items` in order.
+    pub fn new(items: Vec<Arc<Attachment>>) -> Self {
+        Self { items: items.into() }
+    }
+
+    /// True when no plugin is attached.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The attachments in order.
+    pub fn items(&self) -> &[Arc<Attachment>] {
+        &self.items
+    }
+
+    /// Pins the current version of every attachment for one request.
+    pub fn start(&self) -> ChainRun {
+        ChainRun { pools: self.items.iter().map(|a| a.pool()).collect(), ran: 0 }
+    }
+}
+
+/// One request's pass through a chain, on the versions current when it started.
+#[derive(Debug)]
+pub struct ChainRun {
+    pools: Vec<Option<Arc<Pool>>>,
+    /// How many plugins ran `on-request` (only those see the response).
+    ran: usize,
+}
+
+impl ChainRun {
+    fn wants(&self, f: Features) -> bool {
+        self.pools.iter().flatten().any(|p| p.features().contains(f))
+    }
+
+    /// Whether any plugin asked for the request body; and the smallest body limit.
+    pub fn request_body_limit(&self) -> Option<usize> {
+        self.limit_for(Features::REQUEST_BODY, self.pools.len())
+    }
+
+    /// Whether a plugin that ran asked for the response body; and its limit.
+    pub fn response_body_limit(&self) -> Option<usize> {
+        self.limit_for(Features::RESPONSE_BODY, self.ran)
+    }
+
+    fn limit_for(&self, f: Features, upto: usize) -> Option<usize> {
+        self.pools[..upto]
+            .iter()
+            .flatten()
+            .filter(|p| p.features().contains(f))
+            .map(|p| p.config().body_limit)
+            .min()
+    }
+
+    /// Whether any plugin that ran wants the response head.
+    pub fn wants_response(&self) -> bool {
+        self.ran > 0 && self.wants(Features::RESPONSE_HEADERS)
+    }
+
+    /// Runs `on-request` in order until one responds.
+    pub async fn on_request(&mut self, mut ex: Box<Exchange>) -> (Box<Exchange>, Result<Flow, PluginError>) {
+        for i in 0..self.pools.len() {
+            let Some(pool) = self.pools[i].clone() else { continue };
+            self.ran = i + 1;
+            let (back, result) = pool.invoke(ex, Call::Request).await;
+            ex = back;
+            match result {
+                Ok(Outcome::Request(RequestAction::Respond(r))) => return (ex, Ok(Flow::Respond(convert(r, &pool)))),
+                Ok(_) => {}
+                Err(e) => {
+                    if let Err(e) = policy(&pool, e) {
+                        return (ex, Err(e));
+                    }
+                }
+            }
+        }
+        (ex, Ok(Flow::Continue))
+    }
+
+    /// Runs `on-request-body` for the plugins that asked, in order.
+    pub async fn on_request_body(&self, ex: Box<Exchange>, body: Bytes) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
+        self.body_hooks(ex, body, Features::REQUEST_BODY, false).await
+    }
+
+    /// Runs `on-response` in reverse order over the plugins that ran.
+    pub async fn on_response(&self, mut ex: Box<Exchange>) -> (Box<Exchange>, Result<ResponseFlow, PluginError>) {
+        for pool in self.pools[..self.ran].iter().rev().flatten() {
+            if !pool.features().contains(Features::RESPONSE_HEADERS) {
+                continue;
+            }
+            let (back, result) = pool.invoke(ex, Call::Response).await;
+            ex = back;
+            match result {
+                Ok(Outcome::Response(ResponseAction::Replace(r))) => {
+                    return (ex, Ok(ResponseFlow::Replace(convert(r, pool))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Err(e) = policy(pool, e) {
+                        return (ex, Err(e));
+                    }
+                }
+            }
+        }
+        (ex, Ok(ResponseFlow::Continue))
+    }
+
+    /// Runs `on-response-body` in reverse order over the plugins that ran and asked.
+    pub async fn on_response_body(&self, ex: Box<Exchange>, body: Bytes) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
+        self.body_hooks(ex, body, Features::RESPONSE_BODY, true).await
+    }
+
+    async fn body_hooks(
+        &self,
+        mut ex: Box<Exchange>,
+        mut body: Bytes,
+        f: Features,
+        reverse: bool,
+    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
+        let upto = if reverse { self.ran } else { self.pools.len() };
+        let mut pools: Vec<&Arc<Pool>> = self.pools[..upto].iter().flatten().filter(|p| p.features().contains(f)).collect();
+        if reverse {
+            pools.reverse();
+        }
+        for pool in pools {
+            let call = if reverse { Call::ResponseBody(body.to_vec()) } else { Call::RequestBody(body.to_vec()) };
+            let (back, result) = pool.invoke(ex, call).await;
+            ex = back;
+            match result {
+                Ok(Outcome::Body(BodyAction::Replace(b))) => body = Bytes::from(b),
+                Ok(Outcome::Body(BodyAction::Respond(r))) => return (ex, Ok(BodyFlow::Respond(convert(r, pool)))),
+                Ok(_) => {}
+                Err(e) => {
+                    if let Err(e) = policy(pool, e) {
+                        return (ex, Err(e));
+                    }
+                }
+            }
+        }
+        (ex, Ok(BodyFlow::Body(body)))
+    }
+}
+
+/// `on_error: allow` turns a failure into "skip this plugin".
+fn policy(pool: &Pool, e: PluginError) -> Result<(), PluginError> {
+    match pool.config().on_error {
+        OnError::Allow => {
+            tracing::warn!(plugin = &*pool.config().name, error = %e, "plugin failed; skipped (on_error: allow)");
+            Ok(())
+        }
+        OnError::Deny => Err(e),
+    }
+}
+
+fn convert(r: super::bindings::types::Response, pool: &Pool) -> PluginResponse {
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    for h in r.headers {
+        match (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(&h.value)) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => tracing::warn!(plugin = &*pool.config().name, header = h.name, "invalid header in plugin response; dropped"),
+        }
+    }
+    PluginResponse {
+        status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        body: Bytes::from(r.body),
+        plugin: pool.config().name.clone(),
+    }
+}

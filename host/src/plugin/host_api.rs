@@ -1,0 +1,279 @@
+//! The host side of `wit/plugin.wit`: the methods of `context`, `request-head`
+//! and `response-head`, and the `host` interface. All synchronous and cheap but
+//! `rate-limit`, which may talk to Redis.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use wasmtime::component::Resource;
+
+use super::bindings::types::{Header, Level};
+use super::bindings::{ContextRes, RequestHeadRes, ResponseHeadRes, host, types};
+use super::state::PluginState;
+
+fn get(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+    headers.get(name).map(|v| v.as_bytes().to_vec())
+}
+
+fn get_all(headers: &HeaderMap, name: &str) -> Vec<Vec<u8>> {
+    headers.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect()
+}
+
+fn all(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(k, v)| Header { name: k.as_str().to_string(), value: v.as_bytes().to_vec() })
+        .collect()
+}
+
+fn parse(plugin: &str, name: &str, value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        (Ok(n), Ok(v)) => Some((n, v)),
+        _ => {
+            tracing::warn!(plugin, header = name, "plugin set an invalid header; ignored");
+            None
+        }
+    }
+}
+
+impl PluginState {
+    fn req_headers(&self) -> Option<&HeaderMap> {
+        self.exchange.as_ref().map(|e| &e.req.headers)
+    }
+
+    fn resp_headers(&self) -> Option<&HeaderMap> {
+        self.exchange.as_ref().and_then(|e| e.resp.as_ref()).map(|r| &r.headers)
+    }
+
+    fn edit_req(&mut self, f: impl FnOnce(&mut HeaderMap)) {
+        if let Some(e) = self.exchange.as_mut() {
+            f(&mut e.req.headers);
+        }
+    }
+
+    fn edit_resp(&mut self, f: impl FnOnce(&mut HeaderMap)) {
+        if let Some(r) = self.exchange.as_mut().and_then(|e| e.resp.as_mut()) {
+            f(&mut r.headers);
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl types::HostContext for PluginState {
+    fn request_id(&mut self, _: Resource<ContextRes>) -> String {
+        self.exchange.as_ref().map(|e| e.request_id.to_string()).unwrap_or_default()
+    }
+
+    fn route_id(&mut self, _: Resource<ContextRes>) -> String {
+        self.exchange.as_ref().map(|e| e.route_id.to_string()).unwrap_or_default()
+    }
+
+    fn client_ip(&mut self, _: Resource<ContextRes>) -> String {
+        self.exchange.as_ref().map(|e| e.client_ip.to_string()).unwrap_or_default()
+    }
+
+    fn path_param(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
+        let e = self.exchange.as_ref()?;
+        e.params.iter().find(|(k, _)| **k == *name).map(|(_, v)| v.clone())
+    }
+
+    fn attribute(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
+        self.exchange.as_ref()?.attribute(&name).map(str::to_string)
+    }
+
+    fn set_attribute(&mut self, _: Resource<ContextRes>, name: String, value: String) {
+        if let Some(e) = self.exchange.as_mut() {
+            e.set_attribute(name, value);
+        }
+    }
+
+    fn drop(&mut self, _: Resource<ContextRes>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl types::HostRequestHead for PluginState {
+    fn method(&mut self, _: Resource<RequestHeadRes>) -> String {
+        self.exchange.as_ref().map(|e| e.req.method.to_string()).unwrap_or_default()
+    }
+
+    fn scheme(&mut self, _: Resource<RequestHeadRes>) -> String {
+        self.exchange.as_ref().map(|e| e.req.scheme.to_string()).unwrap_or_default()
+    }
+
+    fn authority(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
+        let e = self.exchange.as_ref()?;
+        (!e.req.host.is_empty()).then(|| e.req.host.to_string())
+    }
+
+    fn path(&mut self, _: Resource<RequestHeadRes>) -> String {
+        self.exchange.as_ref().map(|e| e.req.uri.path().to_string()).unwrap_or_default()
+    }
+
+    fn query(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
+        self.exchange.as_ref()?.req.uri.query().map(str::to_string)
+    }
+
+    fn header(&mut self, _: Resource<RequestHeadRes>, name: String) -> Option<Vec<u8>> {
+        get(self.req_headers()?, &name)
+    }
+
+    fn header_all(&mut self, _: Resource<RequestHeadRes>, name: String) -> Vec<Vec<u8>> {
+        self.req_headers().map(|h| get_all(h, &name)).unwrap_or_default()
+    }
+
+    fn headers(&mut self, _: Resource<RequestHeadRes>) -> Vec<Header> {
+        self.req_headers().map(all).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+            self.edit_req(|h| {
+                h.insert(n, v);
+            });
+        }
+    }
+
+    fn append_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+            self.edit_req(|h| {
+                h.append(n, v);
+            });
+        }
+    }
+
+    fn remove_header(&mut self, _: Resource<RequestHeadRes>, name: String) {
+        self.edit_req(|h| {
+            h.remove(name.as_str());
+        });
+    }
+
+    fn set_path(&mut self, _: Resource<RequestHeadRes>, path: String) -> Result<(), String> {
+        let e = self.exchange.as_mut().ok_or("no request")?;
+        if !path.starts_with('/') {
+            return Err(format!("path `{path}` must start with `/`"));
+        }
+        let pq = match e.req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        e.req.uri = pq.parse().map_err(|err| format!("invalid path: {err}"))?;
+        Ok(())
+    }
+
+    fn set_query(&mut self, _: Resource<RequestHeadRes>, query: Option<String>) -> Result<(), String> {
+        let e = self.exchange.as_mut().ok_or("no request")?;
+        let pq = match query {
+            Some(q) if !q.is_empty() => format!("{}?{q}", e.req.uri.path()),
+            _ => e.req.uri.path().to_string(),
+        };
+        e.req.uri = pq.parse().map_err(|err| format!("invalid query: {err}"))?;
+        Ok(())
+    }
+
+    fn drop(&mut self, _: Resource<RequestHeadRes>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl types::HostResponseHead for PluginState {
+    fn status(&mut self, _: Resource<ResponseHeadRes>) -> u16 {
+        self.exchange.as_ref().and_then(|e| e.resp.as_ref()).map_or(0, |r| r.status.as_u16())
+    }
+
+    fn set_status(&mut self, _: Resource<ResponseHeadRes>, status: u16) {
+        let Ok(s) = StatusCode::from_u16(status) else { return };
+        if let Some(r) = self.exchange.as_mut().and_then(|e| e.resp.as_mut()) {
+            r.status = s;
+        }
+    }
+
+    fn header(&mut self, _: Resource<ResponseHeadRes>, name: String) -> Option<Vec<u8>> {
+        get(self.resp_headers()?, &name)
+    }
+
+    fn header_all(&mut self, _: Resource<ResponseHeadRes>, name: String) -> Vec<Vec<u8>> {
+        self.resp_headers().map(|h| get_all(h, &name)).unwrap_or_default()
+    }
+
+    fn headers(&mut self, _: Resource<ResponseHeadRes>) -> Vec<Header> {
+        self.resp_headers().map(all).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+            self.edit_resp(|h| {
+                h.insert(n, v);
+            });
+        }
+    }
+
+    fn append_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+            self.edit_resp(|h| {
+                h.append(n, v);
+            });
+        }
+    }
+
+    fn remove_header(&mut self, _: Resource<ResponseHeadRes>, name: String) {
+        self.edit_resp(|h| {
+            h.remove(name.as_str());
+        });
+    }
+
+    fn drop(&mut self, _: Resource<ResponseHeadRes>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = &*self.shared.name;
+        let route = self.exchange.as_ref().map(|e| e.route_id.clone());
+        let route = route.as_deref().unwrap_or("");
+        match level {
+            Level::Trace => tracing::trace!(plugin, route, "{message}"),
+            Level::Debug => tracing::debug!(plugin, route, "{message}"),
+            Level::Info => tracing::info!(plugin, route, "{message}"),
+            Level::Warn => tracing::warn!(plugin, route, "{message}"),
+            Level::Error => tracing::error!(plugin, route, "{message}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn monotonic_ns(&mut self) -> u64 {
+        crate::plugin::runtime::monotonic_ns()
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        tracing::trace!(plugin = &*self.shared.name, metric = name, delta, "plugin counter");
+    }
+
+    fn histogram_record(&mut self, name: String, value: f64) {
+        tracing::trace!(plugin = &*self.shared.name, metric = name, value, "plugin histogram");
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.shared.kv.get(&key)
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
+        self.shared.kv.set(key, value, ttl_ms);
+    }
+
+    fn kv_delete(&mut self, key: String) {
+        self.shared.kv.delete(&key);
+    }
+
+    async fn rate_limit(&mut self, req: host::LimitRequest) -> Result<host::LimitDecision, String> {
+        match req.backend {
+            host::Backend::Local => Ok(self.shared.rate.check(&req)),
+            host::Backend::Redis => Err("the redis rate-limit backend is not available in this version yet".into()),
+        }
+    }
+}

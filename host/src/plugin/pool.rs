@@ -1,0 +1,214 @@
+//! Initialized instances of one plugin version for one attachment, reused across
+//! requests. A call takes an instance, runs under a deadline and a memory cap,
+//! and returns it, unless it trapped, timed out or grew large: then it is dropped.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::Resource;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
+use super::bindings::{Plugin, PluginPre};
+use super::state::{MemoryLimiter, PluginShared, PluginState};
+use super::{Exchange, PluginError};
+use crate::config::AttachmentConfig;
+
+/// `init` may do real work (parse keys, compile regexes): it gets a longer deadline.
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One hook invocation.
+#[derive(Debug)]
+pub enum Call {
+    /// `on-request`.
+    Request,
+    /// `on-request-body` with the buffered body.
+    RequestBody(Vec<u8>),
+    /// `on-response`.
+    Response,
+    /// `on-response-body` with the buffered body.
+    ResponseBody(Vec<u8>),
+}
+
+/// A hook's answer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// From `on-request`.
+    Request(RequestAction),
+    /// From `on-response`.
+    Response(ResponseAction),
+    /// From a body hook.
+    Body(BodyAction),
+}
+
+struct Slot {
+    store: Store<PluginState>,
+    plugin: Plugin,
+}
+
+/// The instance pool of one attachment at one plugin version.
+pub struct Pool {
+    name: Arc<str>,
+    engine: Engine,
+    pre: PluginPre<PluginState>,
+    cfg: AttachmentConfig,
+    shared: Arc<PluginShared>,
+    idle: Mutex<Vec<Slot>>,
+    permits: Semaphore,
+    features: Features,
+    /// Content hash of the component this pool runs (hex, for logs).
+    pub version: Arc<str>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Starts one instance and runs `init`: a plugin that cannot start is a load
+    /// error here, never a per-request failure. The instance stays pooled.
+    pub async fn start(
+        engine: Engine,
+        pre: PluginPre<PluginState>,
+        cfg: AttachmentConfig,
+        shared: Arc<PluginShared>,
+        version: Arc<str>,
+    ) -> Result<Self, String> {
+        let mut pool = Self {
+            name: cfg.name.clone(),
+            engine,
+            pre,
+            permits: Semaphore::new(cfg.max_instances),
+            cfg,
+            shared,
+            idle: Mutex::new(Vec::new()),
+            features: Features::empty(),
+            version,
+        };
+        let (slot, features) = pool.instantiate().await?;
+        pool.features = features;
+        pool.idle.get_mut().unwrap_or_else(|p| p.into_inner()).push(slot);
+        Ok(pool)
+    }
+
+    /// What the plugin asked for in `init`.
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The attachment this pool serves.
+    pub fn config(&self) -> &AttachmentConfig {
+        &self.cfg
+    }
+
+    /// Instances currently idle (for tests and the admin API).
+    pub fn idle_count(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn instantiate(&self) -> Result<(Slot, Features), String> {
+        let mut wasi = WasiCtx::builder();
+        for dir in &self.cfg.allow_read {
+            let guest = dir.to_string_lossy();
+            wasi.preopened_dir(dir, &guest, FsPerms::ReadOnly)
+                .map_err(|e| format!("allow_read {}: {e}", dir.display()))?;
+        }
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: Default::default(),
+            limiter: MemoryLimiter { cap: self.cfg.memory_limit, peak: 0 },
+            deadline: Instant::now() + INIT_TIMEOUT,
+            exchange: None,
+            shared: self.shared.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield to tokio, then check again at the next tick.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let plugin = self.pre.instantiate_async(&mut store).await.map_err(|e| format!("instantiate: {e:#}"))?;
+        let features = plugin
+            .call_init(&mut store, &self.cfg.config)
+            .await
+            .map_err(|e| format!("init trapped: {e:#}"))?
+            .map_err(|e| format!("init rejected the config: {e}"))?;
+        Ok((Slot { store, plugin }, features))
+    }
+
+    /// Runs one hook on a pooled instance. The exchange goes into the store for the
+    /// call and always comes back, even when the call fails.
+    pub async fn invoke(&self, ex: Box<Exchange>, call: Call) -> (Box<Exchange>, Result<Outcome, PluginError>) {
+        let _permit = match tokio::time::timeout(self.cfg.timeout.max(Duration::from_millis(50)), self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return (ex, Err(PluginError::Busy { plugin: self.name.clone() })),
+        };
+        let idle = self.lock_idle().pop();
+        let mut slot = match idle {
+            Some(s) => s,
+            None => match self.instantiate().await {
+                Ok((s, _)) => s,
+                Err(message) => return (ex, Err(PluginError::Instantiate { plugin: self.name.clone(), message })),
+            },
+        };
+        let store = &mut slot.store;
+        store.data_mut().exchange = Some(ex);
+        store.data_mut().deadline = Instant::now() + self.cfg.timeout;
+        let result = run(&slot.plugin, store, call).await;
+        let ex = match slot.store.data_mut().exchange.take() {
+            Some(ex) => ex,
+            None => unreachable_exchange(),
+        };
+        match result {
+            Ok(outcome) => {
+                // Recycle instances that grew past half their cap: memory never shrinks.
+                if slot.store.data().limiter.peak <= self.cfg.memory_limit / 2 {
+                    self.lock_idle().push(slot);
+                }
+                (ex, Ok(outcome))
+            }
+            Err(e) => {
+                // A trapped instance cannot be entered again; dropping it is the only option.
+                let err = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    PluginError::Timeout { plugin: self.name.clone(), timeout: self.cfg.timeout }
+                } else {
+                    PluginError::Trap { plugin: self.name.clone(), message: format!("{e:#}") }
+                };
+                (ex, Err(err))
+            }
+        }
+    }
+}
+
+/// The exchange is put in just before the call and nothing else takes it out.
+fn unreachable_exchange() -> ! {
+    panic!("plugin store lost its exchange")
+}
+
+async fn run(plugin: &Plugin, store: &mut Store<PluginState>, call: Call) -> wasmtime::Result<Outcome> {
+    let ctx = Resource::new_borrow(0);
+    let req = Resource::new_borrow(0);
+    Ok(match call {
+        Call::Request => Outcome::Request(plugin.call_on_request(&mut *store, ctx, req).await?),
+        Call::RequestBody(body) => Outcome::Body(plugin.call_on_request_body(&mut *store, ctx, req, &body).await?),
+        Call::Response => {
+            Outcome::Response(plugin.call_on_response(&mut *store, ctx, req, Resource::new_borrow(0)).await?)
+        }
+        Call::ResponseBody(body) => {
+            Outcome::Body(plugin.call_on_response_body(&mut *store, ctx, Resource::new_borrow(0), &body).await?)
+        }
+    })
+}

@@ -1,0 +1,252 @@
+//! One wasmtime engine and linker for the process; components compiled once per
+//! file content (in memory and on disk), off the request path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{Plugin, PluginPre};
+use super::chain::Attachment;
+use super::kv::Kv;
+use super::limiter::RateLimiter;
+use super::pool::Pool;
+use super::state::{PluginShared, PluginState};
+use crate::config::AttachmentConfig;
+
+/// Why a plugin could not be loaded. Shown to the operator; the previous
+/// version (if any) keeps serving.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// Neither `<name>.wasm` nor `<name>.cwasm` exists in `plugin_dir`.
+    #[error("plugin `{name}`: no {name}.wasm or {name}.cwasm in {dir}")]
+    Missing {
+        /// Plugin name.
+        name: String,
+        /// The directory searched.
+        dir: String,
+    },
+    /// The file could not be read.
+    #[error("plugin `{name}`: cannot read {path}: {message}")]
+    Read {
+        /// Plugin name.
+        name: String,
+        /// File path.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// Not a valid component, or not built for this engine.
+    #[error("plugin `{name}`: not a loadable component: {message}")]
+    Compile {
+        /// Plugin name.
+        name: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The component does not implement the `gatehouse:plugin/plugin` world.
+    #[error("plugin `{name}`: does not match the gatehouse:plugin world: {message}")]
+    Link {
+        /// Plugin name.
+        name: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// Instantiation or `init` failed.
+    #[error("plugin `{name}`: {message}")]
+    Init {
+        /// Plugin name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A compiled component, ready to instantiate.
+#[derive(Clone)]
+pub struct Compiled {
+    pre: PluginPre<PluginState>,
+    /// Hex of the file's SHA-256.
+    pub version: Arc<str>,
+}
+
+/// The process-wide plugin runtime.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    compiled: Mutex<HashMap<[u8; 32], Compiled>>,
+    shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
+    attachments: Mutex<Vec<Weak<Attachment>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Nanoseconds since the first call, on a monotonic clock.
+pub fn monotonic_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The engine configuration; a `.cwasm` only loads into an engine built the same way.
+fn engine_config() -> Config {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    cfg.parallel_compilation(true);
+    cfg
+}
+
+impl PluginRuntime {
+    /// Builds the engine, links WASI (no dirs, env, network or clocks beyond the
+    /// defaults) and the host interface, and starts the epoch ticker.
+    pub fn new() -> Result<Arc<Self>, String> {
+        let engine = Engine::new(&engine_config()).map_err(|e| format!("wasmtime engine: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("linking WASI: {e:#}"))?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| format!("linking host API: {e:#}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("gatehouse-epoch".into())
+            .spawn(move || {
+                // Deadlines are checked at each tick: 1 ms granularity.
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("epoch thread: {e}"))?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            compiled: Mutex::default(),
+            shared: Mutex::default(),
+            attachments: Mutex::default(),
+            stop,
+        }))
+    }
+
+    /// The engine (for precompiling).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Finds `<name>.cwasm` or `<name>.wasm` in `dir` (the newer if both exist).
+    pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, LoadError> {
+        let wasm = dir.join(format!("{name}.wasm"));
+        let cwasm = dir.join(format!("{name}.cwasm"));
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match (mtime(&wasm), mtime(&cwasm)) {
+            (Some(w), Some(c)) => Ok(if c >= w { cwasm } else { wasm }),
+            (Some(_), None) => Ok(wasm),
+            (None, Some(_)) => Ok(cwasm),
+            (None, None) => Err(LoadError::Missing { name: name.into(), dir: dir.display().to_string() }),
+        }
+    }
+
+    /// Compiles (or fetches from cache) the plugin file at `path`. Blocking: call
+    /// from `spawn_blocking` or a non-runtime thread.
+    pub fn compile(&self, name: &str, path: &Path) -> Result<Compiled, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            name: name.into(),
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(c) = self.lock_compiled().get(&hash) {
+            return Ok(c.clone());
+        }
+        let compile_err = |e: wasmtime::Error| LoadError::Compile { name: name.into(), message: format!("{e:#}") };
+        let component = if path.extension().is_some_and(|e| e == "cwasm") {
+            // SAFETY: a `.cwasm` is native code. Only files the operator placed in
+            // `plugin_dir` are loaded, and wasmtime checks that the artifact was
+            // produced by a compatible engine before using it.
+            #[allow(unsafe_code)]
+            unsafe {
+                Component::deserialize(&self.engine, &bytes).map_err(compile_err)?
+            }
+        } else {
+            Component::new(&self.engine, &bytes).map_err(compile_err)?
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::Link { name: name.into(), message: format!("{e:#}") })?;
+        let compiled = Compiled { pre, version: hex::encode(&hash[..8]).into() };
+        self.lock_compiled().insert(hash, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Writes a precompiled `.cwasm` for `wasm` next to it (or to `out`).
+    pub fn precompile(&self, wasm: &Path, out: &Path) -> Result<(), String> {
+        let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+        let art = self.engine.precompile_component(&bytes).map_err(|e| format!("{}: {e:#}", wasm.display()))?;
+        let tmp = out.with_extension("cwasm.tmp");
+        std::fs::write(&tmp, art).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Compiled>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state a plugin keeps across instances, routes and versions.
+    pub fn shared(&self, name: &Arc<str>) -> Arc<PluginShared> {
+        let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(PluginShared { name: name.clone(), kv: Arc::new(Kv::default()), rate: Arc::new(RateLimiter::default()) })
+            })
+            .clone()
+    }
+
+    /// Starts a pool for `cfg` running `compiled` (one instance, `init` run).
+    pub async fn start_pool(&self, compiled: &Compiled, cfg: &AttachmentConfig) -> Result<Arc<Pool>, LoadError> {
+        let shared = self.shared(&cfg.name);
+        Pool::start(self.engine.clone(), compiled.pre.clone(), cfg.clone(), shared, compiled.version.clone())
+            .await
+            .map(Arc::new)
+            .map_err(|message| LoadError::Init { name: cfg.name.to_string(), message })
+    }
+
+    /// Remembers `a` so that a hot swap of its plugin reaches it.
+    pub fn register(&self, a: &Arc<Attachment>) {
+        let mut list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(a));
+    }
+
+    /// Live attachments of plugin `name`.
+    pub fn attachments_of(&self, name: &str) -> Vec<Arc<Attachment>> {
+        let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter().filter_map(Weak::upgrade).filter(|a| &*a.config().name == name).collect()
+    }
+
+    /// Drops compiled components no longer used by any attachment, so that
+    /// memory does not grow across swaps.
+    pub fn prune(&self) {
+        let live: Vec<Arc<str>> = {
+            let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
+            list.iter().filter_map(Weak::upgrade).filter_map(|a| a.version()).collect()
+        };
+        self.lock_compiled().retain(|_, c| live.contains(&c.version));
+    }
+}

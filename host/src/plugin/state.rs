@@ -1,0 +1,66 @@
+//! What one instance's store holds: the locked-down WASI context, the memory cap,
+//! the deadline of the current call and the exchange being worked on.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Exchange;
+use super::kv::Kv;
+use super::limiter::RateLimiter;
+
+/// Per-plugin things that outlive instances and hot swaps.
+#[derive(Debug)]
+pub struct PluginShared {
+    /// Plugin name (log and metric tag).
+    pub name: Arc<str>,
+    /// The plugin's key-value store.
+    pub kv: Arc<Kv>,
+    /// Rate-limit counters.
+    pub rate: Arc<RateLimiter>,
+}
+
+/// Refuses linear-memory growth past the attachment's cap and remembers the peak,
+/// so that an instance that grew large is recycled instead of reused.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    /// Hard cap in bytes.
+    pub cap: usize,
+    /// Largest size any memory reached.
+    pub peak: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one instance's store.
+pub struct PluginState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    /// When the current call must end.
+    pub(crate) deadline: Instant,
+    /// The exchange of the call in progress (none between calls).
+    pub(crate) exchange: Option<Box<Exchange>>,
+    pub(crate) shared: Arc<PluginShared>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,88 @@
+//! The request path, one call per stage: route → plugin chain (request) →
+//! balancer → upstream → plugin chain (response, reverse) → client.
+
+mod headers;
+mod stages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::error::{GatewayError, render};
+use crate::router::{RequestKey, normalize_host};
+use crate::snapshot::Snapshot;
+pub use headers::X_REQUEST_ID;
+
+/// What the listener knows about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Serves one request on `snapshot` (the one current when it arrived) and
+/// always produces a response: failures become JSON errors via [`render`].
+pub async fn serve(snapshot: Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let request_id = headers::request_id(req.headers());
+    let mut resp = match handle(&snapshot, conn, req, &request_id).await {
+        Ok(r) => r,
+        Err(e) => render(&e, request_id.to_str().unwrap_or("")),
+    };
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    resp
+}
+
+async fn handle(
+    snap: &Snapshot,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> Result<Response<Body>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let raw_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let host = normalize_host(raw_host);
+    let path = parts.uri.path();
+    if has_dot_segment(path) {
+        return Err(GatewayError::BadRequest("path contains `.` or `..` segments"));
+    }
+    let key = RequestKey { host: &host, method: &parts.method, path, headers: &parts.headers };
+    let matched = snap.router.match_request(&key).ok_or(GatewayError::NoRoute)?;
+    let route = &snap.routes[matched.route];
+    let limit = snap.limits.max_body_bytes;
+    if content_length(&parts.headers).is_some_and(|n| n > limit) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let params = if route.chain.is_empty() {
+        Vec::new()
+    } else {
+        let names = route.param_names.iter();
+        names.enumerate().filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string()))).collect()
+    };
+    let host: Arc<str> = host.into();
+    let head = stages::prepare_request(parts, conn, route, &matched, host, request_id);
+    let body = Body::stream(body, limit);
+    if route.chain.is_empty() {
+        let resp = stages::forward(route, conn, head, body).await?;
+        return Ok(stages::downstream_response(resp));
+    }
+    stages::with_plugins(route, conn, head, body, request_id, params).await
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// `.` and `..` segments could walk a request past a route's prefix upstream.
+fn has_dot_segment(path: &str) -> bool {
+    path.contains("/.") && path.split('/').any(|s| s == "." || s == "..")
+}

@@ -1,0 +1,228 @@
+//! The stages of [`super::handle`]: prepare the upstream request, run the plugin
+//! chain around the upstream call, forward to a selected instance.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::ConnInfo;
+use super::headers::{X_REQUEST_ID, add_forwarded, rewrite_path, strip_hop_by_hop};
+use crate::balancer::SelectKey;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::plugin::chain::{BodyFlow, PluginResponse, ResponseFlow};
+use crate::plugin::{Exchange, Flow, PluginError, RequestHead, ResponseHead};
+use crate::router::RouteMatch;
+use crate::snapshot::Route;
+
+/// Turns the client's head into the head the upstream will get: hop-by-hop
+/// headers removed, forwarding headers added, the route's rewrite applied.
+pub fn prepare_request(
+    parts: http::request::Parts,
+    conn: ConnInfo,
+    route: &Route,
+    m: &RouteMatch,
+    host: Arc<str>,
+    request_id: &HeaderValue,
+) -> RequestHead {
+    let mut headers = parts.headers;
+    let original_host = headers.get(header::HOST).cloned().or_else(|| {
+        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut headers);
+    add_forwarded(&mut headers, conn.remote.ip(), conn.scheme, original_host.clone());
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if !headers.contains_key(header::HOST) {
+        if let Some(h) = original_host {
+            headers.insert(header::HOST, h);
+        }
+    }
+    let uri = match &route.rewrite {
+        None => origin_form(&parts.uri),
+        Some(rw) => {
+            let path = parts.uri.path();
+            let new_path = rewrite_path(rw, path, path, &m.params, &route.param_names);
+            let pq = match parts.uri.query() {
+                Some(q) => format!("{new_path}?{q}"),
+                None => new_path,
+            };
+            pq.parse().unwrap_or_else(|_| origin_form(&parts.uri))
+        }
+    };
+    RequestHead { method: parts.method, uri, headers, scheme: conn.scheme, host }
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) if uri.scheme().is_none() => Uri::from(pq.clone()),
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// Picks an instance and sends the request; returns the upstream's response head
+/// with the body still streaming.
+pub async fn forward(route: &Route, conn: ConnInfo, head: RequestHead, body: Body) -> Result<Response<Incoming>, GatewayError> {
+    let service = route.target.service(conn.remote.ip(), &head.headers);
+    let key = SelectKey { client_ip: conn.remote.ip(), headers: &head.headers };
+    let idx = service
+        .balancer
+        .select(&service.instances, &key)
+        .ok_or_else(|| GatewayError::NoHealthyUpstream(service.name.clone()))?;
+    let instance = &service.instances[idx];
+    let pq = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(instance.scheme.clone())
+        .authority(instance.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::BadRequest("cannot build upstream URI"))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = head.headers;
+    if !route.preserve_host {
+        if let Ok(v) = HeaderValue::from_str(instance.authority.as_str()) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    let _in_flight = instance.begin();
+    Ok(service.upstream.send(req).await?)
+}
+
+/// The upstream response as the client gets it: hop-by-hop headers removed,
+/// body streaming through.
+pub fn downstream_response(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::stream(body, u64::MAX))
+}
+
+/// An answer before the response hooks: from the upstream or from a plugin.
+enum Answer {
+    Upstream(Response<Incoming>),
+    Plugin(PluginResponse),
+}
+
+/// The request path with plugins: request hooks, optional request body hooks,
+/// the upstream call, then response hooks in reverse order.
+pub async fn with_plugins(
+    route: &Route,
+    conn: ConnInfo,
+    head: RequestHead,
+    body: Body,
+    request_id: &HeaderValue,
+    params: Vec<(Arc<str>, String)>,
+) -> Result<Response<Body>, GatewayError> {
+    let mut run = route.chain.start();
+    let ex = Box::new(Exchange {
+        request_id: request_id.to_str().unwrap_or("").into(),
+        route_id: route.id.clone(),
+        client_ip: conn.remote.ip(),
+        params,
+        attributes: Vec::new(),
+        req: head,
+        resp: None,
+    });
+    let (mut ex, flow) = run.on_request(ex).await;
+    let answer = match flow? {
+        Flow::Respond(r) => Answer::Plugin(r),
+        Flow::Continue => {
+            let (back, body) = request_body(&run, ex, body).await?;
+            ex = back;
+            match body {
+                Err(r) => Answer::Plugin(r),
+                Ok(body) => {
+                    let req = if run.wants_response() { ex.req.clone() } else { ex.req.take() };
+                    Answer::Upstream(forward(route, conn, req, body).await?)
+                }
+            }
+        }
+    };
+    let mut body = match answer {
+        Answer::Upstream(resp) => {
+            let (mut parts, b) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            ex.resp = Some(ResponseHead { status: parts.status, headers: parts.headers });
+            Body::stream(b, u64::MAX)
+        }
+        Answer::Plugin(r) => {
+            ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+            Body::full(r.body)
+        }
+    };
+    if run.wants_response() {
+        let (back, flow) = run.on_response(ex).await;
+        ex = back;
+        if let ResponseFlow::Replace(r) = flow? {
+            ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+            body = Body::full(r.body);
+        }
+    }
+    if let Some(limit) = run.response_body_limit() {
+        let bytes = collect(body, limit).await.map_err(|_| GatewayError::ResponseTooLarge)?;
+        let (back, flow) = run.on_response_body(ex, bytes).await;
+        ex = back;
+        body = match flow? {
+            BodyFlow::Body(b) => replaced(&mut ex.resp, b),
+            BodyFlow::Respond(r) => {
+                ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+                Body::full(r.body)
+            }
+        };
+    }
+    let head = ex.resp.take().unwrap_or(ResponseHead { status: http::StatusCode::BAD_GATEWAY, headers: Default::default() });
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
+    Ok(resp)
+}
+
+/// Buffers the request body for the plugins that asked for it. `Err(response)`
+/// when a body hook answered the client itself.
+async fn request_body(
+    run: &crate::plugin::ChainRun,
+    ex: Box<Exchange>,
+    body: Body,
+) -> Result<(Box<Exchange>, Result<Body, PluginResponse>), GatewayError> {
+    let Some(limit) = run.request_body_limit() else { return Ok((ex, Ok(body))) };
+    let bytes = collect(body, limit).await.map_err(|e| match e {
+        CollectError::TooLarge => GatewayError::Plugin(PluginError::BodyTooLarge(limit)),
+        CollectError::Stream(m) => GatewayError::Plugin(PluginError::Body(m)),
+    })?;
+    let (mut ex, flow) = run.on_request_body(ex, bytes).await;
+    match flow? {
+        BodyFlow::Body(b) => {
+            let len = b.len();
+            ex.req.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            Ok((ex, Ok(Body::full(b))))
+        }
+        BodyFlow::Respond(r) => Ok((ex, Err(r))),
+    }
+}
+
+/// Fixes `content-length` after a body hook (the body may have changed size).
+fn replaced(resp: &mut Option<ResponseHead>, b: Bytes) -> Body {
+    if let Some(r) = resp.as_mut() {
+        r.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+    }
+    Body::full(b)
+}
+
+enum CollectError {
+    TooLarge,
+    Stream(String),
+}
+
+async fn collect(body: Body, limit: usize) -> Result<Bytes, CollectError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(CollectError::TooLarge),
+        Err(e) if crate::body::is_too_large(&*e) => Err(CollectError::TooLarge),
+        Err(e) => Err(CollectError::Stream(e.to_string())),
+    }
+}

@@ -1,0 +1,238 @@
+//! One immutable snapshot of everything a request needs: the route table, each
+//! route's chain and target, and the services. A reload builds a complete new
+//! snapshot off the request path and swaps it in; nothing mutates a live one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::balancer::{Balancer, Instance, ip_hash, stable_hash};
+use crate::config::{
+    AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey, Target,
+};
+use crate::plugin::{Attachment, Chain, PluginRuntime};
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// An upstream service with its instances, balancer and client.
+#[derive(Debug)]
+pub struct Service {
+    /// Service name.
+    pub name: Arc<str>,
+    /// Instances in config order.
+    pub instances: Vec<Arc<Instance>>,
+    /// Selection algorithm.
+    pub balancer: Balancer,
+    /// Pooled client.
+    pub upstream: Upstream,
+}
+
+impl Service {
+    fn build(cfg: &ServiceConfig) -> Self {
+        let instances: Vec<Arc<Instance>> = cfg.instances.iter().map(|i| Arc::new(Instance::new(i))).collect();
+        Self {
+            name: cfg.name.clone(),
+            balancer: Balancer::build(&cfg.load_balancer, &instances),
+            instances,
+            upstream: Upstream::new(cfg.connect_timeout, cfg.timeout),
+        }
+    }
+}
+
+/// Where a route sends traffic, resolved to live services.
+#[derive(Debug)]
+pub enum RouteTarget {
+    /// One service.
+    Service(Arc<Service>),
+    /// A weighted split.
+    Split {
+        /// Services and their weights.
+        arms: Vec<(Arc<Service>, u32)>,
+        /// Sum of weights.
+        total: u32,
+        /// Stickiness.
+        key: SplitKey,
+    },
+}
+
+impl RouteTarget {
+    /// Picks the service for a request.
+    pub fn service(&self, client_ip: std::net::IpAddr, headers: &http::HeaderMap) -> &Arc<Service> {
+        match self {
+            Self::Service(s) => s,
+            Self::Split { arms, total, key } => {
+                let point = match key {
+                    SplitKey::ClientIp => ip_hash(client_ip),
+                    SplitKey::Header(h) => headers.get(h).map_or_else(|| fastrand::u64(..), |v| stable_hash(v.as_bytes())),
+                    SplitKey::Random => fastrand::u64(..),
+                } % u64::from(*total);
+                let mut acc = 0u64;
+                for (s, w) in arms {
+                    acc += u64::from(*w);
+                    if point < acc {
+                        return s;
+                    }
+                }
+                &arms[arms.len() - 1].0
+            }
+        }
+    }
+}
+
+/// A route ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    /// Route id.
+    pub id: Arc<str>,
+    /// Names of the pattern's parameters, in capture order.
+    pub param_names: Vec<Arc<str>>,
+    /// Target.
+    pub target: RouteTarget,
+    /// Path rewrite.
+    pub rewrite: Option<Rewrite>,
+    /// Global plugins then the route's own.
+    pub chain: Chain,
+    /// Keep the client's `Host` header.
+    pub preserve_host: bool,
+}
+
+/// Everything one request needs, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The compiled route table.
+    pub router: Router,
+    /// Routes by index (as the router returns them).
+    pub routes: Vec<Route>,
+    /// Listener limits.
+    pub limits: Limits,
+    /// The config this snapshot was built from.
+    pub config: Arc<Config>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot: compiles the router, creates services, and loads every
+    /// plugin attachment (compiling off the runtime and running `init`). Plugin
+    /// attachments identical to ones in `previous` (same config, same file) are
+    /// reused as they are. Any failure leaves `previous` untouched.
+    pub async fn build(
+        config: Config,
+        runtime: &Arc<PluginRuntime>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let router = Router::build(&config.routes)?;
+        let services: Vec<Arc<Service>> = config.services.iter().map(|s| Arc::new(Service::build(s))).collect();
+        let mut loader = Loader::new(runtime, previous);
+        let mut errors = Vec::new();
+        let mut global = Vec::new();
+        for (i, a) in config.global_plugins.iter().enumerate() {
+            match loader.attachment(a, &config).await {
+                Ok(att) => global.push(att),
+                Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e)),
+            }
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (ri, r) in config.routes.iter().enumerate() {
+            let mut items = global.clone();
+            for (pi, a) in r.plugins.iter().enumerate() {
+                match loader.attachment(a, &config).await {
+                    Ok(att) => items.push(att),
+                    Err(e) => errors.push(ConfigError::new(format!("routes[{ri}].plugins[{pi}]"), e)),
+                }
+            }
+            routes.push(route(r, &services, Chain::new(items)));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self { router, routes, limits: config.limits, config: Arc::new(config) })
+    }
+
+    /// Every attachment in this snapshot (deduplicated).
+    pub fn attachments(&self) -> Vec<Arc<Attachment>> {
+        let mut out: Vec<Arc<Attachment>> = Vec::new();
+        for r in &self.routes {
+            for a in r.chain.items() {
+                if !out.iter().any(|x| Arc::ptr_eq(x, a)) {
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn route(r: &RouteConfig, services: &[Arc<Service>], chain: Chain) -> Route {
+    let target = match &r.target {
+        Target::Service(i) => RouteTarget::Service(services[*i].clone()),
+        Target::Split { arms, key } => RouteTarget::Split {
+            arms: arms.iter().map(|&(i, w)| (services[i].clone(), w)).collect(),
+            total: arms.iter().map(|&(_, w)| w).sum::<u32>().max(1),
+            key: key.clone(),
+        },
+    };
+    Route {
+        id: r.id.clone(),
+        param_names: r.path.param_names().into_iter().map(Arc::from).collect(),
+        target,
+        rewrite: r.rewrite.clone(),
+        chain,
+        preserve_host: r.preserve_host,
+    }
+}
+
+/// Loads attachments for one snapshot build, sharing identical ones.
+struct Loader<'a> {
+    runtime: &'a Arc<PluginRuntime>,
+    built: HashMap<String, Arc<Attachment>>,
+    previous: HashMap<String, Arc<Attachment>>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(runtime: &'a Arc<PluginRuntime>, previous: Option<&Snapshot>) -> Self {
+        let previous = previous
+            .map(|s| s.attachments().into_iter().map(|a| (key(a.config()), a)).collect())
+            .unwrap_or_default();
+        Self { runtime, built: HashMap::new(), previous }
+    }
+
+    async fn attachment(&mut self, cfg: &AttachmentConfig, config: &Config) -> Result<Arc<Attachment>, String> {
+        let k = key(cfg);
+        if let Some(a) = self.built.get(&k) {
+            return Ok(a.clone());
+        }
+        let att = self.load(cfg, config).await?;
+        self.built.insert(k, att.clone());
+        Ok(att)
+    }
+
+    async fn load(&self, cfg: &AttachmentConfig, config: &Config) -> Result<Arc<Attachment>, String> {
+        let path = match PluginRuntime::locate(&config.plugin_dir, &cfg.name) {
+            Ok(p) => p,
+            Err(_) if cfg.optional => {
+                tracing::info!(plugin = &*cfg.name, "optional plugin not present yet; serving without it");
+                let att = Arc::new(Attachment::new(cfg.clone(), None));
+                self.runtime.register(&att);
+                return Ok(att);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let rt = self.runtime.clone();
+        let name = cfg.name.clone();
+        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
+            .await
+            .map_err(|e| format!("compile task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        if let Some(prev) = self.previous.get(&key(cfg)) {
+            if prev.version().as_deref() == Some(&*compiled.version) {
+                return Ok(prev.clone());
+            }
+        }
+        let pool = self.runtime.start_pool(&compiled, cfg).await.map_err(|e| e.to_string())?;
+        let att = Arc::new(Attachment::new(cfg.clone(), Some(pool)));
+        self.runtime.register(&att);
+        Ok(att)
+    }
+}
+
+fn key(cfg: &AttachmentConfig) -> String {
+    format!("{cfg:?}")
+}
