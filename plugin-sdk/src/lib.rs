@@ -1,4 +1,35 @@
-//! sdk
+//! The Rust SDK for Gatehouse plugins.
+//!
+//! A plugin is a type implementing [`Plugin`] plus one [`export_plugin!`] line.
+//! Build it with `cargo build --target wasm32-wasip2 --release` and drop the
+//! `.wasm` into the gateway's `plugin_dir`.
+//!
+//! ```ignore
+//! use gatehouse_plugin_sdk::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config { header: String, value: String }
+//!
+//! struct AddHeader(Config);
+//!
+//! impl Plugin for AddHeader {
+//!     type Config = Config;
+//!     fn new(config: Config) -> Result<Self, String> { Ok(Self(config)) }
+//!     fn on_request(&self, _ctx: &Context, req: &Request) -> Action {
+//!         req.set_header(&self.0.header, self.0.value.as_bytes());
+//!         Action::Continue
+//!     }
+//! }
+//!
+//! export_plugin!(AddHeader);
+//! ```
+//!
+//! Instances are pooled: `new` runs once per instance, the hooks run for many
+//! requests. Keep per-request state in [`Context`] attributes and lasting state
+//! in the host ([`host::kv_get`], [`host::rate_limit`]).
+
+mod response;
+
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -7,4 +38,125 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "gatehouse_plugin_sdk::bindings",
     });
+}
+
+pub use bindings::gatehouse::plugin::types::{
+    BodyAction, Context, Features, Header, Level, RequestAction as Action, RequestHead as Request,
+    ResponseAction, ResponseHead as ResponseHeadRef,
+};
+pub use response::Response;
+
+/// Host services: logging, clocks, metrics, key-value store, rate limiting.
+pub mod host {
+    pub use crate::bindings::gatehouse::plugin::host::{
+        Algorithm, Backend, LimitDecision, LimitRequest, counter_add, histogram_record, kv_delete, kv_get,
+        kv_set, log, monotonic_ns, now_ms, rate_limit,
+    };
+}
+
+/// A gateway plugin. Every hook has a default that lets the request through,
+/// so a plugin implements only what it needs.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// The attachment's `config`, parsed from JSON with serde.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Builds the plugin from its config. An `Err` is reported to the operator at
+    /// load time and the plugin is not attached.
+    fn new(config: Self::Config) -> Result<Self, String>;
+
+    /// Which optional hooks to call. Default: none (only `on_request`).
+    fn features(&self) -> Features {
+        Features::empty()
+    }
+
+    /// Called for each request, in chain order.
+    fn on_request(&self, _ctx: &Context, _req: &Request) -> Action {
+        Action::Continue
+    }
+
+    /// Called with the buffered request body (needs [`Features::REQUEST_BODY`]).
+    fn on_request_body(&self, _ctx: &Context, _req: &Request, _body: Vec<u8>) -> BodyAction {
+        BodyAction::Continue
+    }
+
+    /// Called with the response head (needs [`Features::RESPONSE_HEADERS`]).
+    fn on_response(&self, _ctx: &Context, _req: &Request, _resp: &ResponseHeadRef) -> ResponseAction {
+        ResponseAction::Continue
+    }
+
+    /// Called with the buffered response body (needs [`Features::RESPONSE_BODY`]).
+    fn on_response_body(&self, _ctx: &Context, _resp: &ResponseHeadRef, _body: Vec<u8>) -> BodyAction {
+        BodyAction::Continue
+    }
+}
+
+/// Glue used by [`export_plugin!`]; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+    use std::sync::OnceLock;
+
+    pub fn init<P: Plugin>(cell: &OnceLock<P>, config: String) -> Result<Features, String> {
+        let cfg: P::Config = serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
+        let plugin = P::new(cfg)?;
+        let features = plugin.features();
+        // A second init on the same instance keeps the first plugin: instances
+        // are initialized exactly once by the host.
+        let _ = cell.set(plugin);
+        Ok(features)
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's implementation of the
+/// `gatehouse:plugin/plugin` world.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        static __GATEHOUSE_PLUGIN: ::std::sync::OnceLock<$ty> = ::std::sync::OnceLock::new();
+        struct __GatehouseExport;
+        impl $crate::bindings::Guest for __GatehouseExport {
+            fn init(config: ::std::string::String) -> ::std::result::Result<$crate::Features, ::std::string::String> {
+                $crate::__private::init::<$ty>(&__GATEHOUSE_PLUGIN, config)
+            }
+            fn on_request(ctx: &$crate::Context, req: &$crate::Request) -> $crate::Action {
+                match __GATEHOUSE_PLUGIN.get() {
+                    Some(p) => $crate::Plugin::on_request(p, ctx, req),
+                    None => $crate::Action::Continue,
+                }
+            }
+            fn on_request_body(ctx: &$crate::Context, req: &$crate::Request, body: ::std::vec::Vec<u8>) -> $crate::BodyAction {
+                match __GATEHOUSE_PLUGIN.get() {
+                    Some(p) => $crate::Plugin::on_request_body(p, ctx, req, body),
+                    None => $crate::BodyAction::Continue,
+                }
+            }
+            fn on_response(ctx: &$crate::Context, req: &$crate::Request, resp: &$crate::ResponseHeadRef) -> $crate::ResponseAction {
+                match __GATEHOUSE_PLUGIN.get() {
+                    Some(p) => $crate::Plugin::on_response(p, ctx, req, resp),
+                    None => $crate::ResponseAction::Continue,
+                }
+            }
+            fn on_response_body(ctx: &$crate::Context, resp: &$crate::ResponseHeadRef, body: ::std::vec::Vec<u8>) -> $crate::BodyAction {
+                match __GATEHOUSE_PLUGIN.get() {
+                    Some(p) => $crate::Plugin::on_response_body(p, ctx, resp, body),
+                    None => $crate::BodyAction::Continue,
+                }
+            }
+        }
+        $crate::bindings::export!(__GatehouseExport with_types_in $crate::bindings);
+    };
+}
+
+impl Request {
+    /// A header's first value as text (`None` when absent or not UTF-8).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name).and_then(|v| String::from_utf8(v).ok())
+    }
+}
+
+impl ResponseHeadRef {
+    /// A header's first value as text (`None` when absent or not UTF-8).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name).and_then(|v| String::from_utf8(v).ok())
+    }
 }

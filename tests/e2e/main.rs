@@ -1,1 +1,14 @@
+//! End-to-end tests: a real gateway on loopback, real upstream servers, real
+//! Wasm components built from this repository.
 
+mod support;
+
+mod balancing;
+mod cli;
+mod hostile;
+mod plugins;
+mod proxying;
+mod reload;
+mod routing;
+mod sandbox;
+mod streaming;

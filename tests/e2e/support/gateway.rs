@@ -1,0 +1,92 @@
+//! A real gateway, in process, listening on a free loopback port, with its own
+//! temporary directory for the config file and plugins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gatehouse::Gateway;
+
+/// A running gateway and its files.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+}
+
+impl TestGateway {
+    /// Writes `yaml` (a config without `listeners`/`plugin_dir`: both are added,
+    /// on 127.0.0.1:0 and `<tmp>/plugins`) and starts the gateway.
+    pub async fn start(yaml: &str) -> Self {
+        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+    }
+
+    /// Like `start`, returning the start error.
+    pub async fn try_start(yaml: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
+        let path = dir.path().join("gatehouse.yaml");
+        std::fs::write(&path, full_config(yaml)).expect("write config");
+        let gateway = Gateway::start(&path).await.map_err(|e| e.to_string())?;
+        let addr = gateway.addrs()[0];
+        Ok(Self { gateway: Some(gateway), dir, addr })
+    }
+
+    /// Starts with plugins copied into the plugin dir first (`(name, source)`).
+    pub async fn start_with_plugins(yaml: &str, plugins: &[(&str, &Path)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
+        for (name, src) in plugins {
+            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm"))).expect("copy plugin");
+        }
+        let path = dir.path().join("gatehouse.yaml");
+        std::fs::write(&path, full_config(yaml)).expect("write config");
+        let gateway = Gateway::start(&path).await.unwrap_or_else(|e| panic!("gateway failed to start: {e}"));
+        let addr = gateway.addrs()[0];
+        Self { gateway: Some(gateway), dir, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gatehouse.yaml")
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Replaces the config file the way editors and deploy tools do: write a
+    /// temporary file, then rename it over the old one.
+    pub fn write_config(&self, yaml: &str) {
+        replace_file(&self.config_path(), full_config(yaml).as_bytes());
+    }
+
+    /// Replaces plugin `name` by renaming a copy of `src` over it.
+    pub fn install_plugin(&self, name: &str, src: &Path) {
+        let bytes = std::fs::read(src).expect("read plugin");
+        replace_file(&self.plugin_dir().join(format!("{name}.wasm")), &bytes);
+    }
+
+    pub fn shared(&self) -> &std::sync::Arc<gatehouse::gateway::Shared> {
+        self.gateway.as_ref().expect("running").shared()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(gw) = self.gateway.take() {
+            gw.shutdown().await;
+        }
+    }
+}
+
+/// Write-then-rename, so that readers never see a half-written file.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension(format!("tmp{}", fastrand::u32(..)));
+    std::fs::write(&tmp, bytes).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn full_config(yaml: &str) -> String {
+    format!("listeners:\n  - addr: 127.0.0.1:0\nplugin_dir: ./plugins\n{yaml}")
+}

@@ -1,0 +1,29 @@
+//! Shared support for the end-to-end tests: a real gateway on port 0, real
+//! upstream HTTP servers that record what they receive, plugins built once per
+//! run from this repository, and a small HTTP client.
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod gateway;
+pub mod plugins;
+pub mod upstream;
+
+pub use client::{Reply, get, request, send};
+pub use gateway::TestGateway;
+pub use plugins::plugin_path;
+pub use upstream::{Behavior, Upstream};
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub async fn eventually(timeout: std::time::Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

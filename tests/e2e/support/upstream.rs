@@ -1,0 +1,213 @@
+//! Real upstream HTTP servers on loopback that record what they received.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// What the upstream does with each request.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    /// 200 with a JSON description of the request; the body is kept.
+    Echo,
+    /// Like `Echo`, after a delay.
+    Delay(Duration),
+    /// Answers this status with an empty body.
+    Status(u16),
+    /// Streams `bytes` of response body in 64 KiB chunks.
+    Stream(u64),
+    /// Reads the body without keeping it and answers its length.
+    Drain,
+    /// Echo, plus hop-by-hop headers in the response.
+    HopByHop,
+}
+
+/// A request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A running upstream server.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub received: Arc<Mutex<Vec<Recorded>>>,
+    pub hits: Arc<AtomicUsize>,
+    pub active: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Starts a server named `name` on a free loopback port.
+    pub async fn start(name: &str, behavior: Behavior) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let ctx = Arc::new(Ctx { name: name.to_string(), behavior, received: received.clone(), hits: hits.clone(), active: active.clone() });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let ctx = ctx.clone();
+                        async move { Ok::<_, Infallible>(ctx.handle(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Self { addr, name: name.to_string(), received, hits, active, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.received.lock().unwrap().last().cloned().expect("upstream received nothing")
+    }
+
+    pub fn received(&self) -> Vec<Recorded> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+struct Ctx {
+    name: String,
+    behavior: Behavior,
+    received: Arc<Mutex<Vec<Recorded>>>,
+    hits: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+impl Ctx {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let resp = self.respond(req).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        resp
+    }
+
+    async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        if let Behavior::Drain = self.behavior {
+            let mut body = body;
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => return Response::builder().status(400).body(full("")).unwrap(),
+                }
+            }
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            return Response::new(full(n.to_string()));
+        }
+        // A body that fails mid-way means the request never completed: not recorded.
+        let Ok(collected) = body.collect().await else {
+            return Response::builder().status(400).body(full("")).unwrap();
+        };
+        let body = collected.to_bytes();
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        let rec = Recorded { method: parts.method.to_string(), uri: parts.uri.to_string(), headers: parts.headers, body };
+        self.received.lock().unwrap().push(rec.clone());
+        match &self.behavior {
+            Behavior::Status(s) => Response::builder().status(*s).body(full("")).unwrap(),
+            Behavior::Stream(total) => {
+                let total = *total;
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                Response::new(ChunkBody { left: total, chunk }.boxed())
+            }
+            Behavior::Delay(d) => {
+                tokio::time::sleep(*d).await;
+                self.echo(&rec)
+            }
+            Behavior::HopByHop => {
+                let mut r = self.echo(&rec);
+                let h = r.headers_mut();
+                h.insert("connection", "x-hop-secret".parse().unwrap());
+                h.insert("x-hop-secret", "1".parse().unwrap());
+                h.insert("keep-alive", "timeout=5".parse().unwrap());
+                h.insert("proxy-authenticate", "Basic".parse().unwrap());
+                r
+            }
+            Behavior::Echo | Behavior::Drain => self.echo(&rec),
+        }
+    }
+
+    fn echo(&self, rec: &Recorded) -> Response<Body> {
+        let headers: serde_json::Map<String, serde_json::Value> = rec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_string())))
+            .collect();
+        let json = serde_json::json!({
+            "upstream": self.name,
+            "method": rec.method,
+            "uri": rec.uri,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&rec.body),
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("x-upstream", &self.name)
+            .body(full(json.to_string()))
+            .unwrap()
+    }
+}
+
+/// A response body of `left` bytes sent in `chunk`-sized frames, never held whole.
+struct ChunkBody {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64);
+        self.left -= n;
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+    }
+}

@@ -1,0 +1,3 @@
+//! Hot-swap test plugin, version "b" (see `tag.rs`).
+const TAG: &str = "b";
+include!("../../tag.rs");
