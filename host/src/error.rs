@@ -90,7 +90,12 @@ pub fn render(err: &GatewayError, request_id: &str) -> Response<Body> {
     if err.origin() != Origin::Downstream {
         tracing::warn!(request_id, error = %err, "request failed");
     }
-    json_error(status, code, request_id)
+    let mut resp = json_error(status, code, request_id);
+    if matches!(err, GatewayError::BadRequest(_)) {
+        // The connection's framing can no longer be trusted.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// `{"error":"<code>","request_id":"<id>"}` with the given status.

@@ -21,10 +21,14 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 pub fn watch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            for p in ev.paths {
-                let _ = tx.send(p);
-            }
+        // Reading a file raises access events: acting on them would make every
+        // reload trigger the next one.
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for p in ev.paths {
+            let _ = tx.send(p);
         }
     })?;
     let config_path = absolute(&shared.config_path);

@@ -57,3 +57,42 @@ pub async fn request(method: Method, url: &str, headers: &[(&str, &str)], body: 
     let req = b.body(Full::new(body.into())).expect("valid request");
     send(req).await.unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
 }
+
+/// A request body of `left` bytes produced on the fly, never held whole.
+pub struct Repeat {
+    pub left: u64,
+    pub chunk: Bytes,
+}
+
+impl http_body::Body for Repeat {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64);
+        self.left -= n;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.slice(..n as usize)))))
+    }
+}
+
+/// Streams `upload` bytes to `url` (POST) and counts the response body's bytes
+/// without keeping them. Returns (status, response bytes).
+pub async fn stream_through(url: &str, upload: u64) -> (StatusCode, u64) {
+    let client: Client<HttpConnector, Repeat> = Client::builder(TokioExecutor::new()).build_http();
+    let body = Repeat { left: upload, chunk: Bytes::from(vec![b'u'; 64 * 1024]) };
+    let req = Request::builder().method(Method::POST).uri(url).body(body).expect("request");
+    let resp = client.request(req).await.expect("stream request");
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        n += frame.expect("response frame").data_ref().map_or(0, |d| d.len() as u64);
+    }
+    (status, n)
+}

@@ -6,12 +6,16 @@
 
 pub mod client;
 pub mod gateway;
+pub mod load;
 pub mod plugins;
+pub mod process;
 pub mod upstream;
 
 pub use client::{Reply, get, request, send};
 pub use gateway::TestGateway;
+pub use load::Load;
 pub use plugins::plugin_path;
+pub use process::GatewayProcess;
 pub use upstream::{Behavior, Upstream};
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.

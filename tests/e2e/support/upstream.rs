@@ -133,7 +133,10 @@ impl Ctx {
                 }
             }
             self.hits.fetch_add(1, Ordering::SeqCst);
-            return Response::new(full(n.to_string()));
+            let body = Bytes::from(n.to_string());
+            let rec = Recorded { method: parts.method.to_string(), uri: parts.uri.to_string(), headers: parts.headers, body: body.clone() };
+            self.received.lock().unwrap().push(rec);
+            return Response::new(full(body));
         }
         // A body that fails mid-way means the request never completed: not recorded.
         let Ok(collected) = body.collect().await else {
