@@ -22,8 +22,22 @@ pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            ConfigError::new(path, e.inner().to_string())
+            ConfigError::new(path, yaml_message(e.inner()))
         })
+    }
+}
+
+/// serde_yaml prefixes its message with its own (less precise) path; ours is
+/// already in front, so keep only the message and the position.
+fn yaml_message(e: &serde_yaml::Error) -> String {
+    let full = e.to_string();
+    let msg = match full.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') => rest,
+        _ => full.as_str(),
+    };
+    match (msg.rfind(" at line "), e.location()) {
+        (Some(i), Some(loc)) => format!("{} (line {}, column {})", &msg[..i], loc.line(), loc.column()),
+        _ => msg.to_string(),
     }
 }
 

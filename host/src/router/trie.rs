@@ -24,8 +24,8 @@ pub struct Trie {
 }
 
 impl Trie {
-    /// Adds route `i`; reports a duplicate when an equally specific route with the
-    /// same priority and overlapping conditions is already there.
+    /// Adds route `i`; reports a duplicate when a route with the same pattern shape,
+    /// priority, methods and headers is already there.
     pub fn insert(&mut self, i: usize, r: &RouteConfig, all: &[RouteConfig], errors: &mut Vec<ConfigError>) {
         let mut node = &mut self.root;
         for seg in &r.path.segments {
@@ -108,10 +108,13 @@ fn same_conditions(a: &RouteConfig, b: &RouteConfig) -> bool {
     if a.priority != b.priority || a.path.tail.is_some() != b.path.tail.is_some() {
         return false;
     }
-    let methods_overlap = match (&a.methods, &b.methods) {
-        (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
-        _ => true,
+    // Overlapping but different conditions are legitimate (config order decides);
+    // only routes that no request could ever tell apart are duplicates.
+    let same_methods = match (&a.methods, &b.methods) {
+        (Some(x), Some(y)) => x.len() == y.len() && x.iter().all(|m| y.contains(m)),
+        (None, None) => true,
+        _ => false,
     };
     let same_headers = a.headers.len() == b.headers.len() && a.headers.iter().all(|h| b.headers.contains(h));
-    methods_overlap && same_headers
+    same_methods && same_headers
 }

@@ -46,7 +46,7 @@ impl Load {
                                 let status = resp.status();
                                 match resp.into_body().collect().await {
                                     Ok(_) if status == 200 => Ok(()),
-                                    Ok(_) => Err(format!("status {status}")),
+                                    Ok(b) => Err(format!("status {status}: {}", String::from_utf8_lossy(&b.to_bytes()))),
                                     Err(e) => Err(format!("body: {e}")),
                                 }
                             }
