@@ -11,7 +11,7 @@ pub mod plugins;
 pub mod process;
 pub mod upstream;
 
-pub use client::{Reply, get, request, send};
+pub use client::{get, request};
 pub use gateway::TestGateway;
 pub use load::Load;
 pub use plugins::plugin_path;
