@@ -1,1 +1,149 @@
-fn main(){}
+//! Cost of crossing into a plugin: one `on-request` call of a header-only plugin
+//! (with 0 and 50 request headers), a chain of three, and a fresh instance per
+//! request against a pooled one. Target: < 5 µs per call.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gatehouse::config::{AttachmentConfig, OnError};
+use gatehouse::plugin::pool::{Call, Pool};
+use gatehouse::plugin::{Exchange, PluginRuntime, RequestHead};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+fn build(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building {name}");
+    root.join("target/wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+fn attachment() -> AttachmentConfig {
+    AttachmentConfig {
+        name: "tag".into(),
+        on_error: OnError::Deny,
+        config: "{}".into(),
+        timeout: Duration::from_millis(100),
+        memory_limit: 64 << 20,
+        max_instances: 4,
+        body_limit: 1 << 20,
+        optional: false,
+        allow_read: vec![],
+    }
+}
+
+fn exchange(headers: usize) -> Box<Exchange> {
+    let mut h = HeaderMap::new();
+    for i in 0..headers {
+        h.insert(
+            HeaderName::try_from(format!("x-header-{i}")).unwrap(),
+            HeaderValue::from_static("some-value-0123456789"),
+        );
+    }
+    Box::new(Exchange {
+        request_id: "0123456789abcdef".into(),
+        route_id: "bench".into(),
+        client_ip: "127.0.0.1".parse().unwrap(),
+        params: vec![],
+        attributes: vec![],
+        req: RequestHead {
+            method: Method::GET,
+            uri: "/bench".parse().unwrap(),
+            headers: h,
+            scheme: "http",
+            host: "localhost".into(),
+        },
+        resp: None,
+    })
+}
+
+/// Runs `iters` calls through `pools` in order on one runtime, returning the total time.
+fn run_chain(
+    rt: &tokio::runtime::Runtime,
+    pools: &[Arc<Pool>],
+    headers: usize,
+    iters: u64,
+) -> Duration {
+    rt.block_on(async {
+        let mut ex = exchange(headers);
+        let start = Instant::now();
+        for _ in 0..iters {
+            for p in pools {
+                let (back, r) = p.invoke(ex, Call::Request).await;
+                r.expect("call");
+                ex = back;
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let wasm = build("tag-a");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = PluginRuntime::new().expect("runtime");
+    let compiled = runtime.compile("tag", &wasm).expect("compile");
+    let cfg = attachment();
+    let pool = rt
+        .block_on(runtime.start_pool(&compiled, &cfg))
+        .expect("pool");
+    let chain: Vec<Arc<Pool>> = (0..3)
+        .map(|_| {
+            rt.block_on(runtime.start_pool(&compiled, &cfg))
+                .expect("pool")
+        })
+        .collect();
+
+    let mut g = c.benchmark_group("plugin_call");
+    for headers in [0usize, 50] {
+        g.bench_with_input(
+            BenchmarkId::new("on_request_pooled", headers),
+            &headers,
+            |b, &h| b.iter_custom(|iters| run_chain(&rt, std::slice::from_ref(&pool), h, iters)),
+        );
+    }
+    g.bench_function("chain_of_3_pooled", |b| {
+        b.iter_custom(|iters| run_chain(&rt, &chain, 0, iters))
+    });
+    g.bench_function("fresh_instance_per_request", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    // A new pool starts (instantiates + inits) one instance, then serves the call.
+                    let p = runtime.start_pool(&compiled, &cfg).await.expect("pool");
+                    let (_, r) = p.invoke(exchange(0), Call::Request).await;
+                    r.expect("call");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

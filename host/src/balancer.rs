@@ -34,7 +34,9 @@ impl Instance {
         let parts = cfg.url.clone().into_parts();
         Self {
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
-            authority: parts.authority.unwrap_or_else(|| Authority::from_static("invalid")),
+            authority: parts
+                .authority
+                .unwrap_or_else(|| Authority::from_static("invalid")),
             weight: cfg.weight,
             active: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
@@ -114,7 +116,9 @@ impl Balancer {
             LoadBalancerKind::WeightedRoundRobin => Self::Weighted(smooth::Smooth::new(instances)),
             LoadBalancerKind::LeastConnections => Self::LeastConnections(AtomicUsize::new(0)),
             LoadBalancerKind::IpHash => Self::Hash(Ring::new(instances), HashSource::ClientIp),
-            LoadBalancerKind::HeaderHash(h) => Self::Hash(Ring::new(instances), HashSource::Header(h.clone())),
+            LoadBalancerKind::HeaderHash(h) => {
+                Self::Hash(Ring::new(instances), HashSource::Header(h.clone()))
+            }
             LoadBalancerKind::Random => Self::Random,
         }
     }
@@ -125,7 +129,9 @@ impl Balancer {
         match self {
             Self::RoundRobin(next) => {
                 let start = next.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|k| (start + k) % n).find(|&i| instances[i].is_healthy())
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|&i| instances[i].is_healthy())
             }
             Self::Weighted(s) => s.select(instances),
             Self::LeastConnections(rot) => {
@@ -147,11 +153,19 @@ impl Balancer {
             }
             Self::Random => {
                 let pick = || {
-                    (0..4).map(|_| fastrand::usize(..n)).find(|&i| instances[i].is_healthy())
+                    (0..4)
+                        .map(|_| fastrand::usize(..n))
+                        .find(|&i| instances[i].is_healthy())
                 };
                 match (pick(), pick()) {
-                    (Some(a), Some(b)) => Some(if instances[b].active() < instances[a].active() { b } else { a }),
-                    (a, b) => a.or(b).or_else(|| (0..n).find(|&i| instances[i].is_healthy())),
+                    (Some(a), Some(b)) => Some(if instances[b].active() < instances[a].active() {
+                        b
+                    } else {
+                        a
+                    }),
+                    (a, b) => a
+                        .or(b)
+                        .or_else(|| (0..n).find(|&i| instances[i].is_healthy())),
                 }
             }
         }

@@ -49,7 +49,11 @@ impl Body {
 
     /// Streams `inner`, failing once more than `limit` bytes went through.
     pub fn stream(inner: Incoming, limit: u64) -> Self {
-        Self::Stream { inner, remaining: limit, limit }
+        Self::Stream {
+            inner,
+            remaining: limit,
+            limit,
+        }
     }
 }
 
@@ -57,10 +61,17 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut *self {
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream { inner, remaining, limit } => match Pin::new(inner).poll_frame(cx) {
+            Self::Stream {
+                inner,
+                remaining,
+                limit,
+            } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         let n = data.len() as u64;

@@ -54,14 +54,26 @@ impl GatewayError {
             Self::PayloadTooLarge | Self::Upstream(UpstreamError::BodyTooLarge) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
-            Self::Plugin(PluginError::BodyTooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Plugin(PluginError::BodyTooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             Self::NoHealthyUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
-            Self::Upstream(UpstreamError::Connect(_)) => (StatusCode::BAD_GATEWAY, "upstream_connect_failed"),
-            Self::Upstream(UpstreamError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            Self::Upstream(UpstreamError::Failed(_)) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            Self::Upstream(UpstreamError::Connect(_)) => {
+                (StatusCode::BAD_GATEWAY, "upstream_connect_failed")
+            }
+            Self::Upstream(UpstreamError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+            Self::Upstream(UpstreamError::Failed(_)) => {
+                (StatusCode::BAD_GATEWAY, "upstream_failed")
+            }
             Self::ResponseTooLarge => (StatusCode::BAD_GATEWAY, "upstream_response_too_large"),
-            Self::Plugin(PluginError::Timeout { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
-            Self::Plugin(PluginError::Busy { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_busy"),
+            Self::Plugin(PluginError::Timeout { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout")
+            }
+            Self::Plugin(PluginError::Busy { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "plugin_busy")
+            }
             Self::Plugin(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_error"),
         }
     }
@@ -72,7 +84,9 @@ impl GatewayError {
             Self::NoRoute | Self::BadRequest(_) | Self::PayloadTooLarge => Origin::Downstream,
             Self::Upstream(UpstreamError::BodyTooLarge) => Origin::Downstream,
             Self::Plugin(PluginError::BodyTooLarge(_)) => Origin::Downstream,
-            Self::NoHealthyUpstream(_) | Self::Upstream(_) | Self::ResponseTooLarge => Origin::Upstream,
+            Self::NoHealthyUpstream(_) | Self::Upstream(_) | Self::ResponseTooLarge => {
+                Origin::Upstream
+            }
             Self::Plugin(_) => Origin::Plugin,
         }
     }
@@ -93,17 +107,24 @@ pub fn render(err: &GatewayError, request_id: &str) -> Response<Body> {
     let mut resp = json_error(status, code, request_id);
     if matches!(err, GatewayError::BadRequest(_)) {
         // The connection's framing can no longer be trusted.
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
 
 /// `{"error":"<code>","request_id":"<id>"}` with the given status.
 pub fn json_error(status: StatusCode, code: &str, request_id: &str) -> Response<Body> {
-    let body = format!(r#"{{"error":"{code}","request_id":"{}"}}"#, json_escape(request_id));
+    let body = format!(
+        r#"{{"error":"{code}","request_id":"{}"}}"#,
+        json_escape(request_id)
+    );
     let mut resp = Response::new(Body::full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -111,6 +132,11 @@ fn json_escape(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
         std::borrow::Cow::Borrowed(s)
     } else {
-        std::borrow::Cow::Owned(serde_json::to_string(s).unwrap_or_default().trim_matches('"').to_string())
+        std::borrow::Cow::Owned(
+            serde_json::to_string(s)
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
+        )
     }
 }

@@ -82,7 +82,9 @@ impl Shared {
             .await
             .map_err(|e| e.to_string())?;
         let result = match parsed {
-            Err(e) => Err(format!("config reload rejected, keeping the last good config:\n{e}")),
+            Err(e) => Err(format!(
+                "config reload rejected, keeping the last good config:\n{e}"
+            )),
             Ok(cfg) => {
                 let current = self.snapshot();
                 match Snapshot::build(cfg, &self.runtime, Some(&current)).await {
@@ -124,7 +126,9 @@ impl Shared {
             }
             Err(e) => {
                 self.stats.swaps_failed.fetch_add(1, Ordering::Relaxed);
-                self.record_error(format!("plugin swap rejected, keeping the running version: {e}"));
+                self.record_error(format!(
+                    "plugin swap rejected, keeping the running version: {e}"
+                ));
             }
         }
         result.map(|_| ())
@@ -132,8 +136,11 @@ impl Shared {
 
     async fn try_swap(&self, name: &str) -> Result<usize, String> {
         let snap = self.snapshot();
-        let attachments: Vec<_> =
-            snap.attachments().into_iter().filter(|a| &*a.config().name == name).collect();
+        let attachments: Vec<_> = snap
+            .attachments()
+            .into_iter()
+            .filter(|a| &*a.config().name == name)
+            .collect();
         if attachments.is_empty() {
             return Ok(0);
         }
@@ -153,7 +160,13 @@ impl Shared {
             if a.version().as_deref() == Some(&*compiled.version) {
                 continue;
             }
-            pools.push((a, self.runtime.start_pool(&compiled, a.config()).await.map_err(|e| e.to_string())?));
+            pools.push((
+                a,
+                self.runtime
+                    .start_pool(&compiled, a.config())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ));
         }
         let n = pools.len();
         for (a, pool) in pools {
@@ -184,10 +197,18 @@ impl Gateway {
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
         let mut listeners = Vec::new();
         for l in &snapshot.config.listeners {
-            let sock = TcpListener::bind(l.addr).await.map_err(|source| StartError::Bind { addr: l.addr, source })?;
+            let sock = TcpListener::bind(l.addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: l.addr,
+                    source,
+                })?;
             listeners.push(sock);
         }
-        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let addrs = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             runtime,
@@ -197,13 +218,20 @@ impl Gateway {
             control: tokio::sync::Mutex::new(()),
         });
         let (tx, rx) = watch::channel(false);
-        let mut tasks: Vec<JoinHandle<()>> =
-            listeners.into_iter().map(|l| tokio::spawn(crate::listener::run(l, shared.clone(), rx.clone()))).collect();
+        let mut tasks: Vec<JoinHandle<()>> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(crate::listener::run(l, shared.clone(), rx.clone())))
+            .collect();
         match crate::reload::watch(shared.clone(), rx) {
             Ok(task) => tasks.push(task),
             Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),
         }
-        Ok(Self { shared, addrs, shutdown: tx, tasks })
+        Ok(Self {
+            shared,
+            addrs,
+            shutdown: tx,
+            tasks,
+        })
     }
 
     /// The bound listener addresses, in config order (port 0 resolved).

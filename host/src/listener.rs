@@ -36,7 +36,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
         };
         let _ = stream.set_nodelay(true);
         let limits = shared.snapshot().limits;
-        let conn_info = ConnInfo { remote, scheme: "http" };
+        let conn_info = ConnInfo {
+            remote,
+            scheme: "http",
+        };
         let shared_conn = shared.clone();
         let svc = service_fn(move |req| {
             let snapshot = shared_conn.snapshot();
@@ -53,7 +56,9 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -63,7 +68,13 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
     }
     drop(listener);
     let drain = shared.snapshot().limits.drain_timeout;
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?drain, "drain deadline passed; closing remaining connections");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "drain deadline passed; closing remaining connections"
+        );
     }
 }

@@ -10,7 +10,11 @@ use gatehouse::plugin::PluginRuntime;
 use gatehouse::snapshot::Snapshot;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "An API gateway whose policies are WebAssembly components")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An API gateway whose policies are WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,14 +57,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Validate { config } => validate(config),
-        Command::Plugin { command: PluginCommand::Compile { wasm, output } } => compile(wasm, output),
+        Command::Plugin {
+            command: PluginCommand::Compile { wasm, output },
+        } => compile(wasm, output),
     };
     match result {
         Ok(code) => code,

@@ -27,7 +27,11 @@ pub struct ConnInfo {
 
 /// Serves one request on `snapshot` (the one current when it arrived) and
 /// always produces a response: failures become JSON errors via [`render`].
-pub async fn serve(snapshot: Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(
+    snapshot: Arc<Snapshot>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let request_id = headers::request_id(req.headers());
     let mut resp = match handle(&snapshot, conn, req, &request_id).await {
         Ok(r) => r,
@@ -53,10 +57,20 @@ async fn handle(
     let host = normalize_host(raw_host);
     let path = parts.uri.path();
     if has_dot_segment(path) {
-        return Err(GatewayError::BadRequest("path contains `.` or `..` segments"));
+        return Err(GatewayError::BadRequest(
+            "path contains `.` or `..` segments",
+        ));
     }
-    let key = RequestKey { host: &host, method: &parts.method, path, headers: &parts.headers };
-    let matched = snap.router.match_request(&key).ok_or(GatewayError::NoRoute)?;
+    let key = RequestKey {
+        host: &host,
+        method: &parts.method,
+        path,
+        headers: &parts.headers,
+    };
+    let matched = snap
+        .router
+        .match_request(&key)
+        .ok_or(GatewayError::NoRoute)?;
     let route = &snap.routes[matched.route];
     let limit = snap.limits.max_body_bytes;
     if content_length(&parts.headers).is_some_and(|n| n > limit) {
@@ -66,7 +80,10 @@ async fn handle(
         Vec::new()
     } else {
         let names = route.param_names.iter();
-        names.enumerate().filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string()))).collect()
+        names
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string())))
+            .collect()
     };
     let host: Arc<str> = host.into();
     let head = stages::prepare_request(parts, conn, route, &matched, host, request_id);

@@ -18,7 +18,10 @@ use crate::gateway::Shared;
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Starts watching; the task ends when `shutdown` flips.
-pub fn watch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> Result<JoinHandle<()>, notify::Error> {
+pub fn watch(
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Reading a file raises access events: acting on them would make every
@@ -32,7 +35,10 @@ pub fn watch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> Result
         }
     })?;
     let config_path = absolute(&shared.config_path);
-    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into());
+    let config_dir = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
     watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
     let mut plugin_dir = absolute(&shared.snapshot().config.plugin_dir);
     if let Err(e) = watcher.watch(&plugin_dir, RecursiveMode::NonRecursive) {

@@ -64,8 +64,15 @@ struct Conditions {
 
 impl Conditions {
     fn accepts(&self, key: &RequestKey<'_>) -> bool {
-        let method_ok = self.methods.as_ref().is_none_or(|ms| ms.contains(key.method));
-        method_ok && self.headers.iter().all(|(n, v)| key.headers.get(n) == Some(v))
+        let method_ok = self
+            .methods
+            .as_ref()
+            .is_none_or(|ms| ms.contains(key.method));
+        method_ok
+            && self
+                .headers
+                .iter()
+                .all(|(n, v)| key.headers.get(n) == Some(v))
     }
 }
 
@@ -102,12 +109,18 @@ impl Router {
                 }
                 let trie = match h {
                     HostPattern::Exact(h) => router.exact.entry(h.as_str().into()).or_default(),
-                    HostPattern::Wildcard(s) => router.wildcard.entry(s.as_str().into()).or_default(),
+                    HostPattern::Wildcard(s) => {
+                        router.wildcard.entry(s.as_str().into()).or_default()
+                    }
                 };
                 trie.insert(i, r, routes, &mut errors);
             }
         }
-        if errors.is_empty() { Ok(router) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(router)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Finds the best route: exact host, then the longest `*.` suffix, then routes
@@ -116,14 +129,22 @@ impl Router {
     pub fn match_request(&self, key: &RequestKey<'_>) -> Option<RouteMatch> {
         let accept = |i: u32| self.conditions[i as usize].accepts(key);
         if !key.host.is_empty() {
-            if let Some(m) = self.exact.get(key.host).and_then(|t| t.find(key.path, &accept)) {
+            if let Some(m) = self
+                .exact
+                .get(key.host)
+                .and_then(|t| t.find(key.path, &accept))
+            {
                 return Some(m);
             }
             if !self.wildcard.is_empty() {
                 let mut rest = key.host;
                 while let Some(dot) = rest.find('.') {
                     rest = &rest[dot + 1..];
-                    if let Some(m) = self.wildcard.get(rest).and_then(|t| t.find(key.path, &accept)) {
+                    if let Some(m) = self
+                        .wildcard
+                        .get(rest)
+                        .and_then(|t| t.find(key.path, &accept))
+                    {
                         return Some(m);
                     }
                 }

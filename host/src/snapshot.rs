@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::balancer::{Balancer, Instance, ip_hash, stable_hash};
 use crate::config::{
-    AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey, Target,
+    AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey,
+    Target,
 };
 use crate::plugin::{Attachment, Chain, PluginRuntime};
 use crate::router::Router;
@@ -28,7 +29,11 @@ pub struct Service {
 
 impl Service {
     fn build(cfg: &ServiceConfig) -> Self {
-        let instances: Vec<Arc<Instance>> = cfg.instances.iter().map(|i| Arc::new(Instance::new(i))).collect();
+        let instances: Vec<Arc<Instance>> = cfg
+            .instances
+            .iter()
+            .map(|i| Arc::new(Instance::new(i)))
+            .collect();
         Self {
             name: cfg.name.clone(),
             balancer: Balancer::build(&cfg.load_balancer, &instances),
@@ -62,7 +67,9 @@ impl RouteTarget {
             Self::Split { arms, total, key } => {
                 let point = match key {
                     SplitKey::ClientIp => ip_hash(client_ip),
-                    SplitKey::Header(h) => headers.get(h).map_or_else(|| fastrand::u64(..), |v| stable_hash(v.as_bytes())),
+                    SplitKey::Header(h) => headers
+                        .get(h)
+                        .map_or_else(|| fastrand::u64(..), |v| stable_hash(v.as_bytes())),
                     SplitKey::Random => fastrand::u64(..),
                 } % u64::from(*total);
                 let mut acc = 0u64;
@@ -119,7 +126,11 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, Vec<ConfigError>> {
         let router = Router::build(&config.routes)?;
-        let services: Vec<Arc<Service>> = config.services.iter().map(|s| Arc::new(Service::build(s))).collect();
+        let services: Vec<Arc<Service>> = config
+            .services
+            .iter()
+            .map(|s| Arc::new(Service::build(s)))
+            .collect();
         let mut loader = Loader::new(runtime, previous);
         let mut errors = Vec::new();
         let mut global = Vec::new();
@@ -135,7 +146,9 @@ impl Snapshot {
             for (pi, a) in r.plugins.iter().enumerate() {
                 match loader.attachment(a, &config).await {
                     Ok(att) => items.push(att),
-                    Err(e) => errors.push(ConfigError::new(format!("routes[{ri}].plugins[{pi}]"), e)),
+                    Err(e) => {
+                        errors.push(ConfigError::new(format!("routes[{ri}].plugins[{pi}]"), e))
+                    }
                 }
             }
             routes.push(route(r, &services, Chain::new(items)));
@@ -143,7 +156,12 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self { router, routes, limits: config.limits, config: Arc::new(config) })
+        Ok(Self {
+            router,
+            routes,
+            limits: config.limits,
+            config: Arc::new(config),
+        })
     }
 
     /// Every attachment in this snapshot (deduplicated).
@@ -164,7 +182,10 @@ fn route(r: &RouteConfig, services: &[Arc<Service>], chain: Chain) -> Route {
     let target = match &r.target {
         Target::Service(i) => RouteTarget::Service(services[*i].clone()),
         Target::Split { arms, key } => RouteTarget::Split {
-            arms: arms.iter().map(|&(i, w)| (services[i].clone(), w)).collect(),
+            arms: arms
+                .iter()
+                .map(|&(i, w)| (services[i].clone(), w))
+                .collect(),
             total: arms.iter().map(|&(_, w)| w).sum::<u32>().max(1),
             key: key.clone(),
         },
@@ -189,12 +210,25 @@ struct Loader<'a> {
 impl<'a> Loader<'a> {
     fn new(runtime: &'a Arc<PluginRuntime>, previous: Option<&Snapshot>) -> Self {
         let previous = previous
-            .map(|s| s.attachments().into_iter().map(|a| (key(a.config()), a)).collect())
+            .map(|s| {
+                s.attachments()
+                    .into_iter()
+                    .map(|a| (key(a.config()), a))
+                    .collect()
+            })
             .unwrap_or_default();
-        Self { runtime, built: HashMap::new(), previous }
+        Self {
+            runtime,
+            built: HashMap::new(),
+            previous,
+        }
     }
 
-    async fn attachment(&mut self, cfg: &AttachmentConfig, config: &Config) -> Result<Arc<Attachment>, String> {
+    async fn attachment(
+        &mut self,
+        cfg: &AttachmentConfig,
+        config: &Config,
+    ) -> Result<Arc<Attachment>, String> {
         let k = key(cfg);
         if let Some(a) = self.built.get(&k) {
             return Ok(a.clone());
@@ -204,11 +238,18 @@ impl<'a> Loader<'a> {
         Ok(att)
     }
 
-    async fn load(&self, cfg: &AttachmentConfig, config: &Config) -> Result<Arc<Attachment>, String> {
+    async fn load(
+        &self,
+        cfg: &AttachmentConfig,
+        config: &Config,
+    ) -> Result<Arc<Attachment>, String> {
         let path = match PluginRuntime::locate(&config.plugin_dir, &cfg.name) {
             Ok(p) => p,
             Err(_) if cfg.optional => {
-                tracing::info!(plugin = &*cfg.name, "optional plugin not present yet; serving without it");
+                tracing::info!(
+                    plugin = &*cfg.name,
+                    "optional plugin not present yet; serving without it"
+                );
                 let att = Arc::new(Attachment::new(cfg.clone(), None));
                 self.runtime.register(&att);
                 return Ok(att);
@@ -226,7 +267,11 @@ impl<'a> Loader<'a> {
                 return Ok(prev.clone());
             }
         }
-        let pool = self.runtime.start_pool(&compiled, cfg).await.map_err(|e| e.to_string())?;
+        let pool = self
+            .runtime
+            .start_pool(&compiled, cfg)
+            .await
+            .map_err(|e| e.to_string())?;
         let att = Arc::new(Attachment::new(cfg.clone(), Some(pool)));
         self.runtime.register(&att);
         Ok(att)

@@ -49,8 +49,8 @@ pub use response::Response;
 /// Host services: logging, clocks, metrics, key-value store, rate limiting.
 pub mod host {
     pub use crate::bindings::gatehouse::plugin::host::{
-        Algorithm, Backend, LimitDecision, LimitRequest, counter_add, histogram_record, kv_delete, kv_get,
-        kv_set, log, monotonic_ns, now_ms, rate_limit,
+        Algorithm, Backend, LimitDecision, LimitRequest, counter_add, histogram_record, kv_delete,
+        kv_get, kv_set, log, monotonic_ns, now_ms, rate_limit,
     };
 }
 
@@ -80,12 +80,22 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     }
 
     /// Called with the response head (needs [`Features::RESPONSE_HEADERS`]).
-    fn on_response(&self, _ctx: &Context, _req: &Request, _resp: &ResponseHeadRef) -> ResponseAction {
+    fn on_response(
+        &self,
+        _ctx: &Context,
+        _req: &Request,
+        _resp: &ResponseHeadRef,
+    ) -> ResponseAction {
         ResponseAction::Continue
     }
 
     /// Called with the buffered response body (needs [`Features::RESPONSE_BODY`]).
-    fn on_response_body(&self, _ctx: &Context, _resp: &ResponseHeadRef, _body: Vec<u8>) -> BodyAction {
+    fn on_response_body(
+        &self,
+        _ctx: &Context,
+        _resp: &ResponseHeadRef,
+        _body: Vec<u8>,
+    ) -> BodyAction {
         BodyAction::Continue
     }
 }
@@ -97,7 +107,8 @@ pub mod __private {
     use std::sync::OnceLock;
 
     pub fn init<P: Plugin>(cell: &OnceLock<P>, config: String) -> Result<Features, String> {
-        let cfg: P::Config = serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
+        let cfg: P::Config =
+            serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
         let plugin = P::new(cfg)?;
         let features = plugin.features();
         // A second init on the same instance keeps the first plugin: instances

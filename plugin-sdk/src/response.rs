@@ -17,22 +17,32 @@ pub struct Response {
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// A JSON response: `Response::json(401, &serde_json::json!({"error": "unauthorized"}))`.
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        Self::new(status).header("content-type", "application/json").body(value.to_string())
+        Self::new(status)
+            .header("content-type", "application/json")
+            .body(value.to_string())
     }
 
     /// A JSON error body `{"error": code, "request_id": id}`, the gateway's own shape.
     pub fn error(status: u16, code: &str, request_id: &str) -> Self {
-        Self::json(status, &serde_json::json!({ "error": code, "request_id": request_id }))
+        Self::json(
+            status,
+            &serde_json::json!({ "error": code, "request_id": request_id }),
+        )
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers.push((name.to_string(), value.as_ref().to_vec()));
+        self.headers
+            .push((name.to_string(), value.as_ref().to_vec()));
         self
     }
 
@@ -45,7 +55,11 @@ impl Response {
     fn into_wit(self) -> types::Response {
         types::Response {
             status: self.status,
-            headers: self.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(name, value)| Header { name, value })
+                .collect(),
             body: self.body,
         }
     }

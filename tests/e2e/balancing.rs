@@ -21,10 +21,17 @@ fn service(name: &str, lb: &str, ups: &[Upstream], weights: &[u32]) -> String {
         .zip(weights.iter().chain(std::iter::repeat(&1)))
         .map(|(u, w)| format!("{{ url: \"{}\", weight: {w} }}", u.url()))
         .collect();
-    format!("  - name: {name}\n    load_balancer: {lb}\n    hash_header: x-user\n    instances: [{}]\n", inst.join(", "))
+    format!(
+        "  - name: {name}\n    load_balancer: {lb}\n    hash_header: x-user\n    instances: [{}]\n",
+        inst.join(", ")
+    )
 }
 
-async fn tally(gw: &TestGateway, n: usize, headers: impl Fn(usize) -> Vec<(String, String)>) -> (HashMap<String, usize>, Vec<String>) {
+async fn tally(
+    gw: &TestGateway,
+    n: usize,
+    headers: impl Fn(usize) -> Vec<(String, String)>,
+) -> (HashMap<String, usize>, Vec<String>) {
     let mut counts = HashMap::new();
     let mut seq = Vec::new();
     for i in 0..n {
@@ -46,7 +53,12 @@ fn route(upstream: &str) -> String {
 async fn round_robin_and_random_spread_evenly() {
     let ups = upstreams(3).await;
     for lb in ["round_robin", "random", "least_connections"] {
-        let gw = TestGateway::start(&format!("services:\n{}{}", service("s", lb, &ups, &[]), route("s"))).await;
+        let gw = TestGateway::start(&format!(
+            "services:\n{}{}",
+            service("s", lb, &ups, &[]),
+            route("s")
+        ))
+        .await;
         let (counts, _) = tally(&gw, 300, |_| vec![]).await;
         for u in &ups {
             let c = counts.get(&u.name).copied().unwrap_or(0);
@@ -59,9 +71,18 @@ async fn round_robin_and_random_spread_evenly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smooth_weighted_round_robin_interleaves() {
     let ups = upstreams(3).await;
-    let gw = TestGateway::start(&format!("services:\n{}{}", service("s", "weighted_round_robin", &ups, &[3, 1, 1]), route("s"))).await;
+    let gw = TestGateway::start(&format!(
+        "services:\n{}{}",
+        service("s", "weighted_round_robin", &ups, &[3, 1, 1]),
+        route("s")
+    ))
+    .await;
     let (counts, seq) = tally(&gw, 10, |_| vec![]).await;
-    assert_eq!(seq, ["u0", "u1", "u0", "u2", "u0", "u0", "u1", "u0", "u2", "u0"], "{counts:?}");
+    assert_eq!(
+        seq,
+        ["u0", "u1", "u0", "u2", "u0", "u0", "u1", "u0", "u2", "u0"],
+        "{counts:?}"
+    );
     gw.stop().await;
 }
 
@@ -95,24 +116,42 @@ async fn least_connections_prefers_the_idle_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_hash_is_consistent_and_moves_few_keys() {
     let ups = upstreams(4).await;
-    let yaml3 = format!("services:\n{}{}", service("s", "header_hash", &ups[..3], &[]), route("s"));
+    let yaml3 = format!(
+        "services:\n{}{}",
+        service("s", "header_hash", &ups[..3], &[]),
+        route("s")
+    );
     let gw = TestGateway::start(&yaml3).await;
     let keys = 200;
     let user = |i: usize| vec![("x-user".to_string(), format!("user-{i}"))];
     let (_, first) = tally(&gw, keys, user).await;
     let (_, again) = tally(&gw, keys, user).await;
     assert_eq!(first, again, "same key, same instance");
-    gw.write_config(&format!("services:\n{}{}", service("s", "header_hash", &ups, &[]), route("s")));
+    gw.write_config(&format!(
+        "services:\n{}{}",
+        service("s", "header_hash", &ups, &[]),
+        route("s")
+    ));
     let reloaded = eventually(Duration::from_secs(5), async || {
-        gw.shared().stats.reloads_ok.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        gw.shared()
+            .stats
+            .reloads_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
     })
     .await;
     assert!(reloaded);
     let (counts, after) = tally(&gw, keys, user).await;
     let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert!(moved * 100 <= keys * 40, "moved {moved} of {keys}");
-    assert!(counts.contains_key("u3"), "the new instance gets some keys: {counts:?}");
-    assert!(first.iter().zip(&after).all(|(a, b)| a == b || b == "u3"), "keys only move to the new instance");
+    assert!(
+        counts.contains_key("u3"),
+        "the new instance gets some keys: {counts:?}"
+    );
+    assert!(
+        first.iter().zip(&after).all(|(a, b)| a == b || b == "u3"),
+        "keys only move to the new instance"
+    );
     gw.stop().await;
 }
 
@@ -135,10 +174,18 @@ async fn weighted_split_and_sticky_split() {
     for user in 0..20 {
         let h = [("x-user", format!("u{user}"))];
         let hr: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let first = request(Method::GET, &gw.url("/sticky"), &hr, "").await.header("x-upstream").unwrap().to_string();
+        let first = request(Method::GET, &gw.url("/sticky"), &hr, "")
+            .await
+            .header("x-upstream")
+            .unwrap()
+            .to_string();
         for _ in 0..5 {
             let again = request(Method::GET, &gw.url("/sticky"), &hr, "").await;
-            assert_eq!(again.header("x-upstream").unwrap(), first, "user {user} stays on one side");
+            assert_eq!(
+                again.header("x-upstream").unwrap(),
+                first,
+                "user {user} stays on one side"
+            );
         }
     }
     gw.stop().await;

@@ -16,13 +16,23 @@ fn validate(file: &str) -> (bool, String) {
         .env("GATEHOUSE_LOG", "off")
         .output()
         .expect("run gatehouse validate");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
 fn invalid_configs_match_their_golden_errors() {
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(golden_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -35,8 +45,14 @@ fn invalid_configs_match_their_golden_errors() {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&expected_path, &output).unwrap();
         }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
-        assert_eq!(output, expected, "{name}: output differs from {}", expected_path.display());
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
+        assert_eq!(
+            output,
+            expected,
+            "{name}: output differs from {}",
+            expected_path.display()
+        );
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} golden files");
@@ -46,5 +62,8 @@ fn invalid_configs_match_their_golden_errors() {
 fn valid_config_passes() {
     let (ok, output) = validate("valid.yaml");
     assert!(ok, "{output}");
-    assert!(output.contains("ok (1 routes, 0 plugin attachments)"), "{output}");
+    assert!(
+        output.contains("ok (1 routes, 0 plugin attachments)"),
+        "{output}"
+    );
 }

@@ -27,14 +27,20 @@ async fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
 }
 
 fn status_of(resp: &str) -> u16 {
-    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_attempts_are_refused() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let gw = gateway(&up).await;
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
         (
             "two content-lengths",
@@ -52,9 +58,17 @@ async fn smuggling_attempts_are_refused() {
     for (name, raw, allowed) in cases {
         let resp = exchange(gw.addr, &raw).await;
         let status = status_of(&resp);
-        assert!(allowed.contains(&status), "{name}: got {status}: {resp:.200}");
+        assert!(
+            allowed.contains(&status),
+            "{name}: got {status}: {resp:.200}"
+        );
     }
-    assert_eq!(up.hits(), 0, "nothing hostile reached the upstream: {:?}", up.received());
+    assert_eq!(
+        up.hits(),
+        0,
+        "nothing hostile reached the upstream: {:?}",
+        up.received()
+    );
     gw.stop().await;
 }
 
@@ -69,12 +83,22 @@ async fn cl_te_smuggling_never_reaches_the_upstream_as_a_request() {
     let raw = b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let started = Instant::now();
     let resp = exchange(gw.addr, raw).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "connection was closed, not left open");
-    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "exactly one response: {resp}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "connection was closed, not left open"
+    );
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {resp}"
+    );
     let smuggled = up.received().iter().any(|r| r.uri.contains("smuggled"));
     assert!(!smuggled, "the smuggled request reached the upstream");
     for r in up.received() {
-        assert!(r.headers.get("content-length").is_none_or(|v| v == "0"), "no conflicting length forwarded");
+        assert!(
+            r.headers.get("content-length").is_none_or(|v| v == "0"),
+            "no conflicting length forwarded"
+        );
     }
     gw.stop().await;
 }
@@ -101,15 +125,24 @@ async fn slowloris_is_cut_off_at_the_header_timeout() {
             Ok(Ok(_)) => {
                 // A 408 before closing is fine too; keep reading until EOF.
                 let mut rest = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut rest)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut rest)).await;
                 closed = true;
                 break;
             }
             Err(_) => {}
         }
     }
-    assert!(closed, "connection still open after {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(4), "cut off after {:?}", started.elapsed());
+    assert!(
+        closed,
+        "connection still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off after {:?}",
+        started.elapsed()
+    );
     assert_eq!(up.hits(), 0);
     gw.stop().await;
 }

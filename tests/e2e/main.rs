@@ -6,6 +6,7 @@ mod support;
 mod balancing;
 mod cli;
 mod hostile;
+mod lifecycle;
 mod plugins;
 mod proxying;
 mod reload;

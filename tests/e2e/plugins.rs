@@ -30,7 +30,12 @@ async fn header_edits_and_response_hooks_in_reverse_order() {
     assert_eq!(seen.headers["x-first"], "one");
     assert_eq!(seen.headers["x-second"], "two");
     // on-response runs in reverse: the second plugin appends first.
-    let seen_by: Vec<&str> = r.headers.get_all("x-seen-by").iter().map(|v| v.to_str().unwrap()).collect();
+    let seen_by: Vec<&str> = r
+        .headers
+        .get_all("x-seen-by")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(seen_by, vec!["two", "one"]);
     gw.stop().await;
 }
@@ -48,7 +53,11 @@ async fn short_circuit_skips_upstream_but_earlier_response_hooks_run() {
     assert_eq!(r.json()["error"], "denied");
     assert_eq!(r.json()["request_id"], r.header("x-request-id").unwrap());
     assert_eq!(r.header("x-denied-by"), Some("testkit"));
-    assert_eq!(r.header("x-seen-by"), Some("one"), "only plugins that ran see the response");
+    assert_eq!(
+        r.header("x-seen-by"),
+        Some("one"),
+        "only plugins that ran see the response"
+    );
     assert_eq!(up.hits(), 0, "the upstream was never called");
     let r = request(Method::GET, &gw.url("/items/1"), &[("x-allow", "yes")], "").await;
     assert_eq!(r.status, 200);
@@ -59,13 +68,26 @@ async fn short_circuit_skips_upstream_but_earlier_response_hooks_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_hooks_rewrite_both_bodies() {
     let up = Upstream::start("up", Behavior::Echo).await;
-    let gw = start(&up, "      - { name: testkit, config: { mode: rewrite-body, suffix: \"<!--gw-->\" } }\n").await;
-    let r = request(Method::POST, &gw.url("/items/1"), &[("content-type", "text/plain")], "hello").await;
+    let gw = start(
+        &up,
+        "      - { name: testkit, config: { mode: rewrite-body, suffix: \"<!--gw-->\" } }\n",
+    )
+    .await;
+    let r = request(
+        Method::POST,
+        &gw.url("/items/1"),
+        &[("content-type", "text/plain")],
+        "hello",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(&up.last().body[..], b"HELLO");
     assert_eq!(up.last().headers["content-length"], "5");
     assert!(r.text().ends_with("<!--gw-->"), "{}", r.text());
-    assert_eq!(r.header("content-length").unwrap(), r.body.len().to_string());
+    assert_eq!(
+        r.header("content-length").unwrap(),
+        r.body.len().to_string()
+    );
     gw.stop().await;
 }
 
@@ -77,7 +99,13 @@ async fn attributes_flow_between_plugins_and_context_is_visible() {
         "      - { name: testkit, config: { mode: read-attr, name: consumer, header: x-before } }\n      - { name: testkit, config: { mode: set-attr, name: consumer, value: alice } }\n      - { name: testkit, config: { mode: read-attr, name: consumer, header: x-consumer } }\n      - { name: testkit, config: { mode: echo } }\n",
     )
     .await;
-    let r = request(Method::GET, &gw.url("/items/77"), &[("x-request-id", "rid-5")], "").await;
+    let r = request(
+        Method::GET,
+        &gw.url("/items/77"),
+        &[("x-request-id", "rid-5")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200);
     let seen = up.last();
     assert_eq!(seen.headers["x-before"], "missing");
@@ -95,30 +123,65 @@ async fn bad_plugin_config_is_a_load_error() {
     let dir = tempfile::tempdir().unwrap();
     let _ = dir;
     let kit = plugin_path("testkit");
-    let yaml = chain_config(&up.url(), "      - { name: testkit, config: { mode: deny, status: 999 } }\n");
+    let yaml = chain_config(
+        &up.url(),
+        "      - { name: testkit, config: { mode: deny, status: 999 } }\n",
+    );
     let gw = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(gw.path().join("plugins")).unwrap();
     std::fs::copy(&kit, gw.path().join("plugins/testkit.wasm")).unwrap();
     let path = gw.path().join("g.yaml");
-    std::fs::write(&path, format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}")).unwrap();
-    let err = gatehouse::Gateway::start(&path).await.err().expect("must not start");
+    std::fs::write(
+        &path,
+        format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}"),
+    )
+    .unwrap();
+    let err = gatehouse::Gateway::start(&path)
+        .await
+        .err()
+        .expect("must not start");
     let msg = err.to_string();
     assert!(msg.contains("routes[0].plugins[0]"), "{msg}");
     assert!(msg.contains("status 999 is not an HTTP status"), "{msg}");
     // An unknown mode fails in serde, with serde's message.
-    let yaml = chain_config(&up.url(), "      - { name: testkit, config: { mode: nope } }\n");
-    std::fs::write(&path, format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}")).unwrap();
-    let msg = gatehouse::Gateway::start(&path).await.err().expect("must not start").to_string();
-    assert!(msg.contains("invalid config") && msg.contains("nope"), "{msg}");
+    let yaml = chain_config(
+        &up.url(),
+        "      - { name: testkit, config: { mode: nope } }\n",
+    );
+    std::fs::write(
+        &path,
+        format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}"),
+    )
+    .unwrap();
+    let msg = gatehouse::Gateway::start(&path)
+        .await
+        .err()
+        .expect("must not start")
+        .to_string();
+    assert!(
+        msg.contains("invalid config") && msg.contains("nope"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_plugin_is_an_error_unless_optional() {
     let up = Upstream::start("up", Behavior::Echo).await;
-    let err = TestGateway::try_start(&chain_config(&up.url(), "      - { name: ghost }\n")).await.err().unwrap();
+    let err = TestGateway::try_start(&chain_config(&up.url(), "      - { name: ghost }\n"))
+        .await
+        .err()
+        .unwrap();
     assert!(err.contains("no ghost.wasm or ghost.cwasm"), "{err}");
-    let gw = TestGateway::start(&chain_config(&up.url(), "      - { name: ghost, optional: true }\n")).await;
-    assert_eq!(get(&gw.url("/items/1")).await.status, 200, "serves without the optional plugin");
+    let gw = TestGateway::start(&chain_config(
+        &up.url(),
+        "      - { name: ghost, optional: true }\n",
+    ))
+    .await;
+    assert_eq!(
+        get(&gw.url("/items/1")).await.status,
+        200,
+        "serves without the optional plugin"
+    );
     // When the file appears, the plugin starts to apply.
     let tag = plugin_path("tag-a");
     gw.install_plugin("ghost", &tag);

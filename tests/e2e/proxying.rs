@@ -35,18 +35,34 @@ async fn forwarded_headers_request_id_and_hop_by_hop() {
     let seen = up.last();
     assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
-    assert_eq!(seen.headers["x-forwarded-host"], gw.addr.to_string().as_str());
-    assert_eq!(seen.headers["host"], gw.addr.to_string().as_str(), "Host preserved by default");
+    assert_eq!(
+        seen.headers["x-forwarded-host"],
+        gw.addr.to_string().as_str()
+    );
+    assert_eq!(
+        seen.headers["host"],
+        gw.addr.to_string().as_str(),
+        "Host preserved by default"
+    );
     assert_eq!(seen.headers["x-request-id"], "client-id-1");
     for h in ["x-client-secret", "proxy-authorization", "te"] {
-        assert!(!seen.headers.contains_key(h), "{h} must not reach the upstream");
+        assert!(
+            !seen.headers.contains_key(h),
+            "{h} must not reach the upstream"
+        );
     }
     assert_eq!(r.header("x-request-id"), Some("client-id-1"));
     for h in ["x-hop-secret", "keep-alive", "proxy-authenticate"] {
         assert!(r.header(h).is_none(), "{h} must not reach the client");
     }
     // An invalid id is replaced.
-    let r = request(Method::GET, &gw.url("/"), &[("x-request-id", "bad id with spaces")], "").await;
+    let r = request(
+        Method::GET,
+        &gw.url("/"),
+        &[("x-request-id", "bad id with spaces")],
+        "",
+    )
+    .await;
     let id = r.header("x-request-id").unwrap();
     assert_eq!(id.len(), 32);
     assert_eq!(up.last().headers["x-request-id"], id);
@@ -65,7 +81,10 @@ async fn host_can_be_rewritten_to_the_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_slow_and_missing_upstreams() {
     // A port that was just free: connection refused.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let slow = Upstream::start("slow", Behavior::Delay(Duration::from_secs(3))).await;
     let gw = TestGateway::start(&format!(
         r#"
@@ -89,10 +108,15 @@ routes:
     let r = get(&gw.url("/slow")).await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["error"], "upstream_timeout");
-    assert!(started.elapsed() < Duration::from_secs(2), "the timeout cut the wait short");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the timeout cut the wait short"
+    );
     // No healthy instance: mark the only one down.
     let snap = gw.shared().snapshot();
-    let gatehouse::snapshot::RouteTarget::Service(svc) = &snap.routes[0].target else { panic!("single service") };
+    let gatehouse::snapshot::RouteTarget::Service(svc) = &snap.routes[0].target else {
+        panic!("single service")
+    };
     svc.instances[0].set_healthy(false);
     let r = get(&gw.url("/dead")).await;
     assert_eq!(r.status, 503);

@@ -14,7 +14,10 @@ fn config(up: &Upstream, version: usize) -> String {
 }
 
 async fn wait_reloads(gw: &TestGateway, n: u64) -> bool {
-    eventually(Duration::from_secs(5), async || gw.shared().stats.reloads_ok.load(Ordering::Relaxed) >= n).await
+    eventually(Duration::from_secs(5), async || {
+        gw.shared().stats.reloads_ok.load(Ordering::Relaxed) >= n
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,21 +30,43 @@ async fn reloads_under_load_lose_nothing_and_bad_configs_are_rejected() {
     while (applied < 20 || load.ok() < 5_000) && started.elapsed() < Duration::from_secs(60) {
         applied += 1;
         gw.write_config(&config(&up, applied));
-        assert!(wait_reloads(&gw, applied as u64).await, "reload {applied} not applied");
-        let seen = eventually(Duration::from_secs(2), async || up.last().uri == format!("/v{applied}")).await;
+        assert!(
+            wait_reloads(&gw, applied as u64).await,
+            "reload {applied} not applied"
+        );
+        let seen = eventually(Duration::from_secs(2), async || {
+            up.last().uri == format!("/v{applied}")
+        })
+        .await;
         assert!(seen, "reload {applied} not visible upstream");
     }
     // An invalid config (unknown service) keeps the last good one serving.
     gw.write_config(&config(&up, 999).replace("upstream: s", "upstream: nope"));
-    let rejected = eventually(Duration::from_secs(5), async || gw.shared().stats.reloads_failed.load(Ordering::Relaxed) >= 1).await;
+    let rejected = eventually(Duration::from_secs(5), async || {
+        gw.shared().stats.reloads_failed.load(Ordering::Relaxed) >= 1
+    })
+    .await;
     assert!(rejected);
-    let error = gw.shared().last_error.lock().unwrap().clone().unwrap_or_default();
-    assert!(error.contains("routes[0].upstream: unknown service \"nope\""), "{error}");
+    let error = gw
+        .shared()
+        .last_error
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("routes[0].upstream: unknown service \"nope\""),
+        "{error}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (ok, failed, first) = load.finish().await;
     assert_eq!(failed, 0, "first failure: {first:?}");
     assert!(ok >= 5_000 && applied >= 20, "ok={ok} reloads={applied}");
-    assert_eq!(up.last().uri, format!("/v{applied}"), "the last good config still serves");
+    assert_eq!(
+        up.last().uri,
+        format!("/v{applied}"),
+        "the last good config still serves"
+    );
     gw.stop().await;
 }
 
@@ -61,7 +86,10 @@ async fn plugin_hot_swap_fifty_times_under_load() {
     );
     let tag_of = async || {
         let r = get(&gw.url("/probe")).await;
-        r.json()["headers"]["x-tag"].as_str().unwrap_or("").to_string()
+        r.json()["headers"]["x-tag"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
     assert_eq!(tag_of().await, "a");
     let load = Load::start(gw.url("/load"), 4);
@@ -82,16 +110,32 @@ async fn plugin_hot_swap_fifty_times_under_load() {
     // A corrupt file is rejected; the running version keeps serving.
     let current = tag_of().await;
     std::fs::write(gw.plugin_dir().join("tag.wasm.tmp"), b"\0asm garbage").unwrap();
-    std::fs::rename(gw.plugin_dir().join("tag.wasm.tmp"), gw.plugin_dir().join("tag.wasm")).unwrap();
+    std::fs::rename(
+        gw.plugin_dir().join("tag.wasm.tmp"),
+        gw.plugin_dir().join("tag.wasm"),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(tag_of().await, current, "corrupt file must not replace the running version");
+    assert_eq!(
+        tag_of().await,
+        current,
+        "corrupt file must not replace the running version"
+    );
     let rss_after = gw.rss_kib();
     let (ok, failed, first) = load.finish().await;
-    eprintln!("hot swap: {swaps} swaps, {ok} requests, slowest switch {slowest:?}, RSS {rss_before} -> {rss_after} KiB");
+    eprintln!(
+        "hot swap: {swaps} swaps, {ok} requests, slowest switch {slowest:?}, RSS {rss_before} -> {rss_after} KiB"
+    );
     assert_eq!(failed, 0, "first failure: {first:?}");
     assert!(swaps >= 50 && ok >= 10_000, "swaps={swaps} ok={ok}");
-    assert!(slowest < Duration::from_secs(1), "slowest switch {slowest:?}");
-    assert!(rss_after * 100 <= rss_before * 120, "RSS {rss_before} -> {rss_after} KiB");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest switch {slowest:?}"
+    );
+    assert!(
+        rss_after * 100 <= rss_before * 120,
+        "RSS {rss_before} -> {rss_after} KiB"
+    );
 }
 
 fn gateway_replace(gw: &GatewayProcess, name: &str, src: &std::path::Path) {

@@ -34,13 +34,25 @@ async fn specificity_rewrites_and_params() {
     let (gw, up) = echo_routes().await;
     let r = get(&gw.url("/api/orders/latest?x=1")).await;
     assert_eq!(r.status, 200);
-    assert_eq!(up.last().uri, "/orders/latest?x=1", "exact route with strip_prefix");
+    assert_eq!(
+        up.last().uri,
+        "/orders/latest?x=1",
+        "exact route with strip_prefix"
+    );
 
     get(&gw.url("/api/orders/42")).await;
-    assert_eq!(up.last().uri, "/v1/orders/42", "param route with template rewrite");
+    assert_eq!(
+        up.last().uri,
+        "/v1/orders/42",
+        "param route with template rewrite"
+    );
 
     get(&gw.url("/api/orders/42/lines")).await;
-    assert_eq!(up.last().uri, "/api/orders/42/lines", "prefix route, no rewrite");
+    assert_eq!(
+        up.last().uri,
+        "/api/orders/42/lines",
+        "prefix route, no rewrite"
+    );
     gw.stop().await;
 }
 
@@ -50,7 +62,13 @@ async fn hosts_methods_headers_priority() {
     let host = |h: &'static str| [("host", h)];
     // Exact host beats the host-less prefix route: both match, but only "host"
     // lives in the exact-host table, which is searched first.
-    request(Method::GET, &gw.url("/api/x"), &host("admin.example.com"), "").await;
+    request(
+        Method::GET,
+        &gw.url("/api/x"),
+        &host("admin.example.com"),
+        "",
+    )
+    .await;
     let via_host = up.last().headers.get("x-forwarded-host").cloned();
     assert_eq!(via_host.unwrap(), "admin.example.com");
 
@@ -64,7 +82,11 @@ async fn hosts_methods_headers_priority() {
     get(&gw.url("/prio")).await;
     assert_eq!(up.last().uri, "/high", "higher priority wins");
     request(Method::DELETE, &gw.url("/prio"), &[], "").await;
-    assert_eq!(up.last().uri, "/low", "lower priority still serves other methods");
+    assert_eq!(
+        up.last().uri,
+        "/low",
+        "lower priority still serves other methods"
+    );
     gw.stop().await;
 }
 

@@ -24,7 +24,9 @@ async fn hundred_megabytes_each_way_with_flat_memory() {
 
     let (status, reply) = stream_through(&gw.url("/upload"), SIZE).await;
     assert_eq!(status, 200);
-    let counted: u64 = String::from_utf8_lossy(&drain.last().body).parse().unwrap_or(0);
+    let counted: u64 = String::from_utf8_lossy(&drain.last().body)
+        .parse()
+        .unwrap_or(0);
     assert_eq!(counted, SIZE, "the upstream received every byte");
     assert!(reply > 0);
     let after_upload = gw.rss_kib();
@@ -35,5 +37,8 @@ async fn hundred_megabytes_each_way_with_flat_memory() {
     let after_download = gw.rss_kib();
 
     let growth = after_upload.max(after_download).saturating_sub(before);
-    assert!(growth < 32 * 1024, "RSS grew {growth} KiB (before {before} KiB)");
+    assert!(
+        growth < 32 * 1024,
+        "RSS grew {growth} KiB (before {before} KiB)"
+    );
 }

@@ -32,7 +32,12 @@ impl Plugin for Hello {
         Action::Continue
     }
 
-    fn on_response(&self, _ctx: &Context, _req: &Request, resp: &ResponseHeadRef) -> ResponseAction {
+    fn on_response(
+        &self,
+        _ctx: &Context,
+        _req: &Request,
+        resp: &ResponseHeadRef,
+    ) -> ResponseAction {
         resp.set_header("x-plugin", b"hello");
         ResponseAction::Continue
     }

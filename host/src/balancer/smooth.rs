@@ -14,7 +14,9 @@ pub struct Smooth {
 impl Smooth {
     /// Starts every current weight at zero.
     pub fn new(instances: &[Arc<Instance>]) -> Self {
-        Self { current: Mutex::new(vec![0; instances.len()]) }
+        Self {
+            current: Mutex::new(vec![0; instances.len()]),
+        }
     }
 
     /// Adds each healthy instance's weight to its current weight, picks the largest,

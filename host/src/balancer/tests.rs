@@ -16,7 +16,10 @@ fn instances(weights: &[u32]) -> Vec<Arc<Instance>> {
 }
 
 fn key(headers: &HeaderMap, last_octet: u8) -> SelectKey<'_> {
-    SelectKey { client_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 0, last_octet)), headers }
+    SelectKey {
+        client_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 0, last_octet)),
+        headers,
+    }
 }
 
 #[test]
@@ -24,7 +27,9 @@ fn smooth_weighted_pattern_is_interleaved() {
     let insts = instances(&[3, 1, 1]);
     let b = Balancer::build(&LoadBalancerKind::WeightedRoundRobin, &insts);
     let h = HeaderMap::new();
-    let seq: Vec<usize> = (0..10).map(|_| b.select(&insts, &key(&h, 1)).unwrap()).collect();
+    let seq: Vec<usize> = (0..10)
+        .map(|_| b.select(&insts, &key(&h, 1)).unwrap())
+        .collect();
     assert_eq!(seq, vec![0, 1, 0, 2, 0, 0, 1, 0, 2, 0]);
 }
 
@@ -34,7 +39,9 @@ fn round_robin_skips_unhealthy() {
     insts[1].set_healthy(false);
     let b = Balancer::build(&LoadBalancerKind::RoundRobin, &insts);
     let h = HeaderMap::new();
-    let seq: Vec<usize> = (0..4).map(|_| b.select(&insts, &key(&h, 1)).unwrap()).collect();
+    let seq: Vec<usize> = (0..4)
+        .map(|_| b.select(&insts, &key(&h, 1)).unwrap())
+        .collect();
     assert!(!seq.contains(&1));
     insts[0].set_healthy(false);
     insts[2].set_healthy(false);

@@ -20,7 +20,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("duration `{s}` has unknown unit `{unit}` (us, ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "duration `{s}` has unknown unit `{unit}` (us, ms, s, m, h)"
+            ));
+        }
     };
     Ok(d)
 }
@@ -32,7 +36,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -32,10 +32,8 @@ fn substitute_with(
             Some((n, d)) => (n, Some(d)),
             None => (expr, None),
         };
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(ConfigError::new(
                 "",
@@ -48,7 +46,9 @@ fn substitute_with(
             (None, None) => {
                 return Err(ConfigError::new(
                     "",
-                    format!("environment variable `{name}` is not set (use `${{{name}:-default}}` for a default)"),
+                    format!(
+                        "environment variable `{name}` is not set (use `${{{name}:-default}}` for a default)"
+                    ),
                 ));
             }
         }

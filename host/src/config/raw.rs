@@ -36,7 +36,12 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         _ => full.as_str(),
     };
     match (msg.rfind(" at line "), e.location()) {
-        (Some(i), Some(loc)) => format!("{} (line {}, column {})", &msg[..i], loc.line(), loc.column()),
+        (Some(i), Some(loc)) => format!(
+            "{} (line {}, column {})",
+            &msg[..i],
+            loc.line(),
+            loc.column()
+        ),
         _ => msg.to_string(),
     }
 }

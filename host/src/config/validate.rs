@@ -5,9 +5,9 @@ use std::path::Path;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use super::ConfigError;
 use super::model::*;
 use super::raw::*;
-use super::ConfigError;
 
 /// Collects errors while walking the raw document.
 struct Errors(Vec<ConfigError>);
@@ -27,7 +27,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .filter_map(|(i, l)| listener(l, &format!("listeners[{i}]"), &mut errs))
         .collect();
     if raw.admin.is_some() {
-        errs.push("admin", "the admin API is not available in this version yet");
+        errs.push(
+            "admin",
+            "the admin API is not available in this version yet",
+        );
     }
     let redis_url = raw.redis.map(|r| r.url);
     if let Some(url) = &redis_url {
@@ -43,7 +46,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     for (i, s) in raw.services.iter().enumerate() {
         let path = format!("services[{i}]");
         if service_index.insert(s.name.clone(), i).is_some() {
-            errs.push(format!("{path}.name"), format!("duplicate service name \"{}\"", s.name));
+            errs.push(
+                format!("{path}.name"),
+                format!("duplicate service name \"{}\"", s.name),
+            );
         }
         services.push(service(s, &path, &mut errs));
     }
@@ -53,13 +59,20 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         if let Some(prev) = ids.insert(r.id.clone(), i) {
-            errs.push(format!("{path}.id"), format!("duplicate route id \"{}\" (also routes[{prev}])", r.id));
+            errs.push(
+                format!("{path}.id"),
+                format!("duplicate route id \"{}\" (also routes[{prev}])", r.id),
+            );
         }
         if let Some(route) = route(r, &path, &service_index, base, &mut errs) {
             routes.push(route);
         }
     }
-    let limits = raw.limits.as_ref().map(|l| limits(l, &mut errs)).unwrap_or_default();
+    let limits = raw
+        .limits
+        .as_ref()
+        .map(|l| limits(l, &mut errs))
+        .unwrap_or_default();
     if raw.workers == Some(0) {
         errs.push("workers", "must be at least 1");
     }
@@ -80,12 +93,18 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
 
 fn listener(l: &RawListener, path: &str, errs: &mut Errors) -> Option<ListenerConfig> {
     if l.tls.is_some() {
-        errs.push(format!("{path}.tls"), "TLS listeners are not available in this version yet");
+        errs.push(
+            format!("{path}.tls"),
+            "TLS listeners are not available in this version yet",
+        );
     }
     match l.addr.parse() {
         Ok(addr) => Some(ListenerConfig { addr }),
         Err(_) => {
-            errs.push(format!("{path}.addr"), format!("`{}` is not an ip:port address", l.addr));
+            errs.push(
+                format!("{path}.addr"),
+                format!("`{}` is not an ip:port address", l.addr),
+            );
             None
         }
     }
@@ -110,7 +129,10 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
         ("health_check", s.health_check.is_some()),
         ("circuit_breaker", s.circuit_breaker.is_some()),
         ("retries", s.retries.is_some()),
-        ("max_concurrent_requests", s.max_concurrent_requests.is_some()),
+        (
+            "max_concurrent_requests",
+            s.max_concurrent_requests.is_some(),
+        ),
         ("protocol", s.protocol.is_some()),
     ];
     for (key, present) in not_yet {
@@ -131,7 +153,10 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
                 LoadBalancerKind::RoundRobin
             }
             None => {
-                errs.push(format!("{path}.hash_header"), "required when load_balancer is header_hash");
+                errs.push(
+                    format!("{path}.hash_header"),
+                    "required when load_balancer is header_hash",
+                );
                 LoadBalancerKind::RoundRobin
             }
         },
@@ -144,7 +169,10 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
         }
     };
     if s.instances.is_empty() {
-        errs.push(format!("{path}.instances"), "a service needs at least one instance");
+        errs.push(
+            format!("{path}.instances"),
+            "a service needs at least one instance",
+        );
     }
     let instances = s
         .instances
@@ -161,11 +189,17 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
                     Some(InstanceConfig { url, weight })
                 }
                 Ok(url) if url.scheme_str() == Some("https") => {
-                    errs.push(format!("{ipath}.url"), format!("`{url}`: https upstreams are not available in this version yet"));
+                    errs.push(
+                        format!("{ipath}.url"),
+                        format!("`{url}`: https upstreams are not available in this version yet"),
+                    );
                     None
                 }
                 _ => {
-                    errs.push(format!("{ipath}.url"), format!("`{}` is not an http://host:port URL", inst.url));
+                    errs.push(
+                        format!("{ipath}.url"),
+                        format!("`{}` is not an http://host:port URL", inst.url),
+                    );
                     None
                 }
             }
@@ -175,8 +209,12 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
         name: s.name.as_str().into(),
         load_balancer,
         instances,
-        connect_timeout: s.connect_timeout.map_or(std::time::Duration::from_secs(1), |d| d.0),
-        timeout: s.timeout.map_or(std::time::Duration::from_secs(30), |d| d.0),
+        connect_timeout: s
+            .connect_timeout
+            .map_or(std::time::Duration::from_secs(1), |d| d.0),
+        timeout: s
+            .timeout
+            .map_or(std::time::Duration::from_secs(30), |d| d.0),
     }
 }
 
@@ -199,13 +237,18 @@ fn route(
     let methods = m.methods.as_ref().map(|ms| {
         ms.iter()
             .enumerate()
-            .filter_map(|(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    errs.push(format!("{path}.match.methods[{i}]"), format!("`{s}` is not an HTTP method"));
-                    None
-                }
-            })
+            .filter_map(
+                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errs.push(
+                            format!("{path}.match.methods[{i}]"),
+                            format!("`{s}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                },
+            )
             .collect()
     });
     let hosts = m
@@ -223,16 +266,27 @@ fn route(
     let headers = m
         .headers
         .iter()
-        .filter_map(|(k, v)| match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
-            (Ok(k), Ok(v)) => Some((k, v)),
-            _ => {
-                errs.push(format!("{path}.match.headers.{k}"), "not a valid header name and value");
-                None
+        .filter_map(|(k, v)| {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    errs.push(
+                        format!("{path}.match.headers.{k}"),
+                        "not a valid header name and value",
+                    );
+                    None
+                }
             }
         })
         .collect();
     let target = target(r, path, services, errs);
-    let rewrite = r.rewrite.as_ref().and_then(|rw| rewrite(rw, pattern.as_ref(), path, errs));
+    let rewrite = r
+        .rewrite
+        .as_ref()
+        .and_then(|rw| rewrite(rw, pattern.as_ref(), path, errs));
     let plugins = attachments(&r.plugins, &format!("{path}.plugins"), base, errs);
     if errs.0.len() > before {
         return None;
@@ -251,7 +305,12 @@ fn route(
     })
 }
 
-fn target(r: &RawRoute, path: &str, services: &HashMap<String, usize>, errs: &mut Errors) -> Option<Target> {
+fn target(
+    r: &RawRoute,
+    path: &str,
+    services: &HashMap<String, usize>,
+    errs: &mut Errors,
+) -> Option<Target> {
     let lookup = |name: &str, at: String, errs: &mut Errors| match services.get(name) {
         Some(&i) => Some(i),
         None => {
@@ -285,7 +344,10 @@ fn target(r: &RawRoute, path: &str, services: &HashMap<String, usize>, errs: &mu
                 Some(k) => match k.strip_prefix("header:").map(HeaderName::try_from) {
                     Some(Ok(h)) => SplitKey::Header(h),
                     _ => {
-                        errs.push(format!("{path}.split_key"), format!("`{k}`: expected `ip`, `random` or `header:<name>`"));
+                        errs.push(
+                            format!("{path}.split_key"),
+                            format!("`{k}`: expected `ip`, `random` or `header:<name>`"),
+                        );
                         SplitKey::Random
                     }
                 },
@@ -293,7 +355,10 @@ fn target(r: &RawRoute, path: &str, services: &HashMap<String, usize>, errs: &mu
             Some(Target::Split { arms: out, key })
         }
         (Some(_), Some(_)) => {
-            errs.push(path.to_string(), "set either `upstream` or `split`, not both");
+            errs.push(
+                path.to_string(),
+                "set either `upstream` or `split`, not both",
+            );
             None
         }
         (None, None) => {
@@ -303,11 +368,19 @@ fn target(r: &RawRoute, path: &str, services: &HashMap<String, usize>, errs: &mu
     }
 }
 
-fn rewrite(rw: &RawRewrite, pattern: Option<&PathPattern>, path: &str, errs: &mut Errors) -> Option<Rewrite> {
+fn rewrite(
+    rw: &RawRewrite,
+    pattern: Option<&PathPattern>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Rewrite> {
     match (&rw.strip_prefix, &rw.path) {
         (Some(p), None) if p.starts_with('/') => Some(Rewrite::StripPrefix(p.clone())),
         (Some(_), None) => {
-            errs.push(format!("{path}.rewrite.strip_prefix"), "must start with `/`");
+            errs.push(
+                format!("{path}.rewrite.strip_prefix"),
+                "must start with `/`",
+            );
             None
         }
         (None, Some(t)) => match parse_template(t) {
@@ -316,7 +389,10 @@ fn rewrite(rw: &RawRewrite, pattern: Option<&PathPattern>, path: &str, errs: &mu
                 for part in &parts {
                     if let TemplatePart::Param(p) = part {
                         if pattern.is_some() && !names.contains(&p.as_str()) {
-                            errs.push(format!("{path}.rewrite.path"), format!("`{{{p}}}` is not a parameter of match.path"));
+                            errs.push(
+                                format!("{path}.rewrite.path"),
+                                format!("`{{{p}}}` is not a parameter of match.path"),
+                            );
                         }
                     }
                 }
@@ -328,38 +404,63 @@ fn rewrite(rw: &RawRewrite, pattern: Option<&PathPattern>, path: &str, errs: &mu
             }
         },
         _ => {
-            errs.push(format!("{path}.rewrite"), "set exactly one of `strip_prefix` or `path`");
+            errs.push(
+                format!("{path}.rewrite"),
+                "set exactly one of `strip_prefix` or `path`",
+            );
             None
         }
     }
 }
 
-fn attachments(raw: &[RawAttachment], path: &str, base: &Path, errs: &mut Errors) -> Vec<AttachmentConfig> {
+fn attachments(
+    raw: &[RawAttachment],
+    path: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Vec<AttachmentConfig> {
     raw.iter()
         .enumerate()
         .filter_map(|(i, a)| {
             let p = format!("{path}[{i}]");
             let valid_name = !a.name.is_empty()
-                && a.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && a.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_name {
-                errs.push(format!("{p}.name"), format!("`{}`: plugin names use letters, digits, `-` and `_`", a.name));
+                errs.push(
+                    format!("{p}.name"),
+                    format!(
+                        "`{}`: plugin names use letters, digits, `-` and `_`",
+                        a.name
+                    ),
+                );
                 return None;
             }
             let on_error = match a.on_error.as_deref() {
                 None | Some("deny") => OnError::Deny,
                 Some("allow") => OnError::Allow,
                 Some(other) => {
-                    errs.push(format!("{p}.on_error"), format!("`{other}`: expected `deny` or `allow`"));
+                    errs.push(
+                        format!("{p}.on_error"),
+                        format!("`{other}`: expected `deny` or `allow`"),
+                    );
                     return None;
                 }
             };
-            let config = if a.config.is_null() { "{}".to_string() } else { a.config.to_string() };
+            let config = if a.config.is_null() {
+                "{}".to_string()
+            } else {
+                a.config.to_string()
+            };
             Some(AttachmentConfig {
                 name: a.name.as_str().into(),
                 on_error,
                 config: config.into(),
                 timeout: a.timeout.map_or(DEFAULT_PLUGIN_TIMEOUT, |d| d.0),
-                memory_limit: a.memory_limit_mb.map_or(DEFAULT_PLUGIN_MEMORY, |m| (m as usize) << 20),
+                memory_limit: a
+                    .memory_limit_mb
+                    .map_or(DEFAULT_PLUGIN_MEMORY, |m| (m as usize) << 20),
                 max_instances: a.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES).max(1),
                 body_limit: a.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
                 optional: a.optional,
@@ -372,7 +473,11 @@ fn attachments(raw: &[RawAttachment], path: &str, base: &Path, errs: &mut Errors
 /// Parses `*.example.com` or `api.example.com` (lower-cased, no port).
 pub fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {
     let h = h.to_ascii_lowercase();
-    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
     match h.strip_prefix("*.") {
         Some(suffix) if ok(suffix) => Ok(HostPattern::Wildcard(suffix.to_string())),
         None if ok(&h) => Ok(HostPattern::Exact(h)),
@@ -394,7 +499,11 @@ pub fn parse_path_pattern(p: &str) -> Result<PathPattern, String> {
             if i != last {
                 return Err(format!("`{p}`: a `*` tail must be the last segment"));
             }
-            let name = if *seg == "*" { "rest" } else { &seg[2..seg.len() - 1] };
+            let name = if *seg == "*" {
+                "rest"
+            } else {
+                &seg[2..seg.len() - 1]
+            };
             check_name(name, p)?;
             tail = Some(name.to_string());
         } else if seg.starts_with('{') && seg.ends_with('}') {
@@ -402,12 +511,18 @@ pub fn parse_path_pattern(p: &str) -> Result<PathPattern, String> {
             check_name(name, p)?;
             segments.push(Segment::Param(name.to_string()));
         } else if seg.contains(['{', '}', '*']) {
-            return Err(format!("`{p}`: `{seg}` mixes literal text with `{{`, `}}` or `*`"));
+            return Err(format!(
+                "`{p}`: `{seg}` mixes literal text with `{{`, `}}` or `*`"
+            ));
         } else {
             segments.push(Segment::Static(seg.to_string()));
         }
     }
-    let pattern = PathPattern { raw: p.to_string(), segments, tail };
+    let pattern = PathPattern {
+        raw: p.to_string(),
+        segments,
+        tail,
+    };
     let names = pattern.param_names();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
@@ -419,7 +534,11 @@ pub fn parse_path_pattern(p: &str) -> Result<PathPattern, String> {
 
 fn check_name(name: &str, p: &str) -> Result<(), String> {
     let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok { Ok(()) } else { Err(format!("`{p}`: `{name}` is not a valid parameter name")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{p}`: `{name}` is not a valid parameter name"))
+    }
 }
 
 impl PathPattern {
@@ -448,7 +567,10 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         if open > 0 {
             parts.push(TemplatePart::Literal(rest[..open].to_string()));
         }
-        let close = rest[open..].find('}').ok_or_else(|| format!("`{t}`: unclosed `{{`"))? + open;
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("`{t}`: unclosed `{{`"))?
+            + open;
         let name = rest[open + 1..close].trim_start_matches('*');
         check_name(name, t)?;
         parts.push(TemplatePart::Param(name.to_string()));
@@ -475,14 +597,24 @@ mod tests {
         assert_eq!(p.param_names(), vec!["path"]);
         assert!(parse_path_pattern("api").is_err());
         assert!(parse_path_pattern("/a/*/b").is_err());
-        assert!(parse_path_pattern("/a/{x}/{x}").unwrap_err().contains("twice"));
+        assert!(
+            parse_path_pattern("/a/{x}/{x}")
+                .unwrap_err()
+                .contains("twice")
+        );
         assert!(parse_path_pattern("/a/x{y}").is_err());
     }
 
     #[test]
     fn host_patterns() {
-        assert_eq!(parse_host_pattern("API.example.com"), Ok(HostPattern::Exact("api.example.com".into())));
-        assert_eq!(parse_host_pattern("*.example.com"), Ok(HostPattern::Wildcard("example.com".into())));
+        assert_eq!(
+            parse_host_pattern("API.example.com"),
+            Ok(HostPattern::Exact("api.example.com".into()))
+        );
+        assert_eq!(
+            parse_host_pattern("*.example.com"),
+            Ok(HostPattern::Wildcard("example.com".into()))
+        );
         assert!(parse_host_pattern("a*.b").is_err());
     }
 

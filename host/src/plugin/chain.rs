@@ -25,7 +25,10 @@ impl Attachment {
     /// An attachment running `pool` (or nothing yet, for an optional plugin whose
     /// file is missing).
     pub fn new(cfg: AttachmentConfig, pool: Option<Arc<Pool>>) -> Self {
-        Self { cfg, current: ArcSwapOption::new(pool) }
+        Self {
+            cfg,
+            current: ArcSwapOption::new(pool),
+        }
     }
 
     /// The attachment's config.
@@ -98,7 +101,9 @@ pub enum BodyFlow {
 impl Chain {
     /// A chain of `items` in order.
     pub fn new(items: Vec<Arc<Attachment>>) -> Self {
-        Self { items: items.into() }
+        Self {
+            items: items.into(),
+        }
     }
 
     /// True when no plugin is attached.
@@ -113,7 +118,10 @@ impl Chain {
 
     /// Pins the current version of every attachment for one request.
     pub fn start(&self) -> ChainRun {
-        ChainRun { pools: self.items.iter().map(|a| a.pool()).collect(), ran: 0 }
+        ChainRun {
+            pools: self.items.iter().map(|a| a.pool()).collect(),
+            ran: 0,
+        }
     }
 }
 
@@ -127,7 +135,10 @@ pub struct ChainRun {
 
 impl ChainRun {
     fn wants(&self, f: Features) -> bool {
-        self.pools.iter().flatten().any(|p| p.features().contains(f))
+        self.pools
+            .iter()
+            .flatten()
+            .any(|p| p.features().contains(f))
     }
 
     /// Whether any plugin asked for the request body; and the smallest body limit.
@@ -155,14 +166,21 @@ impl ChainRun {
     }
 
     /// Runs `on-request` in order until one responds.
-    pub async fn on_request(&mut self, mut ex: Box<Exchange>) -> (Box<Exchange>, Result<Flow, PluginError>) {
+    pub async fn on_request(
+        &mut self,
+        mut ex: Box<Exchange>,
+    ) -> (Box<Exchange>, Result<Flow, PluginError>) {
         for i in 0..self.pools.len() {
-            let Some(pool) = self.pools[i].clone() else { continue };
+            let Some(pool) = self.pools[i].clone() else {
+                continue;
+            };
             self.ran = i + 1;
             let (back, result) = pool.invoke(ex, Call::Request).await;
             ex = back;
             match result {
-                Ok(Outcome::Request(RequestAction::Respond(r))) => return (ex, Ok(Flow::Respond(convert(r, &pool)))),
+                Ok(Outcome::Request(RequestAction::Respond(r))) => {
+                    return (ex, Ok(Flow::Respond(convert(r, &pool))));
+                }
                 Ok(_) => {}
                 Err(e) => {
                     if let Err(e) = policy(&pool, e) {
@@ -175,12 +193,20 @@ impl ChainRun {
     }
 
     /// Runs `on-request-body` for the plugins that asked, in order.
-    pub async fn on_request_body(&self, ex: Box<Exchange>, body: Bytes) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
-        self.body_hooks(ex, body, Features::REQUEST_BODY, false).await
+    pub async fn on_request_body(
+        &self,
+        ex: Box<Exchange>,
+        body: Bytes,
+    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
+        self.body_hooks(ex, body, Features::REQUEST_BODY, false)
+            .await
     }
 
     /// Runs `on-response` in reverse order over the plugins that ran.
-    pub async fn on_response(&self, mut ex: Box<Exchange>) -> (Box<Exchange>, Result<ResponseFlow, PluginError>) {
+    pub async fn on_response(
+        &self,
+        mut ex: Box<Exchange>,
+    ) -> (Box<Exchange>, Result<ResponseFlow, PluginError>) {
         for pool in self.pools[..self.ran].iter().rev().flatten() {
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
@@ -203,8 +229,13 @@ impl ChainRun {
     }
 
     /// Runs `on-response-body` in reverse order over the plugins that ran and asked.
-    pub async fn on_response_body(&self, ex: Box<Exchange>, body: Bytes) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
-        self.body_hooks(ex, body, Features::RESPONSE_BODY, true).await
+    pub async fn on_response_body(
+        &self,
+        ex: Box<Exchange>,
+        body: Bytes,
+    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
+        self.body_hooks(ex, body, Features::RESPONSE_BODY, true)
+            .await
     }
 
     async fn body_hooks(
@@ -215,17 +246,27 @@ impl ChainRun {
         reverse: bool,
     ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
         let upto = if reverse { self.ran } else { self.pools.len() };
-        let mut pools: Vec<&Arc<Pool>> = self.pools[..upto].iter().flatten().filter(|p| p.features().contains(f)).collect();
+        let mut pools: Vec<&Arc<Pool>> = self.pools[..upto]
+            .iter()
+            .flatten()
+            .filter(|p| p.features().contains(f))
+            .collect();
         if reverse {
             pools.reverse();
         }
         for pool in pools {
-            let call = if reverse { Call::ResponseBody(body.to_vec()) } else { Call::RequestBody(body.to_vec()) };
+            let call = if reverse {
+                Call::ResponseBody(body.to_vec())
+            } else {
+                Call::RequestBody(body.to_vec())
+            };
             let (back, result) = pool.invoke(ex, call).await;
             ex = back;
             match result {
                 Ok(Outcome::Body(BodyAction::Replace(b))) => body = Bytes::from(b),
-                Ok(Outcome::Body(BodyAction::Respond(r))) => return (ex, Ok(BodyFlow::Respond(convert(r, pool)))),
+                Ok(Outcome::Body(BodyAction::Respond(r))) => {
+                    return (ex, Ok(BodyFlow::Respond(convert(r, pool))));
+                }
                 Ok(_) => {}
                 Err(e) => {
                     if let Err(e) = policy(pool, e) {
@@ -252,11 +293,18 @@ fn policy(pool: &Pool, e: PluginError) -> Result<(), PluginError> {
 fn convert(r: super::bindings::types::Response, pool: &Pool) -> PluginResponse {
     let mut headers = HeaderMap::with_capacity(r.headers.len());
     for h in r.headers {
-        match (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(&h.value)) {
+        match (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(&h.value),
+        ) {
             (Ok(n), Ok(v)) => {
                 headers.append(n, v);
             }
-            _ => tracing::warn!(plugin = &*pool.config().name, header = h.name, "invalid header in plugin response; dropped"),
+            _ => tracing::warn!(
+                plugin = &*pool.config().name,
+                header = h.name,
+                "invalid header in plugin response; dropped"
+            ),
         }
     }
     PluginResponse {

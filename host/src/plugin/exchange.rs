@@ -66,7 +66,10 @@ pub struct Exchange {
 impl Exchange {
     /// An attribute's value.
     pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets (or replaces) an attribute.

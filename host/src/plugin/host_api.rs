@@ -16,21 +16,35 @@ fn get(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
 }
 
 fn get_all(headers: &HeaderMap, name: &str) -> Vec<Vec<u8>> {
-    headers.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect()
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect()
 }
 
 fn all(headers: &HeaderMap) -> Vec<Header> {
     headers
         .iter()
-        .map(|(k, v)| Header { name: k.as_str().to_string(), value: v.as_bytes().to_vec() })
+        .map(|(k, v)| Header {
+            name: k.as_str().to_string(),
+            value: v.as_bytes().to_vec(),
+        })
         .collect()
 }
 
 fn parse(plugin: &str, name: &str, value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
-    match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+    match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value),
+    ) {
         (Ok(n), Ok(v)) => Some((n, v)),
         _ => {
-            tracing::warn!(plugin, header = name, "plugin set an invalid header; ignored");
+            tracing::warn!(
+                plugin,
+                header = name,
+                "plugin set an invalid header; ignored"
+            );
             None
         }
     }
@@ -42,7 +56,10 @@ impl PluginState {
     }
 
     fn resp_headers(&self) -> Option<&HeaderMap> {
-        self.exchange.as_ref().and_then(|e| e.resp.as_ref()).map(|r| &r.headers)
+        self.exchange
+            .as_ref()
+            .and_then(|e| e.resp.as_ref())
+            .map(|r| &r.headers)
     }
 
     fn edit_req(&mut self, f: impl FnOnce(&mut HeaderMap)) {
@@ -62,20 +79,32 @@ impl types::Host for PluginState {}
 
 impl types::HostContext for PluginState {
     fn request_id(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange.as_ref().map(|e| e.request_id.to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.request_id.to_string())
+            .unwrap_or_default()
     }
 
     fn route_id(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange.as_ref().map(|e| e.route_id.to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.route_id.to_string())
+            .unwrap_or_default()
     }
 
     fn client_ip(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange.as_ref().map(|e| e.client_ip.to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.client_ip.to_string())
+            .unwrap_or_default()
     }
 
     fn path_param(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
         let e = self.exchange.as_ref()?;
-        e.params.iter().find(|(k, _)| **k == *name).map(|(_, v)| v.clone())
+        e.params
+            .iter()
+            .find(|(k, _)| **k == *name)
+            .map(|(_, v)| v.clone())
     }
 
     fn attribute(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
@@ -95,11 +124,17 @@ impl types::HostContext for PluginState {
 
 impl types::HostRequestHead for PluginState {
     fn method(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange.as_ref().map(|e| e.req.method.to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.req.method.to_string())
+            .unwrap_or_default()
     }
 
     fn scheme(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange.as_ref().map(|e| e.req.scheme.to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.req.scheme.to_string())
+            .unwrap_or_default()
     }
 
     fn authority(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
@@ -108,7 +143,10 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn path(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange.as_ref().map(|e| e.req.uri.path().to_string()).unwrap_or_default()
+        self.exchange
+            .as_ref()
+            .map(|e| e.req.uri.path().to_string())
+            .unwrap_or_default()
     }
 
     fn query(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
@@ -120,7 +158,9 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn header_all(&mut self, _: Resource<RequestHeadRes>, name: String) -> Vec<Vec<u8>> {
-        self.req_headers().map(|h| get_all(h, &name)).unwrap_or_default()
+        self.req_headers()
+            .map(|h| get_all(h, &name))
+            .unwrap_or_default()
     }
 
     fn headers(&mut self, _: Resource<RequestHeadRes>) -> Vec<Header> {
@@ -162,7 +202,11 @@ impl types::HostRequestHead for PluginState {
         Ok(())
     }
 
-    fn set_query(&mut self, _: Resource<RequestHeadRes>, query: Option<String>) -> Result<(), String> {
+    fn set_query(
+        &mut self,
+        _: Resource<RequestHeadRes>,
+        query: Option<String>,
+    ) -> Result<(), String> {
         let e = self.exchange.as_mut().ok_or("no request")?;
         let pq = match query {
             Some(q) if !q.is_empty() => format!("{}?{q}", e.req.uri.path()),
@@ -179,11 +223,16 @@ impl types::HostRequestHead for PluginState {
 
 impl types::HostResponseHead for PluginState {
     fn status(&mut self, _: Resource<ResponseHeadRes>) -> u16 {
-        self.exchange.as_ref().and_then(|e| e.resp.as_ref()).map_or(0, |r| r.status.as_u16())
+        self.exchange
+            .as_ref()
+            .and_then(|e| e.resp.as_ref())
+            .map_or(0, |r| r.status.as_u16())
     }
 
     fn set_status(&mut self, _: Resource<ResponseHeadRes>, status: u16) {
-        let Ok(s) = StatusCode::from_u16(status) else { return };
+        let Ok(s) = StatusCode::from_u16(status) else {
+            return;
+        };
         if let Some(r) = self.exchange.as_mut().and_then(|e| e.resp.as_mut()) {
             r.status = s;
         }
@@ -194,7 +243,9 @@ impl types::HostResponseHead for PluginState {
     }
 
     fn header_all(&mut self, _: Resource<ResponseHeadRes>, name: String) -> Vec<Vec<u8>> {
-        self.resp_headers().map(|h| get_all(h, &name)).unwrap_or_default()
+        self.resp_headers()
+            .map(|h| get_all(h, &name))
+            .unwrap_or_default()
     }
 
     fn headers(&mut self, _: Resource<ResponseHeadRes>) -> Vec<Header> {
@@ -243,7 +294,9 @@ impl host::Host for PluginState {
     }
 
     fn now_ms(&mut self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     fn monotonic_ns(&mut self) -> u64 {
@@ -251,11 +304,21 @@ impl host::Host for PluginState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
-        tracing::trace!(plugin = &*self.shared.name, metric = name, delta, "plugin counter");
+        tracing::trace!(
+            plugin = &*self.shared.name,
+            metric = name,
+            delta,
+            "plugin counter"
+        );
     }
 
     fn histogram_record(&mut self, name: String, value: f64) {
-        tracing::trace!(plugin = &*self.shared.name, metric = name, value, "plugin histogram");
+        tracing::trace!(
+            plugin = &*self.shared.name,
+            metric = name,
+            value,
+            "plugin histogram"
+        );
     }
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
@@ -273,7 +336,9 @@ impl host::Host for PluginState {
     async fn rate_limit(&mut self, req: host::LimitRequest) -> Result<host::LimitDecision, String> {
         match req.backend {
             host::Backend::Local => Ok(self.shared.rate.check(&req)),
-            host::Backend::Redis => Err("the redis rate-limit backend is not available in this version yet".into()),
+            host::Backend::Redis => {
+                Err("the redis rate-limit backend is not available in this version yet".into())
+            }
         }
     }
 }

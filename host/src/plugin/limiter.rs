@@ -17,7 +17,11 @@ enum State {
     /// Tokens left (scaled ×1000 for precision) and when they were counted.
     Bucket { tokens_milli: u64, at_ms: u64 },
     /// Count in the current window, count in the previous one, window start.
-    Window { current: u64, previous: u64, start_ms: u64 },
+    Window {
+        current: u64,
+        previous: u64,
+        start_ms: u64,
+    },
 }
 
 /// Sharded local counters, keyed by the plugin's key string.
@@ -30,7 +34,11 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::new(), epoch: Instant::now() }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            epoch: Instant::now(),
+        }
     }
 }
 
@@ -49,7 +57,9 @@ impl RateLimiter {
             let window = req.window_ms.max(1);
             shard.retain(|_, (_, last)| now_ms.saturating_sub(*last) < 2 * window);
         }
-        let entry = shard.entry(req.key.clone()).or_insert_with(|| (initial(req, now_ms), now_ms));
+        let entry = shard
+            .entry(req.key.clone())
+            .or_insert_with(|| (initial(req, now_ms), now_ms));
         entry.1 = now_ms;
         decide(&mut entry.0, req, now_ms)
     }
@@ -57,8 +67,15 @@ impl RateLimiter {
 
 fn initial(req: &LimitRequest, now_ms: u64) -> State {
     match req.algorithm {
-        Algorithm::TokenBucket => State::Bucket { tokens_milli: u64::from(burst(req)) * 1000, at_ms: now_ms },
-        Algorithm::SlidingWindow => State::Window { current: 0, previous: 0, start_ms: now_ms },
+        Algorithm::TokenBucket => State::Bucket {
+            tokens_milli: u64::from(burst(req)) * 1000,
+            at_ms: now_ms,
+        },
+        Algorithm::SlidingWindow => State::Window {
+            current: 0,
+            previous: 0,
+            start_ms: now_ms,
+        },
     }
 }
 
@@ -71,7 +88,10 @@ fn decide(state: &mut State, req: &LimitRequest, now_ms: u64) -> LimitDecision {
     let window = req.window_ms.max(1);
     let cost = u64::from(req.cost.max(1));
     match state {
-        State::Bucket { tokens_milli, at_ms } => {
+        State::Bucket {
+            tokens_milli,
+            at_ms,
+        } => {
             let cap = u64::from(burst(req)) * 1000;
             // limit tokens per window → limit*1000/window milli-tokens per ms.
             let elapsed = now_ms.saturating_sub(*at_ms);
@@ -95,7 +115,11 @@ fn decide(state: &mut State, req: &LimitRequest, now_ms: u64) -> LimitDecision {
                 retry_after_ms,
             }
         }
-        State::Window { current, previous, start_ms } => {
+        State::Window {
+            current,
+            previous,
+            start_ms,
+        } => {
             let since = now_ms.saturating_sub(*start_ms);
             if since >= 2 * window {
                 (*previous, *current) = (0, 0);
@@ -130,7 +154,15 @@ mod tests {
     use crate::plugin::bindings::host::Backend;
 
     fn req(algorithm: Algorithm, limit: u32, window_ms: u64) -> LimitRequest {
-        LimitRequest { key: "k".into(), algorithm, backend: Backend::Local, limit, window_ms, burst: 0, cost: 1 }
+        LimitRequest {
+            key: "k".into(),
+            algorithm,
+            backend: Backend::Local,
+            limit,
+            window_ms,
+            burst: 0,
+            cost: 1,
+        }
     }
 
     #[test]

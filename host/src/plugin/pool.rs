@@ -64,7 +64,10 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +94,10 @@ impl Pool {
         };
         let (slot, features) = pool.instantiate().await?;
         pool.features = features;
-        pool.idle.get_mut().unwrap_or_else(|p| p.into_inner()).push(slot);
+        pool.idle
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
         Ok(pool)
     }
 
@@ -124,7 +130,10 @@ impl Pool {
         let state = PluginState {
             wasi: wasi.build(),
             table: Default::default(),
-            limiter: MemoryLimiter { cap: self.cfg.memory_limit, peak: 0 },
+            limiter: MemoryLimiter {
+                cap: self.cfg.memory_limit,
+                peak: 0,
+            },
             deadline: Instant::now() + INIT_TIMEOUT,
             exchange: None,
             shared: self.shared.clone(),
@@ -140,7 +149,11 @@ impl Pool {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let plugin = self.pre.instantiate_async(&mut store).await.map_err(|e| format!("instantiate: {e:#}"))?;
+        let plugin = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("instantiate: {e:#}"))?;
         let features = plugin
             .call_init(&mut store, &self.cfg.config)
             .await
@@ -151,17 +164,41 @@ impl Pool {
 
     /// Runs one hook on a pooled instance. The exchange goes into the store for the
     /// call and always comes back, even when the call fails.
-    pub async fn invoke(&self, ex: Box<Exchange>, call: Call) -> (Box<Exchange>, Result<Outcome, PluginError>) {
-        let _permit = match tokio::time::timeout(self.cfg.timeout.max(Duration::from_millis(50)), self.permits.acquire()).await {
+    pub async fn invoke(
+        &self,
+        ex: Box<Exchange>,
+        call: Call,
+    ) -> (Box<Exchange>, Result<Outcome, PluginError>) {
+        let _permit = match tokio::time::timeout(
+            self.cfg.timeout.max(Duration::from_millis(50)),
+            self.permits.acquire(),
+        )
+        .await
+        {
             Ok(Ok(p)) => p,
-            _ => return (ex, Err(PluginError::Busy { plugin: self.name.clone() })),
+            _ => {
+                return (
+                    ex,
+                    Err(PluginError::Busy {
+                        plugin: self.name.clone(),
+                    }),
+                );
+            }
         };
         let idle = self.lock_idle().pop();
         let mut slot = match idle {
             Some(s) => s,
             None => match self.instantiate().await {
                 Ok((s, _)) => s,
-                Err(message) => return (ex, Err(PluginError::Instantiate { plugin: self.name.clone(), message })),
+                Err(message) => {
+                    return (
+                        ex,
+                        Err(PluginError::Instantiate {
+                            plugin: self.name.clone(),
+                            message,
+                        }),
+                    );
+                }
             },
         };
         let store = &mut slot.store;
@@ -183,9 +220,15 @@ impl Pool {
             Err(e) => {
                 // A trapped instance cannot be entered again; dropping it is the only option.
                 let err = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                    PluginError::Timeout { plugin: self.name.clone(), timeout: self.cfg.timeout }
+                    PluginError::Timeout {
+                        plugin: self.name.clone(),
+                        timeout: self.cfg.timeout,
+                    }
                 } else {
-                    PluginError::Trap { plugin: self.name.clone(), message: format!("{e:#}") }
+                    PluginError::Trap {
+                        plugin: self.name.clone(),
+                        message: format!("{e:#}"),
+                    }
                 };
                 (ex, Err(err))
             }
@@ -198,17 +241,29 @@ fn unreachable_exchange() -> ! {
     panic!("plugin store lost its exchange")
 }
 
-async fn run(plugin: &Plugin, store: &mut Store<PluginState>, call: Call) -> wasmtime::Result<Outcome> {
+async fn run(
+    plugin: &Plugin,
+    store: &mut Store<PluginState>,
+    call: Call,
+) -> wasmtime::Result<Outcome> {
     let ctx = Resource::new_borrow(0);
     let req = Resource::new_borrow(0);
     Ok(match call {
         Call::Request => Outcome::Request(plugin.call_on_request(&mut *store, ctx, req).await?),
-        Call::RequestBody(body) => Outcome::Body(plugin.call_on_request_body(&mut *store, ctx, req, &body).await?),
-        Call::Response => {
-            Outcome::Response(plugin.call_on_response(&mut *store, ctx, req, Resource::new_borrow(0)).await?)
-        }
-        Call::ResponseBody(body) => {
-            Outcome::Body(plugin.call_on_response_body(&mut *store, ctx, Resource::new_borrow(0), &body).await?)
-        }
+        Call::RequestBody(body) => Outcome::Body(
+            plugin
+                .call_on_request_body(&mut *store, ctx, req, &body)
+                .await?,
+        ),
+        Call::Response => Outcome::Response(
+            plugin
+                .call_on_response(&mut *store, ctx, req, Resource::new_borrow(0))
+                .await?,
+        ),
+        Call::ResponseBody(body) => Outcome::Body(
+            plugin
+                .call_on_response_body(&mut *store, ctx, Resource::new_borrow(0), &body)
+                .await?,
+        ),
     })
 }

@@ -103,6 +103,16 @@ pub fn monotonic_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Temp file + rename: the watcher and other processes never see half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The engine configuration; a `.cwasm` only loads into an engine built the same way.
 fn engine_config() -> Config {
     let mut cfg = Config::new();
@@ -116,10 +126,13 @@ impl PluginRuntime {
     /// Builds the engine, links WASI (no dirs, env, network or clocks beyond the
     /// defaults) and the host interface, and starts the epoch ticker.
     pub fn new() -> Result<Arc<Self>, String> {
-        let engine = Engine::new(&engine_config()).map_err(|e| format!("wasmtime engine: {e:#}"))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| format!("wasmtime engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("linking WASI: {e:#}"))?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| format!("linking host API: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("linking WASI: {e:#}"))?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| format!("linking host API: {e:#}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.clone();
         let ticker_stop = stop.clone();
@@ -157,7 +170,10 @@ impl PluginRuntime {
             (Some(w), Some(c)) => Ok(if c >= w { cwasm } else { wasm }),
             (Some(_), None) => Ok(wasm),
             (None, Some(_)) => Ok(cwasm),
-            (None, None) => Err(LoadError::Missing { name: name.into(), dir: dir.display().to_string() }),
+            (None, None) => Err(LoadError::Missing {
+                name: name.into(),
+                dir: dir.display().to_string(),
+            }),
         }
     }
 
@@ -173,35 +189,91 @@ impl PluginRuntime {
         if let Some(c) = self.lock_compiled().get(&hash) {
             return Ok(c.clone());
         }
-        let compile_err = |e: wasmtime::Error| LoadError::Compile { name: name.into(), message: format!("{e:#}") };
         let component = if path.extension().is_some_and(|e| e == "cwasm") {
-            // SAFETY: a `.cwasm` is native code. Only files the operator placed in
-            // `plugin_dir` are loaded, and wasmtime checks that the artifact was
-            // produced by a compatible engine before using it.
-            #[allow(unsafe_code)]
-            unsafe {
-                Component::deserialize(&self.engine, &bytes).map_err(compile_err)?
-            }
+            self.deserialize(name, &bytes)?
         } else {
-            Component::new(&self.engine, &bytes).map_err(compile_err)?
+            self.compile_cached(name, path, &bytes, &hash)?
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
-            .map_err(|e| LoadError::Link { name: name.into(), message: format!("{e:#}") })?;
-        let compiled = Compiled { pre, version: hex::encode(&hash[..8]).into() };
+            .map_err(|e| LoadError::Link {
+                name: name.into(),
+                message: format!("{e:#}"),
+            })?;
+        let compiled = Compiled {
+            pre,
+            version: hex::encode(&hash[..8]).into(),
+        };
         self.lock_compiled().insert(hash, compiled.clone());
         Ok(compiled)
+    }
+
+    /// Loads a precompiled artifact.
+    fn deserialize(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        // SAFETY: a `.cwasm` is native code. Only files in the operator's
+        // `plugin_dir` (or its cache, which only this process writes) are loaded,
+        // and wasmtime rejects artifacts from an incompatible engine.
+        #[allow(unsafe_code)]
+        let c = unsafe { Component::deserialize(&self.engine, bytes) };
+        c.map_err(|e| LoadError::Compile {
+            name: name.into(),
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Compiles `bytes`, reusing `<plugin_dir>/.gatehouse-cache/<hash>.cwasm` when a
+    /// previous run left one, so that restarts do not pay compilation again.
+    fn compile_cached(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        hash: &[u8; 32],
+    ) -> Result<Component, LoadError> {
+        let cache = path
+            .parent()
+            .map(|d| d.join(".gatehouse-cache").join(self.cache_name(hash)));
+        if let Some(file) = cache.as_ref().filter(|f| f.exists()) {
+            if let Ok(bytes) = std::fs::read(file) {
+                match self.deserialize(name, &bytes) {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::warn!(cache = %file.display(), error = %e, "ignoring unusable cache entry")
+                    }
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            name: name.into(),
+            message: format!("{e:#}"),
+        })?;
+        if let (Some(file), Ok(art)) = (cache, component.serialize()) {
+            if let Err(e) = write_atomically(&file, &art) {
+                tracing::debug!(cache = %file.display(), error = %e, "cannot write the compile cache");
+            }
+        }
+        Ok(component)
+    }
+
+    /// Cache entries are keyed by content and by engine build, so an upgraded
+    /// gateway never tries an old artifact.
+    fn cache_name(&self, hash: &[u8; 32]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{}-{:016x}.cwasm", hex::encode(hash), h.finish())
     }
 
     /// Writes a precompiled `.cwasm` for `wasm` next to it (or to `out`).
     pub fn precompile(&self, wasm: &Path, out: &Path) -> Result<(), String> {
         let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-        let art = self.engine.precompile_component(&bytes).map_err(|e| format!("{}: {e:#}", wasm.display()))?;
-        let tmp = out.with_extension("cwasm.tmp");
-        std::fs::write(&tmp, art).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
+        let art = self
+            .engine
+            .precompile_component(&bytes)
+            .map_err(|e| format!("{}: {e:#}", wasm.display()))?;
+        write_atomically(out, &art).map_err(|e| format!("{}: {e}", out.display()))
     }
 
     fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Compiled>> {
@@ -213,18 +285,35 @@ impl PluginRuntime {
         let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(name.clone())
             .or_insert_with(|| {
-                Arc::new(PluginShared { name: name.clone(), kv: Arc::new(Kv::default()), rate: Arc::new(RateLimiter::default()) })
+                Arc::new(PluginShared {
+                    name: name.clone(),
+                    kv: Arc::new(Kv::default()),
+                    rate: Arc::new(RateLimiter::default()),
+                })
             })
             .clone()
     }
 
     /// Starts a pool for `cfg` running `compiled` (one instance, `init` run).
-    pub async fn start_pool(&self, compiled: &Compiled, cfg: &AttachmentConfig) -> Result<Arc<Pool>, LoadError> {
+    pub async fn start_pool(
+        &self,
+        compiled: &Compiled,
+        cfg: &AttachmentConfig,
+    ) -> Result<Arc<Pool>, LoadError> {
         let shared = self.shared(&cfg.name);
-        Pool::start(self.engine.clone(), compiled.pre.clone(), cfg.clone(), shared, compiled.version.clone())
-            .await
-            .map(Arc::new)
-            .map_err(|message| LoadError::Init { name: cfg.name.to_string(), message })
+        Pool::start(
+            self.engine.clone(),
+            compiled.pre.clone(),
+            cfg.clone(),
+            shared,
+            compiled.version.clone(),
+        )
+        .await
+        .map(Arc::new)
+        .map_err(|message| LoadError::Init {
+            name: cfg.name.to_string(),
+            message,
+        })
     }
 
     /// Remembers `a` so that a hot swap of its plugin reaches it.
@@ -237,7 +326,10 @@ impl PluginRuntime {
     /// Live attachments of plugin `name`.
     pub fn attachments_of(&self, name: &str) -> Vec<Arc<Attachment>> {
         let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
-        list.iter().filter_map(Weak::upgrade).filter(|a| &*a.config().name == name).collect()
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|a| &*a.config().name == name)
+            .collect()
     }
 
     /// Drops compiled components no longer used by any attachment, so that
@@ -245,8 +337,12 @@ impl PluginRuntime {
     pub fn prune(&self) {
         let live: Vec<Arc<str>> = {
             let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
-            list.iter().filter_map(Weak::upgrade).filter_map(|a| a.version()).collect()
+            list.iter()
+                .filter_map(Weak::upgrade)
+                .filter_map(|a| a.version())
+                .collect()
         };
-        self.lock_compiled().retain(|_, c| live.contains(&c.version));
+        self.lock_compiled()
+            .retain(|_, c| live.contains(&c.version));
     }
 }

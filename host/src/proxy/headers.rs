@@ -40,7 +40,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(h);
     }
     if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("proxy-")).cloned().collect();
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
         for k in proxy {
             headers.remove(k);
         }
@@ -48,7 +52,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, scheme: &'static str, host: Option<HeaderValue>) {
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    scheme: &'static str,
+    host: Option<HeaderValue>,
+) {
     let ip = client.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
@@ -75,7 +84,12 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     let mut buf = [0u8; 32];
     let (a, b) = (fastrand::u64(..), fastrand::u64(..));
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in a.to_be_bytes().iter().chain(b.to_be_bytes().iter()).enumerate() {
+    for (i, byte) in a
+        .to_be_bytes()
+        .iter()
+        .chain(b.to_be_bytes().iter())
+        .enumerate()
+    {
         buf[2 * i] = HEX[(byte >> 4) as usize];
         buf[2 * i + 1] = HEX[(byte & 0xf) as usize];
     }
@@ -84,11 +98,21 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// Applies a route's rewrite to `path`; `params` index into `matched`, the path
 /// the router saw. Returns the new path (always starting with `/`).
-pub fn rewrite_path(rw: &Rewrite, path: &str, matched: &str, params: &Params, names: &[std::sync::Arc<str>]) -> String {
+pub fn rewrite_path(
+    rw: &Rewrite,
+    path: &str,
+    matched: &str,
+    params: &Params,
+    names: &[std::sync::Arc<str>],
+) -> String {
     match rw {
         Rewrite::StripPrefix(prefix) => {
             let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-            if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
+            if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{rest}")
+            }
         }
         Rewrite::Template(parts) => {
             let mut out = String::with_capacity(path.len());
@@ -114,7 +138,10 @@ mod tests {
     #[test]
     fn strips_connection_named_and_fixed_hop_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-authorization", HeaderValue::from_static("x"));
@@ -140,7 +167,12 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", Some(HeaderValue::from_static("a.com")));
+        add_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            "http",
+            Some(HeaderValue::from_static("a.com")),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");

@@ -31,10 +31,18 @@ pub fn prepare_request(
 ) -> RequestHead {
     let mut headers = parts.headers;
     let original_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     strip_hop_by_hop(&mut headers);
-    add_forwarded(&mut headers, conn.remote.ip(), conn.scheme, original_host.clone());
+    add_forwarded(
+        &mut headers,
+        conn.remote.ip(),
+        conn.scheme,
+        original_host.clone(),
+    );
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     if !headers.contains_key(header::HOST) {
         if let Some(h) = original_host {
@@ -53,7 +61,13 @@ pub fn prepare_request(
             pq.parse().unwrap_or_else(|_| origin_form(&parts.uri))
         }
     };
-    RequestHead { method: parts.method, uri, headers, scheme: conn.scheme, host }
+    RequestHead {
+        method: parts.method,
+        uri,
+        headers,
+        scheme: conn.scheme,
+        host,
+    }
 }
 
 fn origin_form(uri: &Uri) -> Uri {
@@ -66,15 +80,27 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// Picks an instance and sends the request; returns the upstream's response head
 /// with the body still streaming.
-pub async fn forward(route: &Route, conn: ConnInfo, head: RequestHead, body: Body) -> Result<Response<Incoming>, GatewayError> {
+pub async fn forward(
+    route: &Route,
+    conn: ConnInfo,
+    head: RequestHead,
+    body: Body,
+) -> Result<Response<Incoming>, GatewayError> {
     let service = route.target.service(conn.remote.ip(), &head.headers);
-    let key = SelectKey { client_ip: conn.remote.ip(), headers: &head.headers };
+    let key = SelectKey {
+        client_ip: conn.remote.ip(),
+        headers: &head.headers,
+    };
     let idx = service
         .balancer
         .select(&service.instances, &key)
         .ok_or_else(|| GatewayError::NoHealthyUpstream(service.name.clone()))?;
     let instance = &service.instances[idx];
-    let pq = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = head
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let uri = Uri::builder()
         .scheme(instance.scheme.clone())
         .authority(instance.authority.clone())
@@ -137,7 +163,11 @@ pub async fn with_plugins(
             match body {
                 Err(r) => Answer::Plugin(r),
                 Ok(body) => {
-                    let req = if run.wants_response() { ex.req.clone() } else { ex.req.take() };
+                    let req = if run.wants_response() {
+                        ex.req.clone()
+                    } else {
+                        ex.req.take()
+                    };
                     Answer::Upstream(forward(route, conn, req, body).await?)
                 }
             }
@@ -147,11 +177,17 @@ pub async fn with_plugins(
         Answer::Upstream(resp) => {
             let (mut parts, b) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            ex.resp = Some(ResponseHead { status: parts.status, headers: parts.headers });
+            ex.resp = Some(ResponseHead {
+                status: parts.status,
+                headers: parts.headers,
+            });
             Body::stream(b, u64::MAX)
         }
         Answer::Plugin(r) => {
-            ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+            ex.resp = Some(ResponseHead {
+                status: r.status,
+                headers: r.headers,
+            });
             Body::full(r.body)
         }
     };
@@ -159,23 +195,34 @@ pub async fn with_plugins(
         let (back, flow) = run.on_response(ex).await;
         ex = back;
         if let ResponseFlow::Replace(r) = flow? {
-            ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+            ex.resp = Some(ResponseHead {
+                status: r.status,
+                headers: r.headers,
+            });
             body = Body::full(r.body);
         }
     }
     if let Some(limit) = run.response_body_limit() {
-        let bytes = collect(body, limit).await.map_err(|_| GatewayError::ResponseTooLarge)?;
+        let bytes = collect(body, limit)
+            .await
+            .map_err(|_| GatewayError::ResponseTooLarge)?;
         let (back, flow) = run.on_response_body(ex, bytes).await;
         ex = back;
         body = match flow? {
             BodyFlow::Body(b) => replaced(&mut ex.resp, b),
             BodyFlow::Respond(r) => {
-                ex.resp = Some(ResponseHead { status: r.status, headers: r.headers });
+                ex.resp = Some(ResponseHead {
+                    status: r.status,
+                    headers: r.headers,
+                });
                 Body::full(r.body)
             }
         };
     }
-    let head = ex.resp.take().unwrap_or(ResponseHead { status: http::StatusCode::BAD_GATEWAY, headers: Default::default() });
+    let head = ex.resp.take().unwrap_or(ResponseHead {
+        status: http::StatusCode::BAD_GATEWAY,
+        headers: Default::default(),
+    });
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;
     *resp.headers_mut() = head.headers;
@@ -189,7 +236,9 @@ async fn request_body(
     ex: Box<Exchange>,
     body: Body,
 ) -> Result<(Box<Exchange>, Result<Body, PluginResponse>), GatewayError> {
-    let Some(limit) = run.request_body_limit() else { return Ok((ex, Ok(body))) };
+    let Some(limit) = run.request_body_limit() else {
+        return Ok((ex, Ok(body)));
+    };
     let bytes = collect(body, limit).await.map_err(|e| match e {
         CollectError::TooLarge => GatewayError::Plugin(PluginError::BodyTooLarge(limit)),
         CollectError::Stream(m) => GatewayError::Plugin(PluginError::Body(m)),
@@ -198,7 +247,9 @@ async fn request_body(
     match flow? {
         BodyFlow::Body(b) => {
             let len = b.len();
-            ex.req.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            ex.req
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             Ok((ex, Ok(Body::full(b))))
         }
         BodyFlow::Respond(r) => Ok((ex, Err(r))),
@@ -208,7 +259,8 @@ async fn request_body(
 /// Fixes `content-length` after a body hook (the body may have changed size).
 fn replaced(resp: &mut Option<ResponseHead>, b: Bytes) -> Body {
     if let Some(r) = resp.as_mut() {
-        r.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        r.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
     }
     Body::full(b)
 }
@@ -221,7 +273,12 @@ enum CollectError {
 async fn collect(body: Body, limit: usize) -> Result<Bytes, CollectError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(CollectError::TooLarge),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(CollectError::TooLarge)
+        }
         Err(e) if crate::body::is_too_large(&*e) => Err(CollectError::TooLarge),
         Err(e) => Err(CollectError::Stream(e.to_string())),
     }

@@ -13,8 +13,19 @@ fn router(routes_yaml: &str) -> Result<(Router, Vec<RouteConfig>), String> {
     Ok((r, cfg.routes))
 }
 
-fn find(r: &(Router, Vec<RouteConfig>), host: &str, method: Method, path: &str, headers: &HeaderMap) -> Option<String> {
-    let key = RequestKey { host, method: &method, path, headers };
+fn find(
+    r: &(Router, Vec<RouteConfig>),
+    host: &str,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let key = RequestKey {
+        host,
+        method: &method,
+        path,
+        headers,
+    };
     r.0.match_request(&key).map(|m| r.1[m.route].id.to_string())
 }
 
@@ -47,9 +58,15 @@ fn backtracks_from_a_dead_static_branch() {
 
 #[test]
 fn params_are_captured_in_order() {
-    let r = router("  - { id: p, match: { path: \"/u/{user}/o/{*rest}\" }, upstream: s }\n").unwrap();
+    let r =
+        router("  - { id: p, match: { path: \"/u/{user}/o/{*rest}\" }, upstream: s }\n").unwrap();
     let headers = HeaderMap::new();
-    let key = RequestKey { host: "", method: &Method::GET, path: "/u/7/o/x/y", headers: &headers };
+    let key = RequestKey {
+        host: "",
+        method: &Method::GET,
+        path: "/u/7/o/x/y",
+        headers: &headers,
+    };
     let m = r.0.match_request(&key).unwrap();
     assert_eq!(m.params.get(key.path, 0), Some("7"));
     assert_eq!(m.params.get(key.path, 1), Some("x/y"));
@@ -68,7 +85,10 @@ fn priority_then_config_order_break_ties() {
     .unwrap();
     assert_eq!(get(&r, "/y").as_deref(), Some("high"));
     assert_eq!(get(&r, "/z").as_deref(), Some("later"));
-    assert_eq!(find(&r, "", Method::POST, "/z", &HeaderMap::new()).as_deref(), Some("later2"));
+    assert_eq!(
+        find(&r, "", Method::POST, "/z", &HeaderMap::new()).as_deref(),
+        Some("later2")
+    );
 }
 
 #[test]
@@ -79,7 +99,10 @@ fn methods_and_headers_filter() {
     .unwrap();
     let mut h = HeaderMap::new();
     assert_eq!(find(&r, "", Method::GET, "/o", &h), None);
-    assert_eq!(find(&r, "", Method::POST, "/o", &h).as_deref(), Some("post"));
+    assert_eq!(
+        find(&r, "", Method::POST, "/o", &h).as_deref(),
+        Some("post")
+    );
     h.insert("x-version", HeaderValue::from_static("v2"));
     assert_eq!(find(&r, "", Method::GET, "/o", &h).as_deref(), Some("v2"));
 }
@@ -91,10 +114,22 @@ fn hosts_exact_wildcard_and_any() {
     )
     .unwrap();
     let h = HeaderMap::new();
-    assert_eq!(find(&r, "api.example.com", Method::GET, "/", &h).as_deref(), Some("exact"));
-    assert_eq!(find(&r, "a.b.example.com", Method::GET, "/", &h).as_deref(), Some("wild"));
-    assert_eq!(find(&r, "example.com", Method::GET, "/", &h).as_deref(), Some("any"));
-    assert_eq!(find(&r, "other.org", Method::GET, "/", &h).as_deref(), Some("any"));
+    assert_eq!(
+        find(&r, "api.example.com", Method::GET, "/", &h).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        find(&r, "a.b.example.com", Method::GET, "/", &h).as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        find(&r, "example.com", Method::GET, "/", &h).as_deref(),
+        Some("any")
+    );
+    assert_eq!(
+        find(&r, "other.org", Method::GET, "/", &h).as_deref(),
+        Some("any")
+    );
 }
 
 #[test]

@@ -26,7 +26,13 @@ pub struct Trie {
 impl Trie {
     /// Adds route `i`; reports a duplicate when a route with the same pattern shape,
     /// priority, methods and headers is already there.
-    pub fn insert(&mut self, i: usize, r: &RouteConfig, all: &[RouteConfig], errors: &mut Vec<ConfigError>) {
+    pub fn insert(
+        &mut self,
+        i: usize,
+        r: &RouteConfig,
+        all: &[RouteConfig],
+        errors: &mut Vec<ConfigError>,
+    ) {
         let mut node = &mut self.root;
         for seg in &r.path.segments {
             node = match seg {
@@ -34,7 +40,11 @@ impl Trie {
                 Segment::Param(_) => node.param.get_or_insert_with(Box::default),
             };
         }
-        let list = if r.path.tail.is_some() { &mut node.tail } else { &mut node.exact };
+        let list = if r.path.tail.is_some() {
+            &mut node.tail
+        } else {
+            &mut node.exact
+        };
         for &j in list.iter() {
             let other = &all[j as usize];
             if same_conditions(r, other) {
@@ -56,8 +66,17 @@ impl Trie {
     pub fn find(&self, path: &str, accept: &dyn Fn(u32) -> bool) -> Option<RouteMatch> {
         let body = path.strip_prefix('/')?;
         let mut params = Vec::new();
-        let route = walk(&self.root, path, Some(path.len() - body.len()), accept, &mut params)?;
-        Some(RouteMatch { route: route as usize, params: Params(params) })
+        let route = walk(
+            &self.root,
+            path,
+            Some(path.len() - body.len()),
+            accept,
+            &mut params,
+        )?;
+        Some(RouteMatch {
+            route: route as usize,
+            params: Params(params),
+        })
     }
 }
 
@@ -98,7 +117,12 @@ fn walk(
     take_tail(node, (start as u32, path.len() as u32), accept, params)
 }
 
-fn take_tail(node: &Node, rest: (u32, u32), accept: &dyn Fn(u32) -> bool, params: &mut Vec<(u32, u32)>) -> Option<u32> {
+fn take_tail(
+    node: &Node,
+    rest: (u32, u32),
+    accept: &dyn Fn(u32) -> bool,
+    params: &mut Vec<(u32, u32)>,
+) -> Option<u32> {
     let &r = node.tail.iter().find(|&&r| accept(r))?;
     params.push(rest);
     Some(r)
@@ -115,6 +139,7 @@ fn same_conditions(a: &RouteConfig, b: &RouteConfig) -> bool {
         (None, None) => true,
         _ => false,
     };
-    let same_headers = a.headers.len() == b.headers.len() && a.headers.iter().all(|h| b.headers.contains(h));
+    let same_headers =
+        a.headers.len() == b.headers.len() && a.headers.iter().all(|h| b.headers.contains(h));
     same_methods && same_headers
 }

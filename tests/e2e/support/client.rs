@@ -21,7 +21,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -32,7 +33,9 @@ impl Reply {
 fn client() -> Client<HttpConnector, Full<Bytes>> {
     // Pooled connections are bound to the runtime that opened them and tests run
     // on many runtimes: a fresh, non-pooling client per call keeps them apart.
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http()
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
 }
 
 /// Sends a request and reads the whole response.
@@ -40,7 +43,11 @@ pub async fn send(req: Request<Full<Bytes>>) -> Result<Reply, String> {
     let resp = client().request(req).await.map_err(|e| format!("{e:?}"))?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Reply { status: parts.status, headers: parts.headers, body })
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// `GET url`.
@@ -49,13 +56,20 @@ pub async fn get(url: &str) -> Reply {
 }
 
 /// A request with headers and a body; panics on transport errors.
-pub async fn request(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
     let req = b.body(Full::new(body.into())).expect("valid request");
-    send(req).await.unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
+    send(req)
+        .await
+        .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
 }
 
 /// A request body of `left` bytes produced on the fly, never held whole.
@@ -77,7 +91,9 @@ impl http_body::Body for Repeat {
         }
         let n = self.left.min(self.chunk.len() as u64);
         self.left -= n;
-        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.slice(..n as usize)))))
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(
+            self.chunk.slice(..n as usize),
+        ))))
     }
 }
 
@@ -85,14 +101,24 @@ impl http_body::Body for Repeat {
 /// without keeping them. Returns (status, response bytes).
 pub async fn stream_through(url: &str, upload: u64) -> (StatusCode, u64) {
     let client: Client<HttpConnector, Repeat> = Client::builder(TokioExecutor::new()).build_http();
-    let body = Repeat { left: upload, chunk: Bytes::from(vec![b'u'; 64 * 1024]) };
-    let req = Request::builder().method(Method::POST).uri(url).body(body).expect("request");
+    let body = Repeat {
+        left: upload,
+        chunk: Bytes::from(vec![b'u'; 64 * 1024]),
+    };
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .body(body)
+        .expect("request");
     let resp = client.request(req).await.expect("stream request");
     let status = resp.status();
     let mut body = resp.into_body();
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
-        n += frame.expect("response frame").data_ref().map_or(0, |d| d.len() as u64);
+        n += frame
+            .expect("response frame")
+            .data_ref()
+            .map_or(0, |d| d.len() as u64);
     }
     (status, n)
 }

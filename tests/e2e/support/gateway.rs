@@ -17,7 +17,9 @@ impl TestGateway {
     /// Writes `yaml` (a config without `listeners`/`plugin_dir`: both are added,
     /// on 127.0.0.1:0 and `<tmp>/plugins`) and starts the gateway.
     pub async fn start(yaml: &str) -> Self {
-        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+        Self::try_start(yaml)
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
     }
 
     /// Like `start`, returning the start error.
@@ -28,7 +30,11 @@ impl TestGateway {
         std::fs::write(&path, full_config(yaml)).expect("write config");
         let gateway = Gateway::start(&path).await.map_err(|e| e.to_string())?;
         let addr = gateway.addrs()[0];
-        Ok(Self { gateway: Some(gateway), dir, addr })
+        Ok(Self {
+            gateway: Some(gateway),
+            dir,
+            addr,
+        })
     }
 
     /// Starts with plugins copied into the plugin dir first (`(name, source)`).
@@ -36,13 +42,20 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
         for (name, src) in plugins {
-            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm"))).expect("copy plugin");
+            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
+                .expect("copy plugin");
         }
         let path = dir.path().join("gatehouse.yaml");
         std::fs::write(&path, full_config(yaml)).expect("write config");
-        let gateway = Gateway::start(&path).await.unwrap_or_else(|e| panic!("gateway failed to start: {e}"));
+        let gateway = Gateway::start(&path)
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start: {e}"));
         let addr = gateway.addrs()[0];
-        Self { gateway: Some(gateway), dir, addr }
+        Self {
+            gateway: Some(gateway),
+            dir,
+            addr,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -33,11 +33,18 @@ impl Load {
         let started = Instant::now();
         let tasks = (0..workers)
             .map(|_| {
-                let (stop, ok, failed, first, url) = (stop.clone(), ok.clone(), failed.clone(), first_failure.clone(), url.clone());
+                let (stop, ok, failed, first, url) = (
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    first_failure.clone(),
+                    url.clone(),
+                );
                 tokio::spawn(async move {
                     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
                     while !stop.load(Ordering::Relaxed)
-                        && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < MAX_REQUESTS
+                        && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed)
+                            < MAX_REQUESTS
                         && started.elapsed() < MAX_TIME
                     {
                         let uri: http::Uri = url.parse().expect("url");
@@ -46,7 +53,10 @@ impl Load {
                                 let status = resp.status();
                                 match resp.into_body().collect().await {
                                     Ok(_) if status == 200 => Ok(()),
-                                    Ok(b) => Err(format!("status {status}: {}", String::from_utf8_lossy(&b.to_bytes()))),
+                                    Ok(b) => Err(format!(
+                                        "status {status}: {}",
+                                        String::from_utf8_lossy(&b.to_bytes())
+                                    )),
                                     Err(e) => Err(format!("body: {e}")),
                                 }
                             }
@@ -63,7 +73,13 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, ok, failed, first_failure, tasks }
+        Self {
+            stop,
+            ok,
+            failed,
+            first_failure,
+            tasks,
+        }
     }
 
     pub fn ok(&self) -> usize {
@@ -77,6 +93,10 @@ impl Load {
             let _ = t.await;
         }
         let first = self.first_failure.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), first)
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            first,
+        )
     }
 }

@@ -12,7 +12,9 @@ fn workspace() -> PathBuf {
 }
 
 fn out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
     target.join("wasm32-wasip2").join("plugin")
 }
 
@@ -23,7 +25,14 @@ pub fn plugin_path(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace()).args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--quiet"]);
+        cmd.current_dir(workspace()).args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--quiet",
+        ]);
         for p in PLUGINS {
             cmd.args(["-p", p]);
         }

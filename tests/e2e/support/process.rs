@@ -21,10 +21,15 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
         for (name, src) in plugins {
-            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm"))).expect("copy plugin");
+            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
+                .expect("copy plugin");
         }
         let path = dir.path().join("gatehouse.yaml");
-        std::fs::write(&path, format!("listeners:\n  - addr: 127.0.0.1:0\nplugin_dir: ./plugins\n{yaml}")).expect("config");
+        std::fs::write(
+            &path,
+            format!("listeners:\n  - addr: 127.0.0.1:0\nplugin_dir: ./plugins\n{yaml}"),
+        )
+        .expect("config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["run", "-c"])
             .arg(&path)
@@ -60,7 +65,8 @@ impl GatewayProcess {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -70,7 +76,9 @@ impl GatewayProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
     }
 }
 

@@ -60,26 +60,45 @@ impl Drop for Upstream {
 impl Upstream {
     /// Starts a server named `name` on a free loopback port.
     pub async fn start(name: &str, behavior: Behavior) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
-        let ctx = Arc::new(Ctx { name: name.to_string(), behavior, received: received.clone(), hits: hits.clone(), active: active.clone() });
+        let ctx = Arc::new(Ctx {
+            name: name.to_string(),
+            behavior,
+            received: received.clone(),
+            hits: hits.clone(),
+            active: active.clone(),
+        });
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let ctx = ctx.clone();
                         async move { Ok::<_, Infallible>(ctx.handle(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
-        Self { addr, name: name.to_string(), received, hits, active, task }
+        Self {
+            addr,
+            name: name.to_string(),
+            received,
+            hits,
+            active,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -91,7 +110,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.received.lock().unwrap().last().cloned().expect("upstream received nothing")
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream received nothing")
     }
 
     pub fn received(&self) -> Vec<Recorded> {
@@ -134,7 +158,12 @@ impl Ctx {
             }
             self.hits.fetch_add(1, Ordering::SeqCst);
             let body = Bytes::from(n.to_string());
-            let rec = Recorded { method: parts.method.to_string(), uri: parts.uri.to_string(), headers: parts.headers, body: body.clone() };
+            let rec = Recorded {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts.headers,
+                body: body.clone(),
+            };
             self.received.lock().unwrap().push(rec);
             return Response::new(full(body));
         }
@@ -144,7 +173,12 @@ impl Ctx {
         };
         let body = collected.to_bytes();
         self.hits.fetch_add(1, Ordering::SeqCst);
-        let rec = Recorded { method: parts.method.to_string(), uri: parts.uri.to_string(), headers: parts.headers, body };
+        let rec = Recorded {
+            method: parts.method.to_string(),
+            uri: parts.uri.to_string(),
+            headers: parts.headers,
+            body,
+        };
         self.received.lock().unwrap().push(rec.clone());
         match &self.behavior {
             Behavior::Status(s) => Response::builder().status(*s).body(full("")).unwrap(),
@@ -174,7 +208,12 @@ impl Ctx {
         let headers: serde_json::Map<String, serde_json::Value> = rec
             .headers
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_string())))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+                )
+            })
             .collect();
         let json = serde_json::json!({
             "upstream": self.name,

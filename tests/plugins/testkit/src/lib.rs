@@ -36,10 +36,10 @@ impl Plugin for Kit {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        if let Config::Deny { status } = &config {
-            if !(100..=599).contains(status) {
-                return Err(format!("status {status} is not an HTTP status"));
-            }
+        if let Config::Deny { status } = &config
+            && !(100..=599).contains(status)
+        {
+            return Err(format!("status {status} is not an HTTP status"));
         }
         Ok(Kit(config))
     }
@@ -56,10 +56,10 @@ impl Plugin for Kit {
         let path = req.path();
         match &self.0 {
             Config::AddHeader { name, value } => req.set_header(name, value.as_bytes()),
-            Config::Deny { status } => {
-                if req.header_str("x-allow").as_deref() != Some("yes") {
-                    return Response::error(*status, "denied", &ctx.request_id()).header("x-denied-by", "testkit").into();
-                }
+            Config::Deny { status } if req.header_str("x-allow").as_deref() != Some("yes") => {
+                return Response::error(*status, "denied", &ctx.request_id())
+                    .header("x-denied-by", "testkit")
+                    .into();
             }
             Config::SetAttr { name, value } => ctx.set_attribute(name, value),
             Config::ReadAttr { name, header } => {
@@ -100,14 +100,24 @@ impl Plugin for Kit {
         BodyAction::Replace(body.to_ascii_uppercase())
     }
 
-    fn on_response(&self, _ctx: &Context, _req: &Request, resp: &ResponseHeadRef) -> ResponseAction {
+    fn on_response(
+        &self,
+        _ctx: &Context,
+        _req: &Request,
+        resp: &ResponseHeadRef,
+    ) -> ResponseAction {
         if let Config::AddHeader { value, .. } = &self.0 {
             resp.append_header("x-seen-by", value.as_bytes());
         }
         ResponseAction::Continue
     }
 
-    fn on_response_body(&self, _ctx: &Context, _resp: &ResponseHeadRef, mut body: Vec<u8>) -> BodyAction {
+    fn on_response_body(
+        &self,
+        _ctx: &Context,
+        _resp: &ResponseHeadRef,
+        mut body: Vec<u8>,
+    ) -> BodyAction {
         if let Config::RewriteBody { suffix } = &self.0 {
             body.extend_from_slice(suffix.as_bytes());
         }
