@@ -262,10 +262,10 @@ impl<'a> Loader<'a> {
             .await
             .map_err(|e| format!("compile task failed: {e}"))?
             .map_err(|e| e.to_string())?;
-        if let Some(prev) = self.previous.get(&key(cfg)) {
-            if prev.version().as_deref() == Some(&*compiled.version) {
-                return Ok(prev.clone());
-            }
+        if let Some(prev) = self.previous.get(&key(cfg))
+            && prev.version().as_deref() == Some(&*compiled.version)
+        {
+            return Ok(prev.clone());
         }
         let pool = self
             .runtime

@@ -1,6 +1,9 @@
 //! End-to-end tests: a real gateway on loopback, real upstream servers, real
 //! Wasm components built from this repository.
 
+// Test code: a panic is a failed test with its message.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod balancing;

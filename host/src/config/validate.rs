@@ -33,10 +33,11 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         );
     }
     let redis_url = raw.redis.map(|r| r.url);
-    if let Some(url) = &redis_url {
-        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-            errs.push("redis.url", format!("`{url}` is not a redis:// URL"));
-        }
+    if let Some(url) = &redis_url
+        && !url.starts_with("redis://")
+        && !url.starts_with("rediss://")
+    {
+        errs.push("redis.url", format!("`{url}` is not a redis:// URL"));
     }
     let plugin_dir = base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into()));
     let global_plugins = attachments(&raw.plugins, "plugins", base, &mut errs);
@@ -387,13 +388,14 @@ fn rewrite(
             Ok(parts) => {
                 let names = pattern.map(PathPattern::param_names).unwrap_or_default();
                 for part in &parts {
-                    if let TemplatePart::Param(p) = part {
-                        if pattern.is_some() && !names.contains(&p.as_str()) {
-                            errs.push(
-                                format!("{path}.rewrite.path"),
-                                format!("`{{{p}}}` is not a parameter of match.path"),
-                            );
-                        }
+                    if let TemplatePart::Param(p) = part
+                        && pattern.is_some()
+                        && !names.contains(&p.as_str())
+                    {
+                        errs.push(
+                            format!("{path}.rewrite.path"),
+                            format!("`{{{p}}}` is not a parameter of match.path"),
+                        );
                     }
                 }
                 Some(Rewrite::Template(parts))

@@ -235,13 +235,13 @@ impl PluginRuntime {
         let cache = path
             .parent()
             .map(|d| d.join(".gatehouse-cache").join(self.cache_name(hash)));
-        if let Some(file) = cache.as_ref().filter(|f| f.exists()) {
-            if let Ok(bytes) = std::fs::read(file) {
-                match self.deserialize(name, &bytes) {
-                    Ok(c) => return Ok(c),
-                    Err(e) => {
-                        tracing::warn!(cache = %file.display(), error = %e, "ignoring unusable cache entry")
-                    }
+        if let Some(file) = cache.as_ref().filter(|f| f.exists())
+            && let Ok(bytes) = std::fs::read(file)
+        {
+            match self.deserialize(name, &bytes) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(cache = %file.display(), error = %e, "ignoring unusable cache entry")
                 }
             }
         }
@@ -249,10 +249,10 @@ impl PluginRuntime {
             name: name.into(),
             message: format!("{e:#}"),
         })?;
-        if let (Some(file), Ok(art)) = (cache, component.serialize()) {
-            if let Err(e) = write_atomically(&file, &art) {
-                tracing::debug!(cache = %file.display(), error = %e, "cannot write the compile cache");
-            }
+        if let (Some(file), Ok(art)) = (cache, component.serialize())
+            && let Err(e) = write_atomically(&file, &art)
+        {
+            tracing::debug!(cache = %file.display(), error = %e, "cannot write the compile cache");
         }
         Ok(component)
     }

@@ -44,10 +44,10 @@ pub fn prepare_request(
         original_host.clone(),
     );
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if !headers.contains_key(header::HOST) {
-        if let Some(h) = original_host {
-            headers.insert(header::HOST, h);
-        }
+    if !headers.contains_key(header::HOST)
+        && let Some(h) = original_host
+    {
+        headers.insert(header::HOST, h);
     }
     let uri = match &route.rewrite {
         None => origin_form(&parts.uri),
@@ -111,10 +111,10 @@ pub async fn forward(
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = head.headers;
-    if !route.preserve_host {
-        if let Ok(v) = HeaderValue::from_str(instance.authority.as_str()) {
-            req.headers_mut().insert(header::HOST, v);
-        }
+    if !route.preserve_host
+        && let Ok(v) = HeaderValue::from_str(instance.authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
     }
     let _in_flight = instance.begin();
     Ok(service.upstream.send(req).await?)

@@ -100,19 +100,19 @@ fn walk(
         Some(i) => (&rest[..i], Some(start + i + 1)),
         None => (rest, None),
     };
-    if let Some(child) = node.statics.get(seg) {
+    if let Some(child) = node.statics.get(seg)
+        && let Some(r) = walk(child, path, next, accept, params)
+    {
+        return Some(r);
+    }
+    if let Some(child) = &node.param
+        && !seg.is_empty()
+    {
+        params.push((start as u32, (start + seg.len()) as u32));
         if let Some(r) = walk(child, path, next, accept, params) {
             return Some(r);
         }
-    }
-    if let Some(child) = &node.param {
-        if !seg.is_empty() {
-            params.push((start as u32, (start + seg.len()) as u32));
-            if let Some(r) = walk(child, path, next, accept, params) {
-                return Some(r);
-            }
-            params.pop();
-        }
+        params.pop();
     }
     take_tail(node, (start as u32, path.len() as u32), accept, params)
 }
