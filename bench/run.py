@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Gatehouse vs nginx vs HAProxy, in one run, on this machine.
+
+Every proxy runs one worker pinned to cpu1 together with the upstream (an nginx
+`return 200`); the load generator runs alone on cpu0. Saturation: wrk -t1 -c32,
+targets interleaved for several rounds, medians and spread. Latency added at a
+fixed rate: oha -q. CPU per request: utime+stime from /proc/<pid>/stat around
+each run. Writes bench/results/latest.md and latest.svg and prints the table.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+GATEHOUSE = ROOT / "target" / "release" / "gatehouse"
+PLUGINS = ROOT / "target" / "bench-plugins"
+TAG_A = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_a.wasm"
+TAG_B = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_b.wasm"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PORTS = {"upstream": 18080, "nginx": 18081, "haproxy": 18082, "gatehouse": 18083, "gatehouse-chain": 18084, "gatehouse-swap": 18085}
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process and all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_http(url, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                r.read()
+                return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Stack:
+    """All servers of the run, started pinned to cpu1 and stopped at exit."""
+
+    def __init__(self, work):
+        self.work = Path(work)
+        self.procs = {}
+
+    def spawn(self, name, argv, **kw):
+        log = open(self.work / f"{name}.log", "wb")
+        p = subprocess.Popen(["taskset", "-c", "1", *argv], stdout=log, stderr=subprocess.STDOUT, **kw)
+        self.procs[name] = p
+        return p
+
+    def pid_of(self, name):
+        """The process doing the work: nginx's worker, not its master."""
+        p = self.procs[name]
+        if name in ("upstream", "nginx"):
+            out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            return int(out[0]) if out else p.pid
+        return p.pid
+
+    def start(self):
+        up = PORTS["upstream"]
+        (self.work / "logs").mkdir(exist_ok=True)
+        common = "worker_processes 1; daemon off; pid {pid}; error_log {work}/logs/{name}.err warn;"
+        self.nginx_conf("upstream", common, f"""
+            server {{ listen 127.0.0.1:{up} backlog=4096; keepalive_requests 1000000;
+                      location / {{ return 200 "ok"; }} }}""")
+        self.nginx_conf("nginx", common, f"""
+            upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
+            server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096; keepalive_requests 1000000;
+                      location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+        (self.work / "haproxy.cfg").write_text(f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{PORTS['haproxy']}
+    default_backend be
+backend be
+    server up 127.0.0.1:{up}
+""")
+        self.spawn("haproxy", ["haproxy", "-f", str(self.work / "haproxy.cfg")])
+        shutil.rmtree(self.work / "plugins", ignore_errors=True)
+        shutil.copytree(PLUGINS, self.work / "plugins")
+        shutil.copy(TAG_A, self.work / "plugins" / "tag.wasm")
+        self.gatehouse("gatehouse", "")
+        chain = "\n".join(
+            f"      - {{ name: hello, config: {{ greeting: g{i} }} }}" for i in range(3))
+        self.gatehouse("gatehouse-chain", "    plugins:\n" + chain + "\n")
+        self.gatehouse("gatehouse-swap", "    plugins:\n      - { name: tag }\n")
+        for name, port in PORTS.items():
+            try:
+                wait_http(f"http://127.0.0.1:{port}/")
+            except RuntimeError:
+                sys.stderr.write((self.work / f"{name}.log").read_text(errors="replace"))
+                raise
+
+    def nginx_conf(self, name, common, server):
+        conf = self.work / f"{name}.conf"
+        conf.write_text(common.format(pid=self.work / f"{name}.pid", work=self.work, name=name)
+                        + "events { worker_connections 4096; }\n"
+                        + f"http {{ access_log off; {server} }}\n")
+        self.spawn(name, ["nginx", "-p", str(self.work), "-c", str(conf)])
+
+    def gatehouse(self, name, plugins):
+        conf = self.work / f"{name}.yaml"
+        conf.write_text(f"""listeners: [{{ addr: "127.0.0.1:{PORTS[name]}" }}]
+workers: 1
+plugin_dir: ./plugins
+services:
+  - name: up
+    instances: [{{ url: "http://127.0.0.1:{PORTS['upstream']}" }}]
+routes:
+  - id: all
+    match: {{ path: /* }}
+    upstream: up
+{plugins}""")
+        self.spawn(name, [str(GATEHOUSE), "run", "-c", str(conf)], env={**os.environ, "GATEHOUSE_LOG": "warn"})
+
+    def stop(self):
+        for p in self.procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def parse_duration(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)", s)
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[unit]
+
+
+def wrk(url, seconds, conns=32):
+    out = subprocess.run(
+        ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {p: parse_duration(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    return {"rps": rps, "total": total, "p50": lat.get("50"), "p99": lat.get("99"), "failed": failed}
+
+
+def oha(url, rate, seconds):
+    out = subprocess.run(
+        ["taskset", "-c", "0", "oha", "-z", f"{seconds}s", "-q", str(rate), "-c", "32", "--latency-correction",
+         "--no-tui", "--output-format", "json", url],
+        capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    pct = data["latencyPercentiles"]
+    return {k: pct[k] * 1e6 for k in ("p50", "p99", "p99.9")}
+
+
+def svg(rows, path):
+    """A bar chart of median req/s per target and p99 at the fixed rate."""
+    width, bar_h, gap, left = 760, 22, 10, 190
+    top = 40
+    h = top + len(rows) * (bar_h + gap) + 30
+    peak = max(r["rps"] for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" font-family="sans-serif" font-size="13">',
+             '<text x="10" y="22" font-size="15" font-weight="bold">Requests/s (median, wrk -t1 -c32, one worker each); fixed-rate p99 added</text>']
+    for i, r in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        w = (width - left - 170) * r["rps"] / peak
+        color = "#2b7bb9" if r["name"].startswith("gatehouse") else "#999"
+        parts.append(f'<text x="10" y="{y + 16}">{r["name"]}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.0f}" height="{bar_h}" fill="{color}"/>')
+        extra = f' · p99 {r["fixed"]["p99"]:.0f}µs' if r.get("fixed") else ""
+        parts.append(f'<text x="{left + w + 6:.0f}" y="{y + 16}">{r["rps"]:.0f}{extra}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="a few seconds per case")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--seconds", type=int, default=None)
+    args = ap.parse_args()
+    rounds = args.rounds or (1 if args.smoke else 5)
+    seconds = args.seconds or (2 if args.smoke else 6)
+    fixed_seconds = 2 if args.smoke else 8
+    targets = ["upstream", "nginx", "haproxy", "gatehouse", "gatehouse-chain"]
+    labels = {"upstream": "direct (nginx return 200)", "nginx": "nginx proxy", "haproxy": "HAProxy",
+              "gatehouse": "gatehouse, no plugins", "gatehouse-chain": "gatehouse, 3-plugin chain"}
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    with tempfile.TemporaryDirectory() as work:
+        stack = Stack(work)
+        try:
+            stack.start()
+            for t in targets:  # warm pools and caches
+                wrk(f"http://127.0.0.1:{PORTS[t]}/", 1)
+            runs = {t: [] for t in targets}
+            for _ in range(rounds):
+                for t in targets:
+                    pid = stack.pid_of(t)
+                    c0 = cpu_ticks(pid)
+                    r = wrk(f"http://127.0.0.1:{PORTS[t]}/", seconds)
+                    r["cpu_us"] = (cpu_ticks(pid) - c0) / CLK_TCK * 1e6 / max(r["total"], 1)
+                    runs[t].append(r)
+            rows = []
+            for t in targets:
+                rs = runs[t]
+                rps = [r["rps"] for r in rs]
+                med = statistics.median(rps)
+                spread = (max(rps) - min(rps)) / med if med else 0
+                rows.append({"name": t, "label": labels[t], "rps": med, "spread": spread,
+                             "p50": statistics.median(r["p50"] for r in rs),
+                             "p99": statistics.median(r["p99"] for r in rs),
+                             "cpu_us": statistics.median(r["cpu_us"] for r in rs),
+                             "failed": sum(r["failed"] for r in rs)})
+            by = {r["name"]: r for r in rows}
+            rate = min(5000, int(by["nginx"]["rps"] / 2))
+            if shutil.which("oha"):
+                for r in rows:
+                    r["fixed"] = oha(f"http://127.0.0.1:{PORTS[r['name']]}/", rate, fixed_seconds)
+            swap = hot_swap(Path(work), seconds * 2)
+        finally:
+            stack.stop()
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    report(rows, rate, swap, rounds, seconds, load_before, load_after)
+
+
+def hot_swap(work, seconds):
+    """wrk against a gatehouse whose plugin file is replaced every second."""
+    stop = threading.Event()
+    swaps = 0
+
+    def swapper():
+        nonlocal swaps
+        files = [TAG_B, TAG_A]
+        while not stop.wait(1.0):
+            tmp = work / "plugins" / "tag.wasm.tmp"
+            shutil.copy(files[swaps % 2], tmp)
+            os.rename(tmp, work / "plugins" / "tag.wasm")
+            swaps += 1
+
+    t = threading.Thread(target=swapper)
+    t.start()
+    try:
+        r = wrk(f"http://127.0.0.1:{PORTS['gatehouse-swap']}/", seconds)
+    finally:
+        stop.set()
+        t.join()
+    return {"swaps": swaps, "requests": r["total"], "failed": r["failed"], "rps": r["rps"]}
+
+
+def report(rows, rate, swap, rounds, seconds, load_before, load_after):
+    by = {r["name"]: r for r in rows}
+    direct = by["upstream"]
+    lines = [
+        f"# Gatehouse benchmark — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}. "
+        f"Load average before/after: {' '.join(load_before)} / {' '.join(load_after)}.",
+        f"Each proxy: one worker, pinned with the upstream to cpu1; wrk -t1 -c32 pinned to cpu0, "
+        f"{rounds} interleaved rounds × {seconds}s; fixed rate {rate} req/s with oha --latency-correction.",
+        "",
+        "| target | req/s (median) | spread | p50 µs | p99 µs | CPU µs/req | fixed-rate p50 / p99 / p99.9 µs | added p50 µs | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        f = r.get("fixed")
+        fixed = f"{f['p50']:.0f} / {f['p99']:.0f} / {f['p99.9']:.0f}" if f else "n/a"
+        added = f"{f['p50'] - direct['fixed']['p50']:+.0f}" if f and direct.get("fixed") else "n/a"
+        flag = " ⚠ invalid (spread > 15%)" if r["spread"] > 0.15 else ""
+        lines.append(f"| {r['label']} | {r['rps']:.0f} | {r['spread'] * 100:.1f}%{flag} | {r['p50']:.0f} | {r['p99']:.0f} "
+                     f"| {r['cpu_us']:.1f} | {fixed} | {added} | {r['failed']} |")
+    g, n, ch, h = by["gatehouse"], by["nginx"], by["gatehouse-chain"], by["haproxy"]
+    lines += [
+        "",
+        "Ratios in this run:",
+        "",
+        f"- gatehouse / nginx, req/s: **{g['rps'] / n['rps']:.2f}×** (target ≥ 1.0)",
+        f"- gatehouse / HAProxy, req/s: {g['rps'] / h['rps']:.2f}×",
+        f"- gatehouse CPU per request / nginx's: **{g['cpu_us'] / n['cpu_us']:.2f}×** (target ≤ 1.0)",
+        f"- 3-plugin chain / no plugins, req/s: **{ch['rps'] / g['rps']:.2f}×** (target ≥ 0.85)",
+        f"- nginx / direct: {n['rps'] / direct['rps']:.2f}×; gatehouse / direct: {g['rps'] / direct['rps']:.2f}×",
+    ]
+    if g.get("fixed") and n.get("fixed") and direct.get("fixed"):
+        lines.append(f"- added p50 at {rate} req/s: gatehouse {g['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs, "
+                     f"nginx {n['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs (target: gatehouse ≤ nginx)")
+    lines += [
+        f"- hot swap: plugin replaced {swap['swaps']} times during {swap['requests']} requests "
+        f"({swap['rps']:.0f} req/s): **{swap['failed']} failed**",
+        "",
+        "The 3-plugin chain is three attachments of `examples/hello-plugin` (each runs on-request and",
+        "on-response: six boundary crossings per request) until jwt-auth, rate-limit and request-transform land.",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "latest.md").write_text(text)
+    svg(rows, RESULTS / "latest.svg")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
