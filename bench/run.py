@@ -244,6 +244,10 @@ def main():
             swap = hot_swap(Path(work), seconds * 2)
         finally:
             stack.stop()
+            logs = RESULTS / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            for f in Path(work).glob("*.log"):
+                shutil.copy(f, logs / f.name)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     report(rows, rate, swap, rounds, seconds, load_before, load_after)
 

@@ -74,12 +74,9 @@ async fn reloads_under_load_lose_nothing_and_bad_configs_are_rejected() {
 async fn plugin_hot_swap_fifty_times_under_load() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
-    // Deadlines are wall-clock: on a 2-core machine running the whole suite a
-    // trivial call can be descheduled past 10 ms. This test is about swapping,
-    // so it gives calls room; the sandbox tests cover deadlines.
     let gw = GatewayProcess::spawn(
         &format!(
-            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag, timeout: 1s }}]\n",
+            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag }}]\n",
             up.url()
         ),
         &[("tag", &a)],

@@ -135,14 +135,18 @@ impl Pool {
                 peak: 0,
             },
             deadline: Instant::now() + INIT_TIMEOUT,
+            ticks: 0,
+            tick_budget: ticks_for(INIT_TIMEOUT),
             exchange: None,
             shared: self.shared.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks += 1;
+            if state.ticks >= state.tick_budget && Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Yield to tokio, then check again at the next tick.
@@ -203,7 +207,10 @@ impl Pool {
         };
         let store = &mut slot.store;
         store.data_mut().exchange = Some(ex);
-        store.data_mut().deadline = Instant::now() + self.cfg.timeout;
+        let state = store.data_mut();
+        state.deadline = Instant::now() + self.cfg.timeout;
+        state.ticks = 0;
+        state.tick_budget = ticks_for(self.cfg.timeout);
         let result = run(&slot.plugin, store, call).await;
         let ex = match slot.store.data_mut().exchange.take() {
             Some(ex) => ex,
@@ -234,6 +241,11 @@ impl Pool {
             }
         }
     }
+}
+
+/// Epoch ticks (1 ms) in `d`, at least one.
+fn ticks_for(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
 }
 
 /// The exchange is put in just before the call and nothing else takes it out.

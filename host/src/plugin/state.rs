@@ -62,8 +62,14 @@ pub struct PluginState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    /// When the current call must end.
+    /// When the current call must end (wall clock).
     pub(crate) deadline: Instant,
+    /// Epoch ticks (1 ms each) observed while the current call ran.
+    pub(crate) ticks: u64,
+    /// Ticks the current call may run: a call is interrupted only once it has
+    /// both passed its wall-clock deadline and been seen running for this many
+    /// ticks, so a thread descheduled by the OS does not time out a fast call.
+    pub(crate) tick_budget: u64,
     /// The exchange of the call in progress (none between calls).
     pub(crate) exchange: Option<Box<Exchange>>,
     pub(crate) shared: Arc<PluginShared>,
