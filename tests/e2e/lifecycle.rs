@@ -51,13 +51,7 @@ async fn sigterm_drains_in_flight_requests() {
 async fn compiled_components_are_cached_and_cwasm_swaps_in() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
-    let gw = GatewayProcess::spawn(
-        &format!(
-            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag }}]\n",
-            up.url()
-        ),
-        &[("tag", &a)],
-    );
+    let gw = GatewayProcess::spawn(&tagged_route(&up), &[("tag", &a)]);
     let cache: Vec<_> = std::fs::read_dir(gw.plugin_dir().join(".gatehouse-cache"))
         .expect("cache dir")
         .collect();

@@ -120,44 +120,17 @@ async fn attributes_flow_between_plugins_and_context_is_visible() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_plugin_config_is_a_load_error() {
     let up = Upstream::start("up", Behavior::Echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    let _ = dir;
     let kit = plugin_path("testkit");
-    let yaml = chain_config(
-        &up.url(),
-        "      - { name: testkit, config: { mode: deny, status: 999 } }\n",
-    );
-    let gw = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(gw.path().join("plugins")).unwrap();
-    std::fs::copy(&kit, gw.path().join("plugins/testkit.wasm")).unwrap();
-    let path = gw.path().join("g.yaml");
-    std::fs::write(
-        &path,
-        format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}"),
-    )
-    .unwrap();
-    let err = gatehouse::Gateway::start(&path)
-        .await
-        .err()
-        .expect("must not start");
-    let msg = err.to_string();
+    let start_err = async |plugin: &str| {
+        let yaml = chain_config(&up.url(), plugin);
+        let err = TestGateway::try_start_with_plugins(&yaml, &[("testkit", &kit)]).await;
+        err.err().expect("must not start")
+    };
+    let msg = start_err("      - { name: testkit, config: { mode: deny, status: 999 } }\n").await;
     assert!(msg.contains("routes[0].plugins[0]"), "{msg}");
     assert!(msg.contains("status 999 is not an HTTP status"), "{msg}");
     // An unknown mode fails in serde, with serde's message.
-    let yaml = chain_config(
-        &up.url(),
-        "      - { name: testkit, config: { mode: nope } }\n",
-    );
-    std::fs::write(
-        &path,
-        format!("listeners: [{{ addr: \"127.0.0.1:0\" }}]\nplugin_dir: ./plugins\n{yaml}"),
-    )
-    .unwrap();
-    let msg = gatehouse::Gateway::start(&path)
-        .await
-        .err()
-        .expect("must not start")
-        .to_string();
+    let msg = start_err("      - { name: testkit, config: { mode: nope } }\n").await;
     assert!(
         msg.contains("invalid config") && msg.contains("nope"),
         "{msg}"

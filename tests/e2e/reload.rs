@@ -74,13 +74,7 @@ async fn reloads_under_load_lose_nothing_and_bad_configs_are_rejected() {
 async fn plugin_hot_swap_fifty_times_under_load() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
-    let gw = GatewayProcess::spawn(
-        &format!(
-            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag }}]\n",
-            up.url()
-        ),
-        &[("tag", &a)],
-    );
+    let gw = GatewayProcess::spawn(&tagged_route(&up), &[("tag", &a)]);
     let tag_of = async || {
         let r = get(&gw.url("/probe")).await;
         r.json()["headers"]["x-tag"]

@@ -37,7 +37,9 @@ async fn hundred_megabytes_each_way_with_flat_memory() {
     let after_download = gw.rss_kib();
 
     let growth = after_upload.max(after_download).saturating_sub(before);
-    eprintln!("streaming: RSS {before} KiB before, {after_upload} after 100 MB up, {after_download} after 100 MB down");
+    eprintln!(
+        "streaming: RSS {before} KiB before, {after_upload} after 100 MB up, {after_download} after 100 MB down"
+    );
     assert!(
         growth < 32 * 1024,
         "RSS grew {growth} KiB (before {before} KiB)"

@@ -17,17 +17,27 @@ impl TestGateway {
     /// Writes `yaml` (a config without `listeners`/`plugin_dir`: both are added,
     /// on 127.0.0.1:0 and `<tmp>/plugins`) and starts the gateway.
     pub async fn start(yaml: &str) -> Self {
-        Self::try_start(yaml)
-            .await
-            .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+        Self::start_with_plugins(yaml, &[]).await
     }
 
     /// Like `start`, returning the start error.
     pub async fn try_start(yaml: &str) -> Result<Self, String> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
-        let path = dir.path().join("gatehouse.yaml");
-        std::fs::write(&path, full_config(yaml)).expect("write config");
+        Self::try_start_with_plugins(yaml, &[]).await
+    }
+
+    /// Starts with plugins copied into the plugin dir first (`(name, source)`).
+    pub async fn start_with_plugins(yaml: &str, plugins: &[(&str, &Path)]) -> Self {
+        Self::try_start_with_plugins(yaml, plugins)
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+    }
+
+    /// Like `start_with_plugins`, returning the start error.
+    pub async fn try_start_with_plugins(
+        yaml: &str,
+        plugins: &[(&str, &Path)],
+    ) -> Result<Self, String> {
+        let (dir, path) = prepare_dir(yaml, plugins);
         let gateway = Gateway::start(&path).await.map_err(|e| e.to_string())?;
         let addr = gateway.addrs()[0];
         Ok(Self {
@@ -35,27 +45,6 @@ impl TestGateway {
             dir,
             addr,
         })
-    }
-
-    /// Starts with plugins copied into the plugin dir first (`(name, source)`).
-    pub async fn start_with_plugins(yaml: &str, plugins: &[(&str, &Path)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
-        for (name, src) in plugins {
-            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
-                .expect("copy plugin");
-        }
-        let path = dir.path().join("gatehouse.yaml");
-        std::fs::write(&path, full_config(yaml)).expect("write config");
-        let gateway = Gateway::start(&path)
-            .await
-            .unwrap_or_else(|e| panic!("gateway failed to start: {e}"));
-        let addr = gateway.addrs()[0];
-        Self {
-            gateway: Some(gateway),
-            dir,
-            addr,
-        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -98,6 +87,20 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension(format!("tmp{}", fastrand::u32(..)));
     std::fs::write(&tmp, bytes).expect("write temp");
     std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// A temporary directory holding `gatehouse.yaml` (from `yaml`, with a port-0
+/// listener and `plugin_dir: ./plugins` added) and the given plugins.
+pub fn prepare_dir(yaml: &str, plugins: &[(&str, &Path)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
+    for (name, src) in plugins {
+        std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
+            .expect("copy plugin");
+    }
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(&path, full_config(yaml)).expect("write config");
+    (dir, path)
 }
 
 fn full_config(yaml: &str) -> String {

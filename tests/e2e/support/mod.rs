@@ -31,3 +31,11 @@ pub async fn eventually(timeout: std::time::Duration, mut f: impl AsyncFnMut() -
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A config with one catch-all route to `up` through the plugin named `tag`.
+pub fn tagged_route(up: &Upstream) -> String {
+    format!(
+        "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag }}]\n",
+        up.url()
+    )
+}

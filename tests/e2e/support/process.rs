@@ -18,18 +18,7 @@ impl GatewayProcess {
     /// Writes `yaml` (listeners and plugin_dir added) and starts the binary,
     /// waiting for its "listening on" line.
     pub fn spawn(yaml: &str, plugins: &[(&str, &Path)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugin dir");
-        for (name, src) in plugins {
-            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
-                .expect("copy plugin");
-        }
-        let path = dir.path().join("gatehouse.yaml");
-        std::fs::write(
-            &path,
-            format!("listeners:\n  - addr: 127.0.0.1:0\nplugin_dir: ./plugins\n{yaml}"),
-        )
-        .expect("config");
+        let (dir, path) = super::gateway::prepare_dir(yaml, plugins);
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["run", "-c"])
             .arg(&path)
