@@ -206,6 +206,10 @@ impl Pool {
             },
         };
         let store = &mut slot.store;
+        // The deadline is relative to the epoch at the time it is set: without a
+        // reset, an instance idle for a tick would yield to the scheduler at the
+        // first instruction of every call.
+        store.set_epoch_deadline(1);
         store.data_mut().exchange = Some(ex);
         let state = store.data_mut();
         state.deadline = Instant::now() + self.cfg.timeout;
