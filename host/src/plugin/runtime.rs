@@ -83,6 +83,7 @@ pub struct PluginRuntime {
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
     attachments: Mutex<Vec<Weak<Attachment>>>,
     stop: Arc<AtomicBool>,
+    ticker: std::sync::Once,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -123,8 +124,8 @@ fn engine_config() -> Config {
 }
 
 impl PluginRuntime {
-    /// Builds the engine, links WASI (no dirs, env, network or clocks beyond the
-    /// defaults) and the host interface, and starts the epoch ticker.
+    /// Builds the engine and links WASI (no dirs, env or network) and the host
+    /// interface. The epoch ticker starts with the first plugin pool.
     pub fn new() -> Result<Arc<Self>, String> {
         let engine =
             Engine::new(&engine_config()).map_err(|e| format!("wasmtime engine: {e:#}"))?;
@@ -134,18 +135,6 @@ impl PluginRuntime {
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| format!("linking host API: {e:#}"))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker_engine = engine.clone();
-        let ticker_stop = stop.clone();
-        std::thread::Builder::new()
-            .name("gatehouse-epoch".into())
-            .spawn(move || {
-                // Deadlines are checked at each tick: 1 ms granularity.
-                while !ticker_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(1));
-                    ticker_engine.increment_epoch();
-                }
-            })
-            .map_err(|e| format!("epoch thread: {e}"))?;
         Ok(Arc::new(Self {
             engine,
             linker,
@@ -153,6 +142,7 @@ impl PluginRuntime {
             shared: Mutex::default(),
             attachments: Mutex::default(),
             stop,
+            ticker: std::sync::Once::new(),
         }))
     }
 
@@ -294,12 +284,34 @@ impl PluginRuntime {
             .clone()
     }
 
+    /// Starts the epoch ticker that enforces call deadlines, the first time a
+    /// plugin is used: a gateway without plugins has no thread waking every 1 ms.
+    fn ensure_ticker(&self) {
+        self.ticker.call_once(|| {
+            let engine = self.engine.clone();
+            let stop = self.stop.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gatehouse-epoch".into())
+                .spawn(move || {
+                    // Deadlines are checked at each tick: 1 ms granularity.
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        engine.increment_epoch();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the epoch thread: plugin deadlines are not enforced");
+            }
+        });
+    }
+
     /// Starts a pool for `cfg` running `compiled` (one instance, `init` run).
     pub async fn start_pool(
         &self,
         compiled: &Compiled,
         cfg: &AttachmentConfig,
     ) -> Result<Arc<Pool>, LoadError> {
+        self.ensure_ticker();
         let shared = self.shared(&cfg.name);
         Pool::start(
             self.engine.clone(),
