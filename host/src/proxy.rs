@@ -85,7 +85,12 @@ async fn handle(
             .filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string())))
             .collect()
     };
-    let host: Arc<str> = host.into();
+    // Only plugins read the normalised host back; skip the allocation otherwise.
+    let host: Arc<str> = if route.chain.is_empty() {
+        no_host()
+    } else {
+        host.into()
+    };
     let head = stages::prepare_request(parts, conn, route, &matched, host, request_id);
     let body = Body::stream(body, limit);
     if route.chain.is_empty() {
@@ -93,6 +98,11 @@ async fn handle(
         return Ok(stages::downstream_response(resp));
     }
     stages::with_plugins(route, conn, head, body, request_id, params).await
+}
+
+fn no_host() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
