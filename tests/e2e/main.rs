@@ -12,6 +12,7 @@ mod hostile;
 mod lifecycle;
 mod plugins;
 mod proxying;
+mod rate_limit;
 mod reload;
 mod routing;
 mod sandbox;
