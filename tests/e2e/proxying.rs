@@ -123,3 +123,23 @@ routes:
     assert_eq!(r.json()["error"], "no_healthy_upstream");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_http2_with_prior_knowledge() {
+    use http_body_util::{BodyExt, Empty};
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let gw = TestGateway::start(&one_service(&up.url(), "", "")).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<bytes::Bytes>>();
+    let resp = client.get(gw.url("/h2").parse().unwrap()).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["uri"], "/h2");
+    // The upstream still speaks HTTP/1.1 and gets a Host header from :authority.
+    assert_eq!(up.last().headers["host"], gw.addr.to_string().as_str());
+    gw.stop().await;
+}
