@@ -88,7 +88,7 @@ async fn smooth_weighted_round_robin_interleaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_prefers_the_idle_instance() {
-    let slow = Upstream::start("slow", Behavior::Delay(Duration::from_millis(300))).await;
+    let slow = Upstream::start("slow", Behavior::Delay(Duration::from_millis(1500))).await;
     let fast = Upstream::start("fast", Behavior::Echo).await;
     let yaml = format!(
         "services:\n  - name: s\n    load_balancer: least_connections\n    instances: [{{ url: \"{}\" }}, {{ url: \"{}\" }}]\n{}",
