@@ -171,22 +171,19 @@ impl ChainRun {
         mut ex: Box<Exchange>,
     ) -> (Box<Exchange>, Result<Flow, PluginError>) {
         for i in 0..self.pools.len() {
-            let Some(pool) = self.pools[i].clone() else {
+            if self.pools[i].is_none() {
                 continue;
-            };
+            }
             self.ran = i + 1;
-            let (back, result) = pool.invoke(ex, Call::Request).await;
+            let Some(pool) = &self.pools[i] else { continue };
+            let (back, result) = invoke(pool, ex, Call::Request).await;
             ex = back;
             match result {
-                Ok(Outcome::Request(RequestAction::Respond(r))) => {
-                    return (ex, Ok(Flow::Respond(convert(r, &pool))));
+                Ok(Some(Outcome::Request(RequestAction::Respond(r)))) => {
+                    return (ex, Ok(Flow::Respond(convert(r, pool))));
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    if let Err(e) = policy(&pool, e) {
-                        return (ex, Err(e));
-                    }
-                }
+                Err(e) => return (ex, Err(e)),
             }
         }
         (ex, Ok(Flow::Continue))
@@ -211,18 +208,14 @@ impl ChainRun {
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
-            let (back, result) = pool.invoke(ex, Call::Response).await;
+            let (back, result) = invoke(pool, ex, Call::Response).await;
             ex = back;
             match result {
-                Ok(Outcome::Response(ResponseAction::Replace(r))) => {
+                Ok(Some(Outcome::Response(ResponseAction::Replace(r)))) => {
                     return (ex, Ok(ResponseFlow::Replace(convert(r, pool))));
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    if let Err(e) = policy(pool, e) {
-                        return (ex, Err(e));
-                    }
-                }
+                Err(e) => return (ex, Err(e)),
             }
         }
         (ex, Ok(ResponseFlow::Continue))
@@ -260,34 +253,40 @@ impl ChainRun {
             } else {
                 Call::RequestBody(body.to_vec())
             };
-            let (back, result) = pool.invoke(ex, call).await;
+            let (back, result) = invoke(pool, ex, call).await;
             ex = back;
             match result {
-                Ok(Outcome::Body(BodyAction::Replace(b))) => body = Bytes::from(b),
-                Ok(Outcome::Body(BodyAction::Respond(r))) => {
+                Ok(Some(Outcome::Body(BodyAction::Replace(b)))) => body = Bytes::from(b),
+                Ok(Some(Outcome::Body(BodyAction::Respond(r)))) => {
                     return (ex, Ok(BodyFlow::Respond(convert(r, pool))));
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    if let Err(e) = policy(pool, e) {
-                        return (ex, Err(e));
-                    }
-                }
+                Err(e) => return (ex, Err(e)),
             }
         }
         (ex, Ok(BodyFlow::Body(body)))
     }
 }
 
-/// `on_error: allow` turns a failure into "skip this plugin".
-fn policy(pool: &Pool, e: PluginError) -> Result<(), PluginError> {
-    match pool.config().on_error {
-        OnError::Allow => {
-            tracing::warn!(plugin = &*pool.config().name, error = %e, "plugin failed; skipped (on_error: allow)");
-            Ok(())
-        }
-        OnError::Deny => Err(e),
-    }
+/// One hook call with the attachment's `on_error` applied in one place: a
+/// failure under `allow` becomes `Ok(None)` ("skip this plugin").
+async fn invoke(
+    pool: &Pool,
+    ex: Box<Exchange>,
+    call: Call,
+) -> (Box<Exchange>, Result<Option<Outcome>, PluginError>) {
+    let (ex, result) = pool.invoke(ex, call).await;
+    let result = match result {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(e) => match pool.config().on_error {
+            OnError::Allow => {
+                tracing::warn!(plugin = &*pool.config().name, error = %e, "plugin failed; skipped (on_error: allow)");
+                Ok(None)
+            }
+            OnError::Deny => Err(e),
+        },
+    };
+    (ex, result)
 }
 
 fn convert(r: super::bindings::types::Response, pool: &Pool) -> PluginResponse {
