@@ -156,6 +156,9 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        if let Err(e) = runtime.use_redis(config.redis.as_ref()) {
+            return Err(vec![ConfigError::new("redis", e)]);
+        }
         Ok(Self {
             router,
             routes,

@@ -13,6 +13,7 @@ mod lifecycle;
 mod plugins;
 mod proxying;
 mod rate_limit;
+mod rate_limit_redis;
 mod reload;
 mod routing;
 mod sandbox;

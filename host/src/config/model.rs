@@ -15,8 +15,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Directory holding `<name>.wasm` plugin files; watched for changes.
     pub plugin_dir: PathBuf,
-    /// Redis URL for plugins that use the distributed rate-limit backend.
-    pub redis_url: Option<String>,
+    /// Redis for plugins that use the distributed rate-limit backend.
+    pub redis: Option<RedisConfig>,
     /// Plugins that run before every route's own chain.
     pub global_plugins: Vec<AttachmentConfig>,
     /// Upstream services, referenced by index from routes.
@@ -27,6 +27,16 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Listener protection limits.
     pub limits: Limits,
+}
+
+/// The Redis server shared by gateway nodes (distributed rate limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Longest wait for one answer; past it the plugin's `on_backend_error`
+    /// applies. Default 50 ms.
+    pub timeout: Duration,
 }
 
 /// One listening socket.

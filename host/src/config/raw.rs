@@ -103,6 +103,7 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: String,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

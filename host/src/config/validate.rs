@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
@@ -32,13 +33,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
             "the admin API is not available in this version yet",
         );
     }
-    let redis_url = raw.redis.map(|r| r.url);
-    if let Some(url) = &redis_url
-        && !url.starts_with("redis://")
-        && !url.starts_with("rediss://")
-    {
-        errs.push("redis.url", format!("`{url}` is not a redis:// URL"));
-    }
+    let redis = raw.redis.and_then(|r| redis(r, &mut errs));
     let plugin_dir = base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into()));
     let global_plugins = attachments(&raw.plugins, "plugins", base, &mut errs);
 
@@ -83,12 +78,40 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     Ok(Config {
         listeners,
         plugin_dir,
-        redis_url,
+        redis,
         global_plugins,
         services,
         routes,
         workers: raw.workers,
         limits,
+    })
+}
+
+/// The URL is checked for shape only: a gateway that never uses the Redis
+/// backend never connects. Errors never echo the URL (it may hold a password).
+fn redis(r: RawRedis, errs: &mut Errors) -> Option<RedisConfig> {
+    if r.url.starts_with("rediss://") {
+        errs.push(
+            "redis.url",
+            "TLS to Redis (rediss://) is not available in this version yet",
+        );
+        return None;
+    }
+    if !r.url.starts_with("redis://") {
+        errs.push("redis.url", "expected a redis://host:port URL");
+        return None;
+    }
+    if let Err(e) = redis::Client::open(r.url.as_str()) {
+        errs.push("redis.url", format!("not a valid Redis URL: {e}"));
+        return None;
+    }
+    let timeout = r.timeout.map_or(Duration::from_millis(50), |d| d.0);
+    if timeout.is_zero() {
+        errs.push("redis.timeout", "must be more than 0");
+    }
+    Some(RedisConfig {
+        url: r.url,
+        timeout,
     })
 }
 

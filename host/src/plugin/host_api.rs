@@ -337,7 +337,10 @@ impl host::Host for PluginState {
         match req.backend {
             host::Backend::Local => Ok(self.shared.rate.check(&req)),
             host::Backend::Redis => {
-                Err("the redis rate-limit backend is not available in this version yet".into())
+                let Some(redis) = self.shared.redis.load_full() else {
+                    return Err("backend `redis` needs `redis.url` in the gateway config".into());
+                };
+                redis.check(&self.shared.name, &req).await
             }
         }
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
@@ -14,10 +15,10 @@ use wasmtime::{Config, Engine};
 use super::bindings::{Plugin, PluginPre};
 use super::chain::Attachment;
 use super::kv::Kv;
-use super::limiter::RateLimiter;
+use super::limiter::{RateLimiter, RedisLimiter};
 use super::pool::Pool;
 use super::state::{PluginShared, PluginState};
-use crate::config::AttachmentConfig;
+use crate::config::{AttachmentConfig, RedisConfig};
 
 /// Why a plugin could not be loaded. Shown to the operator; the previous
 /// version (if any) keeps serving.
@@ -81,6 +82,7 @@ pub struct PluginRuntime {
     linker: Linker<PluginState>,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
+    redis: Arc<ArcSwapOption<RedisLimiter>>,
     attachments: Mutex<Vec<Weak<Attachment>>>,
     stop: Arc<AtomicBool>,
     ticker: std::sync::Once,
@@ -140,6 +142,7 @@ impl PluginRuntime {
             linker,
             compiled: Mutex::default(),
             shared: Mutex::default(),
+            redis: Arc::default(),
             attachments: Mutex::default(),
             stop,
             ticker: std::sync::Once::new(),
@@ -279,9 +282,22 @@ impl PluginRuntime {
                     name: name.clone(),
                     kv: Arc::new(Kv::default()),
                     rate: Arc::new(RateLimiter::default()),
+                    redis: self.redis.clone(),
                 })
             })
             .clone()
+    }
+
+    /// Points the Redis rate-limit backend at `config` (from a snapshot that is
+    /// going live). Unchanged settings keep the existing connection.
+    pub fn use_redis(&self, config: Option<&RedisConfig>) -> Result<(), String> {
+        let current = self.redis.load();
+        if current.as_deref().map(RedisLimiter::config) == config {
+            return Ok(());
+        }
+        let next = config.map(RedisLimiter::new).transpose()?.map(Arc::new);
+        self.redis.store(next);
+        Ok(())
     }
 
     /// Starts the epoch ticker that enforces call deadlines, the first time a

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Exchange;
 use super::kv::Kv;
-use super::limiter::RateLimiter;
+use super::limiter::{RateLimiter, RedisLimiter};
 
 /// Per-plugin things that outlive instances and hot swaps.
 #[derive(Debug)]
@@ -21,6 +23,9 @@ pub struct PluginShared {
     pub kv: Arc<Kv>,
     /// Rate-limit counters.
     pub rate: Arc<RateLimiter>,
+    /// The gateway's Redis limiter, when the config names one (shared by all
+    /// plugins, replaced when `redis` changes in the config).
+    pub redis: Arc<ArcSwapOption<RedisLimiter>>,
 }
 
 /// Refuses linear-memory growth past the attachment's cap and remembers the peak,

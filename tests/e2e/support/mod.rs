@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod load;
 pub mod plugins;
 pub mod process;
+pub mod redis;
 pub mod upstream;
 
 pub use client::{get, request};
@@ -16,6 +17,7 @@ pub use gateway::TestGateway;
 pub use load::Load;
 pub use plugins::plugin_path;
 pub use process::GatewayProcess;
+pub use redis::RedisServer;
 pub use upstream::{Behavior, Upstream};
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
