@@ -32,7 +32,8 @@ PLUGINS = ROOT / "target" / "bench-plugins"
 TAG_A = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_a.wasm"
 TAG_B = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_b.wasm"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PORTS = {"upstream": 18080, "nginx": 18081, "haproxy": 18082, "gatehouse": 18083, "gatehouse-chain": 18084, "gatehouse-swap": 18085}
+PORTS = {"upstream": 18080, "nginx": 18081, "haproxy": 18082, "gatehouse": 18083, "gatehouse-chain": 18084, "gatehouse-swap": 18085,
+         "redis": 18086, "gatehouse-rl-local": 18087, "gatehouse-rl-redis": 18088}
 
 
 def cpu_ticks(pid):
@@ -110,7 +111,15 @@ backend be
             f"      - {{ name: hello, config: {{ greeting: g{i} }} }}" for i in range(3))
         self.gatehouse("gatehouse-chain", "    plugins:\n" + chain + "\n")
         self.gatehouse("gatehouse-swap", "    plugins:\n      - { name: tag }\n")
+        # A limit never reached: the cost of counting, not of refusing.
+        self.spawn("redis", ["redis-server", "--port", str(PORTS["redis"]), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"])
+        for backend in ("local", "redis"):
+            self.gatehouse(f"gatehouse-rl-{backend}", "    plugins:\n      - { name: rate-limit, config: { backend: "
+                           + backend + ", limits: [{ scope: ip, limit: 1000000000, window: 1s }] } }\n")
         for name, port in PORTS.items():
+            if name == "redis":
+                continue
             try:
                 wait_http(f"http://127.0.0.1:{port}/")
             except RuntimeError:
@@ -128,6 +137,7 @@ backend be
         conf = self.work / f"{name}.yaml"
         conf.write_text(f"""listeners: [{{ addr: "127.0.0.1:{PORTS[name]}" }}]
 workers: 1
+redis: {{ url: "redis://127.0.0.1:{PORTS['redis']}" }}
 plugin_dir: ./plugins
 services:
   - name: up
@@ -207,9 +217,11 @@ def main():
     rounds = args.rounds or (1 if args.smoke else 5)
     seconds = args.seconds or (2 if args.smoke else 6)
     fixed_seconds = 2 if args.smoke else 8
-    targets = ["upstream", "nginx", "haproxy", "gatehouse", "gatehouse-chain"]
+    targets = ["upstream", "nginx", "haproxy", "gatehouse", "gatehouse-chain", "gatehouse-rl-local",
+               "gatehouse-rl-redis"]
     labels = {"upstream": "direct (nginx return 200)", "nginx": "nginx proxy", "haproxy": "HAProxy",
-              "gatehouse": "gatehouse, no plugins", "gatehouse-chain": "gatehouse, 3-plugin chain"}
+              "gatehouse": "gatehouse, no plugins", "gatehouse-chain": "gatehouse, 3-plugin chain",
+              "gatehouse-rl-local": "gatehouse, rate-limit local", "gatehouse-rl-redis": "gatehouse, rate-limit redis"}
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory() as work:
         stack = Stack(work)
@@ -343,6 +355,14 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem):
     if g.get("fixed") and n.get("fixed") and direct.get("fixed"):
         lines.append(f"- added p50 at {rate} req/s: gatehouse {g['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs, "
                      f"nginx {n['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs (target: gatehouse ≤ nginx)")
+    for backend in ("local", "redis"):
+        rl = by[f"gatehouse-rl-{backend}"]
+        extra = ""
+        if rl.get("fixed") and g.get("fixed"):
+            extra = (f"; added at {rate} req/s over no plugins: p50 {rl['fixed']['p50'] - g['fixed']['p50']:+.0f} µs, "
+                     f"p99 {rl['fixed']['p99'] - g['fixed']['p99']:+.0f} µs")
+        lines.append(f"- rate-limit, {backend} backend: {rl['rps']:.0f} req/s = {rl['rps'] / g['rps']:.2f}× no plugins, "
+                     f"CPU {rl['cpu_us'] - g['cpu_us']:+.1f} µs/req in the gateway{extra}")
     lines += [
         f"- hot swap: plugin replaced {swap['swaps']} times during {swap['requests']} requests "
         f"({swap['rps']:.0f} req/s): **{swap['failed']} failed**",
