@@ -5,76 +5,15 @@
 // Benchmark harness code: criterion macros generate undocumented items.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use gatehouse::config::{AttachmentConfig, OnError};
+use gatehouse::plugin::PluginRuntime;
 use gatehouse::plugin::pool::{Call, Pool};
-use gatehouse::plugin::{Exchange, PluginRuntime, RequestHead};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-
-fn build(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "plugin",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            name,
-        ])
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "building {name}");
-    root.join("target/wasm32-wasip2/plugin")
-        .join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn attachment() -> AttachmentConfig {
-    AttachmentConfig {
-        name: "tag".into(),
-        on_error: OnError::Deny,
-        config: "{}".into(),
-        timeout: Duration::from_millis(100),
-        memory_limit: 64 << 20,
-        max_instances: 4,
-        body_limit: 1 << 20,
-        optional: false,
-        allow_read: vec![],
-    }
-}
-
-fn exchange(headers: usize) -> Box<Exchange> {
-    let mut h = HeaderMap::new();
-    for i in 0..headers {
-        h.insert(
-            HeaderName::try_from(format!("x-header-{i}")).unwrap(),
-            HeaderValue::from_static("some-value-0123456789"),
-        );
-    }
-    Box::new(Exchange {
-        request_id: "0123456789abcdef".into(),
-        route_id: "bench".into(),
-        client_ip: "127.0.0.1".parse().unwrap(),
-        params: vec![],
-        attributes: vec![],
-        req: RequestHead {
-            method: Method::GET,
-            uri: "/bench".parse().unwrap(),
-            headers: h,
-            scheme: "http",
-            host: "localhost".into(),
-        },
-        resp: None,
-    })
-}
+use support::{attachment, build, exchange};
 
 /// Runs `iters` calls through `pools` in order on one runtime, returning the total time.
 fn run_chain(
@@ -105,7 +44,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let runtime = PluginRuntime::new().expect("runtime");
     let compiled = runtime.compile("tag", &wasm).expect("compile");
-    let cfg = attachment();
+    let cfg = attachment("tag", "{}");
     let pool = rt
         .block_on(runtime.start_pool(&compiled, &cfg))
         .expect("pool");

@@ -14,8 +14,11 @@ pub mod kv;
 pub mod limiter;
 pub mod pool;
 pub mod runtime;
+mod signature;
 mod state;
 
+/// What hooks answer (as in [`pool::Outcome`]).
+pub use bindings::types::{BodyAction, RequestAction, ResponseAction};
 pub use chain::{Attachment, Chain, ChainRun, Flow};
 pub use exchange::{Exchange, RequestHead, ResponseHead};
 pub use runtime::{LoadError, PluginRuntime};

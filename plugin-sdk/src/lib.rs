@@ -28,6 +28,7 @@
 //! requests. Keep per-request state in [`Context`] attributes and lasting state
 //! in the host ([`host::kv_get`], [`host::rate_limit`]).
 
+pub mod params;
 mod response;
 
 #[doc(hidden)]
@@ -46,11 +47,13 @@ pub use bindings::gatehouse::plugin::types::{
 };
 pub use response::Response;
 
-/// Host services: logging, clocks, metrics, key-value store, rate limiting.
+/// Host services: logging, clocks, metrics, key-value store, rate limiting,
+/// native signature verification.
 pub mod host {
     pub use crate::bindings::gatehouse::plugin::host::{
-        Algorithm, Backend, LimitDecision, LimitRequest, counter_add, histogram_record, kv_delete,
-        kv_get, kv_set, log, monotonic_ns, now_ms, rate_limit,
+        Algorithm, Backend, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm, counter_add,
+        histogram_record, kv_delete, kv_get, kv_set, log, monotonic_ns, now_ms, rate_limit,
+        verify_signature,
     };
 }
 

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod auth;
 mod balancing;
 mod cli;
 mod hostile;

@@ -333,6 +333,16 @@ impl host::Host for PluginState {
         self.shared.kv.delete(&key);
     }
 
+    fn verify_signature(
+        &mut self,
+        algorithm: host::SignatureAlgorithm,
+        key: host::PublicKey,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> bool {
+        super::signature::verify(algorithm, &key, &message, &signature)
+    }
+
     async fn rate_limit(&mut self, req: host::LimitRequest) -> Result<host::LimitDecision, String> {
         match req.backend {
             host::Backend::Local => Ok(self.shared.rate.check(&req)),

@@ -5,7 +5,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate the tests use, built in one cargo invocation.
-const PLUGINS: &[&str] = &["testkit", "tag-a", "tag-b", "rate-limit"];
+const PLUGINS: &[&str] = &[
+    "testkit",
+    "tag-a",
+    "tag-b",
+    "rate-limit",
+    "jwt-auth",
+    "api-key",
+    "acl",
+];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

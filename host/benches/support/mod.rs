@@ -1,0 +1,73 @@
+//! Shared by the plugin benchmarks: build a plugin crate, an attachment
+//! config, a request exchange.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use gatehouse::config::{AttachmentConfig, OnError};
+use gatehouse::plugin::{Exchange, RequestHead};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+pub fn build(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building {name}");
+    root.join("target/wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+pub fn attachment(name: &str, config: &str) -> AttachmentConfig {
+    AttachmentConfig {
+        name: name.into(),
+        on_error: OnError::Deny,
+        config: config.into(),
+        timeout: Duration::from_millis(100),
+        memory_limit: 64 << 20,
+        max_instances: 4,
+        body_limit: 1 << 20,
+        optional: false,
+        allow_read: vec![],
+    }
+}
+
+pub fn exchange(headers: usize) -> Box<Exchange> {
+    let mut h = HeaderMap::new();
+    for i in 0..headers {
+        h.insert(
+            HeaderName::try_from(format!("x-header-{i}")).unwrap(),
+            HeaderValue::from_static("some-value-0123456789"),
+        );
+    }
+    Box::new(Exchange {
+        request_id: "0123456789abcdef".into(),
+        route_id: "bench".into(),
+        client_ip: "127.0.0.1".parse().unwrap(),
+        params: vec![],
+        attributes: vec![],
+        req: RequestHead {
+            method: Method::GET,
+            uri: "/bench".parse().unwrap(),
+            headers: h,
+            scheme: "http",
+            host: "localhost".into(),
+        },
+        resp: None,
+    })
+}
+

@@ -1,0 +1,231 @@
+//! `api-key`: authenticates a request by an API key sent in a header or a query
+//! parameter. The config holds only SHA-256 hashes of the keys; the presented
+//! key is hashed and compared with every configured hash in constant time. The
+//! key is never logged and never forwarded upstream.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use gatehouse_plugin_sdk::params::{query_param, query_without};
+use gatehouse_plugin_sdk::*;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The config as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Header carrying the key (default `x-api-key`).
+    header: Option<String>,
+    /// Query parameter carrying the key (off unless set).
+    query: Option<String>,
+    /// The accepted keys.
+    keys: Vec<KeyConfig>,
+    /// Request attribute → upstream header (default: `consumer` → `x-consumer-id`).
+    upstream_headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyConfig {
+    /// `sha256:<64 hex>` (or the bare hex) of the key.
+    hash: String,
+    /// Who the key belongs to (→ `consumer`).
+    consumer: String,
+    /// A name for the key that is safe to log (→ `api_key_id`; default: the
+    /// hash's first 12 hex digits).
+    id: Option<String>,
+    /// Granted scopes (→ `scopes`, space-separated).
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// Rate-limit tier (→ `tier`).
+    tier: Option<String>,
+    /// RFC 3339 instant after which the key is refused.
+    expires: Option<String>,
+    /// A disabled key is refused (default true).
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct Key {
+    hash: [u8; 32],
+    id: String,
+    consumer: String,
+    scopes: String,
+    tier: Option<String>,
+    expires: Option<SystemTime>,
+    enabled: bool,
+}
+
+struct ApiKey {
+    header: String,
+    query: Option<String>,
+    keys: Vec<Key>,
+    upstream_headers: BTreeMap<String, String>,
+}
+
+impl Plugin for ApiKey {
+    type Config = Config;
+
+    fn new(c: Config) -> Result<Self, String> {
+        if c.keys.is_empty() {
+            return Err("`keys` must list at least one key".into());
+        }
+        let keys = c
+            .keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| key(k).map_err(|e| format!("keys[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ApiKey {
+            header: c.header.unwrap_or_else(|| "x-api-key".into()),
+            query: c.query,
+            keys,
+            upstream_headers: c
+                .upstream_headers
+                .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())])),
+        })
+    }
+
+    fn on_request(&self, ctx: &Context, req: &Request) -> Action {
+        for header in self.upstream_headers.values() {
+            req.remove_header(header);
+        }
+        let presented = req.header_str(&self.header).or_else(|| {
+            let name = self.query.as_deref()?;
+            req.query()
+                .and_then(|q| query_param(&q, name).map(str::to_string))
+        });
+        // The key goes no further than this plugin, whatever the outcome.
+        req.remove_header(&self.header);
+        if let Some(name) = &self.query {
+            let rest = req.query().and_then(|q| query_without(&q, name));
+            let _ = req.set_query(rest.as_deref());
+        }
+        let Some(presented) = presented.filter(|k| !k.is_empty()) else {
+            return unauthorized(ctx, "missing API key");
+        };
+        let Some(key) = self.find(presented.trim()) else {
+            return unauthorized(ctx, "invalid API key");
+        };
+        if !key.enabled {
+            return unauthorized(ctx, "API key disabled");
+        }
+        if key.expires.is_some_and(|t| SystemTime::now() >= t) {
+            return unauthorized(ctx, "API key expired");
+        }
+        let attrs = [
+            ("consumer", Some(key.consumer.as_str())),
+            ("api_key_id", Some(key.id.as_str())),
+            (
+                "scopes",
+                Some(key.scopes.as_str()).filter(|s| !s.is_empty()),
+            ),
+            ("tier", key.tier.as_deref()),
+        ];
+        for (name, value) in attrs {
+            let Some(value) = value else { continue };
+            ctx.set_attribute(name, value);
+            if let Some(header) = self.upstream_headers.get(name) {
+                req.set_header(header, value.as_bytes());
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl ApiKey {
+    /// Compares against every key, without stopping at a match, so that the
+    /// time taken says nothing about which key (or how much of it) matched.
+    fn find(&self, presented: &str) -> Option<&Key> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for k in &self.keys {
+            if bool::from(k.hash.ct_eq(&digest)) {
+                found = Some(k);
+            }
+        }
+        found
+    }
+}
+
+fn key(k: KeyConfig) -> Result<Key, String> {
+    let hex_part = k.hash.strip_prefix("sha256:").unwrap_or(&k.hash);
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut hash).map_err(|_| {
+        "`hash` must be sha256:<64 hex digits> (printf %s KEY | sha256sum)".to_string()
+    })?;
+    let expires = k
+        .expires
+        .as_deref()
+        .map(|e| {
+            humantime::parse_rfc3339_weak(e).map_err(|_| {
+                format!("`expires` {e:?} is not an RFC 3339 time like 2027-01-31T00:00:00Z")
+            })
+        })
+        .transpose()?;
+    if k.consumer.is_empty() {
+        return Err("`consumer` must not be empty".into());
+    }
+    Ok(Key {
+        id: k.id.unwrap_or_else(|| hex_part[..12].to_string()),
+        hash,
+        consumer: k.consumer,
+        scopes: k.scopes.join(" "),
+        tier: k.tier,
+        expires,
+        enabled: k.enabled,
+    })
+}
+
+fn unauthorized(ctx: &Context, description: &str) -> Action {
+    let body = serde_json::json!({
+        "error": "unauthorized",
+        "error_description": description,
+        "request_id": ctx.request_id(),
+    });
+    Response::json(401, &body)
+        .header("www-authenticate", "ApiKey")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn epoch_secs(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn cfg(hash: &str, expires: Option<&str>) -> KeyConfig {
+        KeyConfig {
+            hash: hash.into(),
+            consumer: "alice".into(),
+            id: None,
+            scopes: vec!["a".into(), "b".into()],
+            tier: None,
+            expires: expires.map(str::to_string),
+            enabled: true,
+        }
+    }
+
+    const S3CRET: &str = "sha256:2f1c5a8cdd11f1ef4ce8e9d9c9ba0bde42e0b6e8f6ae4a2ea5cb5e8b4f4b3bd0";
+
+    #[test]
+    fn keys_parse_and_reject_bad_hashes_and_dates() {
+        let k = key(cfg(S3CRET, Some("2027-01-31T00:00:00Z"))).unwrap();
+        assert_eq!(k.id, "2f1c5a8cdd11");
+        assert_eq!(k.scopes, "a b");
+        assert_eq!(epoch_secs(k.expires.unwrap()), 1_801_353_600);
+        assert!(key(cfg("sha256:abc", None)).is_err_and(|e| e.contains("64 hex")));
+        assert!(key(cfg(S3CRET, Some("tomorrow"))).is_err_and(|e| e.contains("RFC 3339")));
+    }
+}
+
+export_plugin!(ApiKey);

@@ -1,0 +1,116 @@
+//! Verification keys: inline secrets and PEM keys, inline JWKS, and a JWKS file
+//! that is re-read when it changes (key rotation without a restart).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+
+/// One usable key.
+pub struct Key {
+    /// The `kid` it answers to, if any.
+    pub kid: Option<String>,
+    /// The decoding key (knows its family: HMAC, RSA, EC, Ed).
+    pub key: DecodingKey,
+}
+
+/// Parses a PEM public key of any supported family.
+pub fn from_pem(pem: &str) -> Result<DecodingKey, String> {
+    let bytes = pem.as_bytes();
+    DecodingKey::from_rsa_pem(bytes)
+        .or_else(|_| DecodingKey::from_ec_pem(bytes))
+        .or_else(|_| DecodingKey::from_ed_pem(bytes))
+        .map_err(|_| "`public_key` is not an RSA, EC or Ed25519 public key in PEM".to_string())
+}
+
+/// Parses a JWKS document; keys of unsupported types are an error, not skipped,
+/// so that a typo cannot silently disable a key.
+pub fn from_jwks(text: &str) -> Result<Vec<Key>, String> {
+    let set: JwkSet =
+        serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+    set.keys
+        .iter()
+        .map(|jwk| {
+            let kid = jwk.common.key_id.clone();
+            DecodingKey::from_jwk(jwk)
+                .map(|key| Key {
+                    kid: kid.clone(),
+                    key,
+                })
+                .map_err(|e| format!("JWKS key {}: {e}", kid.as_deref().unwrap_or("without kid")))
+        })
+        .collect()
+}
+
+/// A JWKS file and what was last read from it.
+pub struct JwksFile {
+    path: String,
+    refresh: Duration,
+    state: Mutex<FileState>,
+}
+
+struct FileState {
+    keys: std::sync::Arc<Vec<Key>>,
+    stamp: Option<(SystemTime, u64)>,
+    checked: Instant,
+}
+
+impl JwksFile {
+    /// Reads `path` now; an unreadable or invalid file is a load error.
+    pub fn open(path: &str, refresh: Duration) -> Result<Self, String> {
+        let (keys, stamp) = read(path)?;
+        Ok(Self {
+            path: path.to_string(),
+            refresh,
+            state: Mutex::new(FileState {
+                keys: std::sync::Arc::new(keys),
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The current keys, re-reading the file when it changed and the last check
+    /// is older than the refresh interval (or `force` after an unknown `kid`).
+    /// A broken new version keeps the old keys.
+    pub fn keys(&self, force: bool) -> std::sync::Arc<Vec<Key>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let due = s.checked.elapsed() >= self.refresh
+            || (force && s.checked.elapsed() >= Duration::from_millis(500));
+        if due {
+            s.checked = Instant::now();
+            if stamp(&self.path) != s.stamp {
+                match read(&self.path) {
+                    Ok((keys, stamp)) => {
+                        s.keys = std::sync::Arc::new(keys);
+                        s.stamp = stamp;
+                    }
+                    Err(e) => gatehouse_plugin_sdk::host::log(
+                        gatehouse_plugin_sdk::Level::Warn,
+                        &format!("jwks_file {}: keeping the previous keys: {e}", self.path),
+                    ),
+                }
+            }
+        }
+        s.keys.clone()
+    }
+}
+
+fn stamp(path: &str) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn read(path: &str) -> Result<(Vec<Key>, Option<(SystemTime, u64)>), String> {
+    let stamp = stamp(path);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!("jwks_file {path}: {e} (is its directory granted with `allow_read`?)")
+    })?;
+    Ok((from_jwks(&text)?, stamp))
+}
+
+/// Whether `key` can verify tokens of `family`.
+pub fn fits(key: &Key, family: AlgorithmFamily) -> bool {
+    key.key.family() == family
+}

@@ -1,0 +1,244 @@
+//! `jwt-auth`: verifies a JWT bearer token (HS/RS/PS/ES/EdDSA from an explicit
+//! allow-list; keys inline, as PEM, or as a JWKS inline or in a file that is
+//! re-read when it changes), maps its claims to request attributes and upstream
+//! headers, and answers 401 with an RFC 6750 `WWW-Authenticate` otherwise.
+//! Public-key signatures are checked by the host in native code (see `crypto`).
+
+mod claims;
+mod config;
+mod crypto;
+mod keys;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use config::{ClaimNames, Config, TokenSource};
+use gatehouse_plugin_sdk::params::{cookie, query_param, query_without};
+use gatehouse_plugin_sdk::*;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use keys::{JwksFile, Key};
+use verify::{Failure, Verifier};
+
+struct JwtAuth {
+    verifier: Verifier,
+    source: TokenSource,
+    claims: ClaimNames,
+    upstream_headers: BTreeMap<String, String>,
+    keep_token: bool,
+}
+
+/// Where the token was found, so that it can be removed before the upstream.
+enum Found {
+    Header(String),
+    Cookie,
+    Query(String),
+}
+
+impl Plugin for JwtAuth {
+    type Config = Config;
+
+    fn new(c: Config) -> Result<Self, String> {
+        // Only fails when already installed (by an earlier `new` in this instance).
+        let _ = crypto::PROVIDER.install_default();
+        let algorithms = c
+            .algorithms
+            .iter()
+            .map(|a| {
+                a.parse::<Algorithm>()
+                    .map_err(|_| format!("unknown algorithm `{a}` (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if algorithms.is_empty() {
+            return Err("`algorithms` must list at least one algorithm".into());
+        }
+        let mut keys = Vec::new();
+        if let Some(s) = &c.secret {
+            keys.push(secret_key(None, s)?);
+        }
+        if let Some(pem) = &c.public_key {
+            keys.push(Key {
+                kid: None,
+                key: keys::from_pem(pem)?,
+            });
+        }
+        for (i, k) in c.keys.iter().enumerate() {
+            let key = match (&k.secret, &k.public_key) {
+                (Some(s), None) => secret_key(k.kid.clone(), s)?,
+                (None, Some(pem)) => Key {
+                    kid: k.kid.clone(),
+                    key: keys::from_pem(pem).map_err(|e| format!("keys[{i}]: {e}"))?,
+                },
+                _ => {
+                    return Err(format!(
+                        "keys[{i}]: set exactly one of `secret` and `public_key`"
+                    ));
+                }
+            };
+            keys.push(key);
+        }
+        if let Some(doc) = &c.jwks {
+            keys.extend(keys::from_jwks(&doc.to_string())?);
+        }
+        let refresh = Duration::from_secs(c.jwks_refresh_seconds.unwrap_or(5));
+        let file = c
+            .jwks_file
+            .as_deref()
+            .map(|p| JwksFile::open(p, refresh))
+            .transpose()?;
+        if keys.is_empty() && file.is_none() {
+            return Err(
+                "no keys: set `secret`, `public_key`, `keys`, `jwks` or `jwks_file`".into(),
+            );
+        }
+        for alg in &algorithms {
+            let usable = keys.iter().any(|k| k.key.family() == alg.family()) || file.is_some();
+            if !usable {
+                return Err(format!(
+                    "algorithm {alg:?} is allowed but no key of its family is configured"
+                ));
+            }
+        }
+        let mut validation = Validation::new(algorithms[0]);
+        validation.validate_nbf = true;
+        validation.leeway = c.leeway_seconds.unwrap_or(60);
+        if let Some(iss) = &c.issuer {
+            validation.set_issuer(&iss.to_vec());
+        }
+        match &c.audience {
+            Some(aud) => validation.set_audience(&aud.to_vec()),
+            None => validation.validate_aud = false,
+        }
+        let required = c
+            .required_claims
+            .clone()
+            .unwrap_or_else(|| vec!["exp".into()]);
+        validation.set_required_spec_claims(&required);
+        let upstream_headers = c
+            .upstream_headers
+            .clone()
+            .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())]));
+        Ok(JwtAuth {
+            verifier: Verifier {
+                algorithms,
+                keys,
+                file,
+                validation,
+                max_token_bytes: c.max_token_bytes.unwrap_or(8192),
+            },
+            source: c.token,
+            claims: c.claims,
+            upstream_headers,
+            keep_token: c.keep_token,
+        })
+    }
+
+    fn on_request(&self, ctx: &Context, req: &Request) -> Action {
+        // Never let a client choose its own identity headers.
+        for header in self.upstream_headers.values() {
+            req.remove_header(header);
+        }
+        let Some((token, found)) = self.token(req) else {
+            return unauthorized(ctx, &Failure::Missing);
+        };
+        let claims = match self.verifier.verify(&token) {
+            Ok(c) => c,
+            Err(f) => return unauthorized(ctx, &f),
+        };
+        for (name, value) in claims::attributes(&claims, &self.claims) {
+            ctx.set_attribute(name, &value);
+            if let Some(header) = self.upstream_headers.get(name) {
+                req.set_header(header, value.as_bytes());
+            }
+        }
+        if !self.keep_token {
+            match found {
+                Found::Header(h) => req.remove_header(&h),
+                Found::Query(name) => {
+                    let rest = req.query().and_then(|q| query_without(&q, &name));
+                    let _ = req.set_query(rest.as_deref());
+                }
+                Found::Cookie => {}
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl JwtAuth {
+    fn token(&self, req: &Request) -> Option<(String, Found)> {
+        let s = &self.source;
+        let explicit = s.header.is_some() || s.cookie.is_some() || s.query.is_some();
+        let header = s
+            .header
+            .as_deref()
+            .or((!explicit).then_some("authorization"));
+        if let Some(h) = header
+            && let Some(v) = req.header_str(h)
+        {
+            let token = if h.eq_ignore_ascii_case("authorization") {
+                bearer(&v)
+            } else {
+                Some(v.trim())
+            };
+            if let Some(t) = token.filter(|t| !t.is_empty()) {
+                return Some((t.to_string(), Found::Header(h.to_string())));
+            }
+        }
+        if let Some(name) = &s.cookie
+            && let Some(v) = req
+                .header_all("cookie")
+                .iter()
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .find_map(|c| cookie(c, name).map(str::to_string))
+        {
+            return Some((v, Found::Cookie));
+        }
+        if let Some(name) = &s.query
+            && let Some(v) = req
+                .query()
+                .and_then(|q| query_param(&q, name).map(str::to_string))
+        {
+            return Some((v, Found::Query(name.clone())));
+        }
+        None
+    }
+}
+
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+fn secret_key(kid: Option<String>, secret: &str) -> Result<Key, String> {
+    if secret.len() < 32 {
+        return Err("an HMAC `secret` must be at least 32 bytes".into());
+    }
+    Ok(Key {
+        kid,
+        key: DecodingKey::from_secret(secret.as_bytes()),
+    })
+}
+
+/// 401 with RFC 6750 `WWW-Authenticate`: bare `Bearer` when no token was sent.
+fn unauthorized(ctx: &Context, failure: &Failure) -> Action {
+    let rid = ctx.request_id();
+    let (challenge, body) = match failure {
+        Failure::Missing => (
+            "Bearer".to_string(),
+            serde_json::json!({ "error": "unauthorized", "error_description": "missing token", "request_id": rid }),
+        ),
+        f => {
+            let d = f.description();
+            (
+                format!("Bearer error=\"invalid_token\", error_description=\"{d}\""),
+                serde_json::json!({ "error": "invalid_token", "error_description": d, "request_id": rid }),
+            )
+        }
+    };
+    Response::json(401, &body)
+        .header("www-authenticate", challenge)
+        .into()
+}
+
+export_plugin!(JwtAuth);
