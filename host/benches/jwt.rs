@@ -68,7 +68,11 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let runtime = PluginRuntime::new().expect("runtime");
     let compiled = runtime.compile("jwt-auth", &wasm).expect("compile");
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let claims = serde_json::json!({ "sub": "alice", "exp": exp });
     let mut g = c.benchmark_group("jwt_verify");
     for alg in [
@@ -81,9 +85,11 @@ fn bench(c: &mut Criterion) {
         let (enc, dec, key) = keys(alg);
         let token = encode(&Header::new(alg), &claims, &enc).unwrap();
         let validation = Validation::new(alg);
-        g.bench_with_input(BenchmarkId::new("native", format!("{alg:?}")), &(), |b, _| {
-            b.iter(|| decode::<serde_json::Value>(&token, &dec, &validation).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("native", format!("{alg:?}")),
+            &(),
+            |b, _| b.iter(|| decode::<serde_json::Value>(&token, &dec, &validation).unwrap()),
+        );
         let mut config = key;
         config["algorithms"] = serde_json::json!([format!("{alg:?}")]);
         let cfg = attachment("jwt-auth", &config.to_string());

@@ -51,9 +51,9 @@ pub use response::Response;
 /// native signature verification.
 pub mod host {
     pub use crate::bindings::gatehouse::plugin::host::{
-        Algorithm, Backend, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm, counter_add,
-        histogram_record, kv_delete, kv_get, kv_set, log, monotonic_ns, now_ms, rate_limit,
-        verify_signature,
+        Algorithm, Backend, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm,
+        counter_add, histogram_record, kv_delete, kv_get, kv_set, log, monotonic_ns, now_ms,
+        rate_limit, verify_signature,
     };
 }
 

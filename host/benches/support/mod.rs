@@ -70,4 +70,3 @@ pub fn exchange(headers: usize) -> Box<Exchange> {
         resp: None,
     })
 }
-

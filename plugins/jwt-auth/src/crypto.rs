@@ -114,7 +114,11 @@ impl Verifier<Vec<u8>> for HmacVerifier {
             Algorithm::HS512 => self.check::<Hmac<Sha512>>(msg, signature),
             _ => false,
         };
-        if ok { Ok(()) } else { Err(SignatureError::new()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(SignatureError::new())
+        }
     }
 }
 

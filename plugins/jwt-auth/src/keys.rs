@@ -50,9 +50,12 @@ pub struct JwksFile {
     state: Mutex<FileState>,
 }
 
+/// What identifies a version of the file: modification time and length.
+type Stamp = Option<(SystemTime, u64)>;
+
 struct FileState {
     keys: std::sync::Arc<Vec<Key>>,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Stamp,
     checked: Instant,
 }
 
@@ -97,12 +100,12 @@ impl JwksFile {
     }
 }
 
-fn stamp(path: &str) -> Option<(SystemTime, u64)> {
+fn stamp(path: &str) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
-fn read(path: &str) -> Result<(Vec<Key>, Option<(SystemTime, u64)>), String> {
+fn read(path: &str) -> Result<(Vec<Key>, Stamp), String> {
     let stamp = stamp(path);
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!("jwks_file {path}: {e} (is its directory granted with `allow_read`?)")
