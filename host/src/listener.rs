@@ -38,6 +38,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
         let limits = shared.snapshot().limits;
         let conn_info = ConnInfo {
             remote,
+            client: remote.ip(),
             scheme: "http",
         };
         let shared_conn = shared.clone();

@@ -4,7 +4,7 @@
 mod headers;
 mod stages;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, header};
@@ -21,6 +21,9 @@ pub use headers::X_REQUEST_ID;
 pub struct ConnInfo {
     /// The peer's address.
     pub remote: SocketAddr,
+    /// The client's address: the peer, or the nearest untrusted address in
+    /// `X-Forwarded-For` when the peer is a trusted proxy.
+    pub client: IpAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
 }
@@ -43,11 +46,16 @@ pub async fn serve(
 
 async fn handle(
     snap: &Snapshot,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
+    conn.client = headers::client_ip(
+        conn.remote.ip(),
+        &parts.headers,
+        &snap.config.trusted_proxies,
+    );
     let raw_host = parts
         .headers
         .get(header::HOST)

@@ -110,8 +110,16 @@ pub mod __private {
     use std::sync::OnceLock;
 
     pub fn init<P: Plugin>(cell: &OnceLock<P>, config: String) -> Result<Features, String> {
-        let cfg: P::Config =
-            serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
+        // The path (`limits[0].window`) tells the operator which key is wrong.
+        let de = &mut serde_json::Deserializer::from_str(&config);
+        let cfg: P::Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("invalid config: {}", e.inner())
+            } else {
+                format!("invalid config at `{path}`: {}", e.inner())
+            }
+        })?;
         let plugin = P::new(cfg)?;
         let features = plugin.features();
         // A second init on the same instance keeps the first plugin: instances

@@ -116,24 +116,8 @@ fn jwt_all_keys() -> Value {
 
 /// A gateway whose routes are (id, path, attachments as JSON).
 async fn gateway(up: &Upstream, routes: &[(&str, &str, Vec<Value>)]) -> TestGateway {
-    let mut yaml = format!(
-        "limits: {{ max_header_bytes: 131072 }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n",
-        up.url()
-    );
-    for (id, path, plugins) in routes {
-        yaml += &format!(
-            "  - id: {id}\n    match: {{ path: \"{path}\" }}\n    upstream: s\n    plugins: {}\n",
-            Value::Array(plugins.clone())
-        );
-    }
-    let names = ["jwt-auth", "api-key", "acl"];
-    let paths: Vec<_> = names.iter().map(|n| plugin_path(n)).collect();
-    let plugins: Vec<(&str, &std::path::Path)> = names
-        .iter()
-        .zip(&paths)
-        .map(|(n, p)| (*n, p.as_path()))
-        .collect();
-    TestGateway::start_with_plugins(&yaml, &plugins).await
+    let yaml = json_routes(up, "limits: { max_header_bytes: 131072 }\n", routes);
+    start_with(&yaml, &["jwt-auth", "api-key", "acl"]).await
 }
 
 async fn with_bearer(gw: &TestGateway, path: &str, token: &str) -> crate::support::client::Reply {

@@ -12,6 +12,7 @@ mod cli;
 mod hostile;
 mod lifecycle;
 mod plugins;
+mod policies;
 mod proxying;
 mod rate_limit;
 mod rate_limit_redis;

@@ -25,6 +25,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Runtime worker threads (`None`: one per core).
     pub workers: Option<usize>,
+    /// Peers whose `X-Forwarded-For` is believed when working out the client
+    /// address (load balancers in front of the gateway). Empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Listener protection limits.
     pub limits: Limits,
 }

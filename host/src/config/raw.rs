@@ -61,6 +61,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub workers: Option<usize>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub limits: Option<RawLimits>,
 }
 

@@ -69,6 +69,21 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .as_ref()
         .map(|l| limits(l, &mut errs))
         .unwrap_or_default();
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match parse_cidr(c) {
+            Some(net) => Some(net),
+            None => {
+                errs.push(
+                    format!("trusted_proxies[{i}]"),
+                    format!("`{c}` is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"),
+                );
+                None
+            }
+        })
+        .collect();
     if raw.workers == Some(0) {
         errs.push("workers", "must be at least 1");
     }
@@ -83,8 +98,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         services,
         routes,
         workers: raw.workers,
+        trusted_proxies,
         limits,
     })
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host).
+fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// The URL is checked for shape only: a gateway that never uses the Redis

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
 
 use crate::config::{Rewrite, TemplatePart};
 use crate::router::Params;
@@ -49,6 +50,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(k);
         }
     }
+}
+
+/// The client's address. Without trusted proxies it is the peer. When the peer
+/// is trusted, `X-Forwarded-For` is read from the right (the entry the nearest
+/// proxy added) past every trusted hop; the first untrusted address is the
+/// client. Entries left of it were written by the client and are never believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(list) = value.to_str() else {
+            return client;
+        };
+        for entry in list.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                return ip;
+            }
+        }
+    }
+    client
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
@@ -161,6 +189,38 @@ mod tests {
         let generated = request_id(&h);
         assert_eq!(generated.len(), 32);
         assert_ne!(generated, request_id(&h));
+    }
+
+    #[test]
+    fn client_ip_believes_only_trusted_hops() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.1.1.1"),
+        );
+        // 10.1.1.1 is a trusted hop; 203.0.113.7 is what it saw; 6.6.6.6 was typed by the client.
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // An untrusted peer's header is ignored entirely.
+        let outsider: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+        assert_eq!(
+            client_ip(peer, &h, &[]),
+            peer,
+            "no trusted proxies: the peer"
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.1.1.1"),
+        );
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "10.1.1.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

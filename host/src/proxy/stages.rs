@@ -86,9 +86,9 @@ pub async fn forward(
     head: RequestHead,
     body: Body,
 ) -> Result<Response<Incoming>, GatewayError> {
-    let service = route.target.service(conn.remote.ip(), &head.headers);
+    let service = route.target.service(conn.client, &head.headers);
     let key = SelectKey {
-        client_ip: conn.remote.ip(),
+        client_ip: conn.client,
         headers: &head.headers,
     };
     let idx = service
@@ -148,7 +148,7 @@ pub async fn with_plugins(
     let ex = Box::new(Exchange {
         request_id: request_id.to_str().unwrap_or("").into(),
         route_id: route.id.clone(),
-        client_ip: conn.remote.ip(),
+        client_ip: conn.client,
         params,
         attributes: Vec::new(),
         req: head,

@@ -41,3 +41,39 @@ pub fn tagged_route(up: &Upstream) -> String {
         up.url()
     )
 }
+
+/// A config with `head` (top-level keys), one service `s` at `up`, and routes
+/// given as (id, path pattern, plugin attachments as JSON).
+pub fn json_routes(
+    up: &Upstream,
+    head: &str,
+    routes: &[(&str, &str, Vec<serde_json::Value>)],
+) -> String {
+    let mut yaml = format!(
+        "{head}services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n",
+        up.url()
+    );
+    for (id, path, plugins) in routes {
+        yaml += &format!(
+            "  - id: {id}\n    match: {{ path: \"{path}\" }}\n    upstream: s\n    plugins: {}\n",
+            serde_json::Value::Array(plugins.clone())
+        );
+    }
+    yaml
+}
+
+/// Starts a gateway on `yaml` with the repository's plugins `names` installed.
+pub async fn start_with(yaml: &str, names: &[&str]) -> TestGateway {
+    let paths: Vec<_> = names.iter().map(|n| plugin_path(n)).collect();
+    let plugins: Vec<(&str, &std::path::Path)> = names
+        .iter()
+        .zip(&paths)
+        .map(|(n, p)| (*n, p.as_path()))
+        .collect();
+    TestGateway::start_with_plugins(yaml, &plugins).await
+}
+
+/// An attachment of plugin `name` with `config`, as JSON.
+pub fn attach(name: &str, config: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "name": name, "config": config })
+}

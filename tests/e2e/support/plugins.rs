@@ -13,6 +13,12 @@ const PLUGINS: &[&str] = &[
     "jwt-auth",
     "api-key",
     "acl",
+    "ip-restriction",
+    "cors",
+    "request-size-limit",
+    "request-transform",
+    "response-transform",
+    "request-validator",
 ];
 
 fn workspace() -> PathBuf {
