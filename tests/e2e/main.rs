@@ -14,6 +14,7 @@ mod lifecycle;
 mod plugins;
 mod policies;
 mod proxying;
+mod quickstart;
 mod rate_limit;
 mod rate_limit_redis;
 mod reload;

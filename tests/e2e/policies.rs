@@ -368,7 +368,11 @@ async fn bad_policy_configs_are_load_errors() {
             .expect("rejected");
         assert!(err.contains(message), "{plugin} {config}: {err}");
     }
-    let yaml = json_routes(&up, "trusted_proxies: [10.0.0.0/40]\n", &[("r", "/*", vec![])]);
+    let yaml = json_routes(
+        &up,
+        "trusted_proxies: [10.0.0.0/40]\n",
+        &[("r", "/*", vec![])],
+    );
     let err = TestGateway::try_start(&yaml).await.err().expect("rejected");
     assert!(err.contains("trusted_proxies[0]"), "{err}");
 }

@@ -180,7 +180,7 @@ impl Plugin for Cors {
         let Some(origin) = req.header_str("origin").filter(|_| !is_preflight(req)) else {
             return ResponseAction::Continue;
         };
-        if !(self.any && !self.credentials) {
+        if !self.any || self.credentials {
             resp.append_header("vary", b"Origin");
         }
         if !self.allowed(&origin) {

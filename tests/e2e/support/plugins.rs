@@ -19,6 +19,7 @@ const PLUGINS: &[&str] = &[
     "request-transform",
     "response-transform",
     "request-validator",
+    "hello-plugin",
 ];
 
 fn workspace() -> PathBuf {
