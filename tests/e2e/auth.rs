@@ -289,6 +289,40 @@ async fn attacks_and_broken_tokens_get_401_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_cookie_or_the_query() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let jwt = attach(
+        "jwt-auth",
+        json!({ "algorithms": ["HS256"], "secret": SECRET, "token": { "cookie": "session", "query": "access_token" } }),
+    );
+    let gw = gateway(&up, &[("r", "/*", vec![jwt])]).await;
+    let token = mint(Algorithm::HS256, None, &claims("carol", json!({})));
+    let cookie = format!("theme=dark; session={token}");
+    let r = request(Method::GET, &gw.url("/c"), &[("cookie", &cookie)], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().headers["x-consumer-id"], "carol");
+    let r = get(&gw.url(&format!("/q?access_token={token}&page=2"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        up.last().uri,
+        "/q?page=2",
+        "the token is removed from the query"
+    );
+    let r = request(
+        Method::GET,
+        &gw.url("/h"),
+        &[("authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.status, 401,
+        "the Authorization header is not a configured source"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_file_rotation_needs_no_restart() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let keys = tempfile::tempdir().unwrap();
@@ -477,16 +511,7 @@ async fn bad_auth_configs_are_load_errors() {
         ("api-key", json!({ "keys": [] }), "at least one key"),
         ("acl", json!({}), "no rule"),
     ] {
-        let yaml = format!(
-            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{}]\n",
-            up.url(),
-            json!({ "name": plugin, "config": config })
-        );
-        let path = plugin_path(plugin);
-        let err = TestGateway::try_start_with_plugins(&yaml, &[(plugin, &path)])
-            .await
-            .err()
-            .expect("rejected");
+        let err = load_error(&up, plugin, config.clone()).await;
         assert!(err.contains(message), "{plugin} {config}: {err}");
     }
 }

@@ -356,16 +356,7 @@ async fn bad_policy_configs_are_load_errors() {
             "max_bytes",
         ),
     ] {
-        let yaml = json_routes(
-            &up,
-            "",
-            &[("r", "/*", vec![attach(plugin, config.clone())])],
-        );
-        let path = plugin_path(plugin);
-        let err = TestGateway::try_start_with_plugins(&yaml, &[(plugin, &path)])
-            .await
-            .err()
-            .expect("rejected");
+        let err = load_error(&up, plugin, config.clone()).await;
         assert!(err.contains(message), "{plugin} {config}: {err}");
     }
     let yaml = json_routes(

@@ -122,15 +122,8 @@ async fn bad_configs_are_rejected_at_load() {
         ),
         ("{ limits: [] }", "at least one limit"),
     ] {
-        let yaml = format!(
-            "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: rate-limit, config: {config} }}]\n",
-            up.url()
-        );
-        let rl = plugin_path("rate-limit");
-        let err = TestGateway::try_start_with_plugins(&yaml, &[("rate-limit", &rl)])
-            .await
-            .err()
-            .expect("rejected");
+        let config: serde_json::Value = serde_yaml::from_str(config).unwrap();
+        let err = load_error(&up, "rate-limit", config.clone()).await;
         assert!(err.contains(message), "{config}: {err}");
     }
 }

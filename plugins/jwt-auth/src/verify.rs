@@ -136,11 +136,16 @@ impl Verifier {
     ) -> Result<Map<String, Value>, Failure> {
         let family = alg.family();
         let all = self.keys.iter().chain(file_keys.into_iter().flatten());
+        let fitting: Vec<&Key> = all.filter(|k| fits(k, family)).collect();
+        // A token's kid picks the key of that kid; keys configured without a
+        // kid (a single `secret` or `public_key`) answer to any kid.
         let candidates: Vec<&Key> = match kid {
-            Some(kid) => all
-                .filter(|k| k.kid.as_deref() == Some(kid) && fits(k, family))
+            Some(kid) if fitting.iter().any(|k| k.kid.as_deref() == Some(kid)) => fitting
+                .into_iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
                 .collect(),
-            None => all.filter(|k| fits(k, family)).collect(),
+            Some(_) => fitting.into_iter().filter(|k| k.kid.is_none()).collect(),
+            None => fitting,
         };
         if candidates.is_empty() {
             return Err(if kid.is_some() {

@@ -77,3 +77,14 @@ pub async fn start_with(yaml: &str, names: &[&str]) -> TestGateway {
 pub fn attach(name: &str, config: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "name": name, "config": config })
 }
+
+/// The load error for plugin `name` attached with `config` to a route to `up`
+/// (panics if the gateway starts).
+pub async fn load_error(up: &Upstream, name: &str, config: serde_json::Value) -> String {
+    let yaml = json_routes(up, "", &[("r", "/*", vec![attach(name, config)])]);
+    let path = plugin_path(name);
+    TestGateway::try_start_with_plugins(&yaml, &[(name, &path)])
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{name}: the config was accepted"))
+}
