@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def wait_http(url, timeout=20):
             with urllib.request.urlopen(url, timeout=1) as r:
                 r.read()
                 return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer (the chain's 401 without a token) means it is up
         except Exception:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up")
