@@ -7,7 +7,7 @@ mod smooth;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::HeaderMap;
 use http::uri::{Authority, Scheme};
@@ -25,7 +25,8 @@ pub struct Instance {
     /// Relative weight for weighted algorithms.
     pub weight: u32,
     active: AtomicUsize,
-    healthy: AtomicBool,
+    /// Active and passive health.
+    pub health: crate::resilience::health::InstanceHealth,
 }
 
 impl Instance {
@@ -39,7 +40,7 @@ impl Instance {
                 .unwrap_or_else(|| Authority::from_static("invalid")),
             weight: cfg.weight,
             active: AtomicUsize::new(0),
-            healthy: AtomicBool::new(true),
+            health: Default::default(),
         }
     }
 
@@ -50,12 +51,12 @@ impl Instance {
 
     /// Whether health checking currently allows traffic here.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health.is_healthy()
     }
 
     /// Marks the instance healthy or not (health checks, tests).
     pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
+        self.health.set_probed(healthy);
     }
 
     /// Counts a request in flight until the guard drops.
@@ -169,6 +170,27 @@ impl Balancer {
                 }
             }
         }
+    }
+}
+
+impl Balancer {
+    /// Like [`Balancer::select`], avoiding the instances in `tried` while
+    /// another healthy one exists (retries go elsewhere when they can).
+    pub fn select_avoiding(
+        &self,
+        instances: &[Arc<Instance>],
+        key: &SelectKey<'_>,
+        tried: &[usize],
+    ) -> Option<usize> {
+        let first = self.select(instances, key)?;
+        if !tried.contains(&first) {
+            return Some(first);
+        }
+        let n = instances.len();
+        (1..n)
+            .map(|k| (first + k) % n)
+            .find(|i| !tried.contains(i) && instances[*i].is_healthy())
+            .or(Some(first))
     }
 }
 

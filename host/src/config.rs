@@ -3,6 +3,7 @@
 //! reload: `load` → [`Config`] → `Snapshot::build`.
 
 mod duration;
+mod edge;
 mod env;
 mod error;
 mod model;
@@ -12,6 +13,7 @@ mod validate;
 use std::path::Path;
 
 pub use duration::parse_duration;
+pub use edge::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 

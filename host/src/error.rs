@@ -34,6 +34,17 @@ pub enum GatewayError {
     /// The service has no healthy instance.
     #[error("no healthy instance of service `{0}`")]
     NoHealthyUpstream(std::sync::Arc<str>),
+    /// The service's circuit breaker is open.
+    #[error("circuit breaker of service `{service}` is open")]
+    CircuitOpen {
+        /// The service.
+        service: std::sync::Arc<str>,
+        /// When the breaker lets probes through again.
+        retry_after: std::time::Duration,
+    },
+    /// The service's `max_concurrent_requests` is reached.
+    #[error("service `{0}` is at its concurrency limit")]
+    Overloaded(std::sync::Arc<str>),
     /// The upstream call failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -58,6 +69,8 @@ impl GatewayError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             Self::NoHealthyUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
+            Self::CircuitOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open"),
+            Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded"),
             Self::Upstream(UpstreamError::Connect(_)) => {
                 (StatusCode::BAD_GATEWAY, "upstream_connect_failed")
             }
@@ -84,9 +97,11 @@ impl GatewayError {
             Self::NoRoute | Self::BadRequest(_) | Self::PayloadTooLarge => Origin::Downstream,
             Self::Upstream(UpstreamError::BodyTooLarge) => Origin::Downstream,
             Self::Plugin(PluginError::BodyTooLarge(_)) => Origin::Downstream,
-            Self::NoHealthyUpstream(_) | Self::Upstream(_) | Self::ResponseTooLarge => {
-                Origin::Upstream
-            }
+            Self::NoHealthyUpstream(_)
+            | Self::CircuitOpen { .. }
+            | Self::Overloaded(_)
+            | Self::Upstream(_)
+            | Self::ResponseTooLarge => Origin::Upstream,
             Self::Plugin(_) => Origin::Plugin,
         }
     }
@@ -105,6 +120,12 @@ pub fn render(err: &GatewayError, request_id: &str) -> Response<Body> {
         tracing::warn!(request_id, error = %err, "request failed");
     }
     let mut resp = json_error(status, code, request_id);
+    if let GatewayError::CircuitOpen { retry_after, .. } = err {
+        // Whole seconds, rounded up: a client waiting this long finds the breaker probing.
+        let secs = retry_after.as_millis().div_ceil(1000).max(1);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+    }
     if matches!(err, GatewayError::BadRequest(_)) {
         // The connection's framing can no longer be trusted.
         resp.headers_mut()

@@ -29,6 +29,14 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A TLS listener's certificates could not be loaded.
+    #[error("listener {addr}: {source}")]
+    Tls {
+        /// The listener.
+        addr: SocketAddr,
+        /// What is wrong.
+        source: crate::tls::TlsError,
+    },
     /// The plugin runtime could not start.
     #[error("plugin runtime: {0}")]
     Runtime(String),
@@ -196,7 +204,18 @@ impl Gateway {
             .await
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
         let mut listeners = Vec::new();
+        let mut tls = Vec::new();
         for l in &snapshot.config.listeners {
+            let server = match &l.tls {
+                Some(t) => Some(Arc::new(crate::tls::TlsServer::build(t).map_err(
+                    |source| StartError::Tls {
+                        addr: l.addr,
+                        source,
+                    },
+                )?)),
+                None => None,
+            };
+            tls.push(server);
             let sock = TcpListener::bind(l.addr)
                 .await
                 .map_err(|source| StartError::Bind {
@@ -218,10 +237,18 @@ impl Gateway {
             control: tokio::sync::Mutex::new(()),
         });
         let (tx, rx) = watch::channel(false);
-        let mut tasks: Vec<JoinHandle<()>> = listeners
-            .into_iter()
-            .map(|l| tokio::spawn(crate::listener::run(l, shared.clone(), rx.clone())))
-            .collect();
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        for (l, t) in listeners.into_iter().zip(tls) {
+            if let Some(t) = &t {
+                tasks.push(tokio::spawn(t.clone().watch(rx.clone())));
+            }
+            tasks.push(tokio::spawn(crate::listener::run(
+                l,
+                t,
+                shared.clone(),
+                rx.clone(),
+            )));
+        }
         match crate::reload::watch(shared.clone(), rx) {
             Ok(task) => tasks.push(task),
             Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),

@@ -3,11 +3,11 @@
 //! # Request flow
 //!
 //! ```text
-//! client ─► listener   accept, HTTP/1.1 + h2c, header timeout, size limits
+//! client ─► listener   accept, TLS (SNI, mTLS, ALPN), HTTP/1.1 + h2, limits
 //!        ─► router     host → path trie → methods/headers → priority
 //!        ─► plugin     chain on-request, in order; a plugin may answer
-//!        ─► balancer   healthy instances only, per-service algorithm
-//!        ─► upstream   pooled hyper client, connect/response timeouts
+//!        ─► balancer   healthy instances only; breaker; bulkhead
+//!        ─► upstream   pooled hyper client (h1/h2/h2c, TLS); timeouts, retries
 //!        ─► plugin     chain on-response, reverse order
 //!        ─► client
 //! ```
@@ -17,7 +17,8 @@
 //! - [`config`]: file → validated model (every error with its path).
 //! - [`snapshot`]: the immutable unit a request runs on; built whole, swapped whole.
 //! - [`router`], [`plugin`], [`balancer`], [`upstream`]: one module per stage.
-//! - [`listener`], [`proxy`]: connections and the request path.
+//! - [`listener`], [`tls`], [`proxy`]: connections, TLS and the request path.
+//! - [`resilience`]: health, outlier ejection, circuit breaker, bulkhead, retries.
 //! - [`gateway`], [`reload`]: the running process, config reload and plugin hot swap.
 //! - [`error`]: the one place errors become HTTP responses.
 
@@ -30,8 +31,10 @@ pub mod listener;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
+pub mod resilience;
 pub mod router;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 
 pub use gateway::{Gateway, StartError};

@@ -1,8 +1,10 @@
 //! The request path, one call per stage: route → plugin chain (request) →
 //! balancer → upstream → plugin chain (response, reverse) → client.
 
+mod forward;
 mod headers;
 mod stages;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,8 +18,41 @@ use crate::router::{RequestKey, normalize_host};
 use crate::snapshot::Snapshot;
 pub use headers::X_REQUEST_ID;
 
+/// What a TLS listener learned in the handshake.
+#[derive(Debug)]
+pub struct TlsConn {
+    /// The verified client certificate's identity (mTLS).
+    pub peer: Option<crate::tls::PeerIdentity>,
+    /// Header that carries `peer` upstream, from the listener's config.
+    pub client_cert_header: Option<http::HeaderName>,
+}
+
+impl TlsConn {
+    /// Plugin attributes: `tls.client.subject` and `tls.client.san`.
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        match &self.peer {
+            Some(p) => vec![
+                ("tls.client.subject".into(), p.subject.clone()),
+                ("tls.client.san".into(), p.san_list()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets the identity header, replacing any copy the client sent.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        let Some(name) = &self.client_cert_header else {
+            return;
+        };
+        headers.remove(name);
+        if let Some(v) = self.peer.as_ref().and_then(|p| p.header_value()) {
+            headers.insert(name.clone(), v);
+        }
+    }
+}
+
 /// What the listener knows about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The peer's address.
     pub remote: SocketAddr,
@@ -26,6 +61,8 @@ pub struct ConnInfo {
     pub client: IpAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// TLS details; `None` on cleartext listeners.
+    pub tls: Option<Arc<TlsConn>>,
 }
 
 /// Serves one request on `snapshot` (the one current when it arrived) and
@@ -47,9 +84,12 @@ pub async fn serve(
 async fn handle(
     snap: &Snapshot,
     mut conn: ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
+    let client_upgrade = upgrade::requested(req.headers())
+        .is_some()
+        .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     conn.client = headers::client_ip(
         conn.remote.ip(),
@@ -99,13 +139,16 @@ async fn handle(
     } else {
         host.into()
     };
-    let head = stages::prepare_request(parts, conn, route, &matched, host, request_id);
+    let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id);
     let body = Body::stream(body, limit);
     if route.chain.is_empty() {
-        let resp = stages::forward(route, conn, head, body).await?;
-        return Ok(stages::downstream_response(resp));
+        let resp = forward::forward(route, conn.client, head, body).await?;
+        return Ok(match client_upgrade {
+            Some(up) if upgrade::switched(&resp) => upgrade::tunnel(resp, up),
+            _ => stages::downstream_response(resp),
+        });
     }
-    stages::with_plugins(route, conn, head, body, request_id, params).await
+    stages::with_plugins(route, &conn, head, body, request_id, params, client_upgrade).await
 }
 
 fn no_host() -> Arc<str> {

@@ -11,10 +11,14 @@ use crate::config::{
     Target,
 };
 use crate::plugin::{Attachment, Chain, PluginRuntime};
+use crate::resilience::breaker::Breaker;
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::health::spawn_probes;
+use crate::resilience::retry::RetryBudget;
 use crate::router::Router;
 use crate::upstream::Upstream;
 
-/// An upstream service with its instances, balancer and client.
+/// An upstream service with its instances, balancer, client and resilience state.
 #[derive(Debug)]
 pub struct Service {
     /// Service name.
@@ -25,21 +29,39 @@ pub struct Service {
     pub balancer: Balancer,
     /// Pooled client.
     pub upstream: Upstream,
+    /// The validated settings (timeouts, retries, outlier detection).
+    pub config: ServiceConfig,
+    /// Circuit breaker, when configured.
+    pub breaker: Option<Breaker>,
+    /// Concurrency cap, when configured.
+    pub bulkhead: Option<Bulkhead>,
+    /// Retry budget, when retries are configured.
+    pub retry_budget: Option<RetryBudget>,
 }
 
 impl Service {
-    fn build(cfg: &ServiceConfig) -> Self {
+    /// Builds the service and starts its health probes (they stop when the
+    /// service is dropped).
+    fn build(cfg: &ServiceConfig) -> Result<Arc<Self>, crate::tls::TlsError> {
         let instances: Vec<Arc<Instance>> = cfg
             .instances
             .iter()
             .map(|i| Arc::new(Instance::new(i)))
             .collect();
-        Self {
+        let svc = Arc::new(Self {
             name: cfg.name.clone(),
             balancer: Balancer::build(&cfg.load_balancer, &instances),
             instances,
-            upstream: Upstream::new(cfg.connect_timeout, cfg.timeout),
+            upstream: Upstream::new(cfg)?,
+            config: cfg.clone(),
+            breaker: cfg.circuit_breaker.map(Breaker::new),
+            bulkhead: cfg.max_concurrent_requests.map(Bulkhead::new),
+            retry_budget: cfg.retries.as_ref().map(|r| RetryBudget::new(r.budget)),
+        });
+        if let Some(hc) = &cfg.health_check {
+            spawn_probes(&svc, hc);
         }
+        Ok(svc)
     }
 }
 
@@ -100,6 +122,8 @@ pub struct Route {
     pub chain: Chain,
     /// Keep the client's `Host` header.
     pub preserve_host: bool,
+    /// Retry non-idempotent methods too.
+    pub retry_non_idempotent: bool,
 }
 
 /// Everything one request needs, immutable once built.
@@ -111,6 +135,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Listener limits.
     pub limits: Limits,
+    /// Services in config order.
+    pub services: Vec<Arc<Service>>,
     /// The config this snapshot was built from.
     pub config: Arc<Config>,
 }
@@ -126,11 +152,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, Vec<ConfigError>> {
         let router = Router::build(&config.routes)?;
-        let services: Vec<Arc<Service>> = config
-            .services
-            .iter()
-            .map(|s| Arc::new(Service::build(s)))
-            .collect();
+        let services = services(&config, previous)?;
         let mut loader = Loader::new(runtime, previous);
         let mut errors = Vec::new();
         let mut global = Vec::new();
@@ -163,6 +185,7 @@ impl Snapshot {
             router,
             routes,
             limits: config.limits,
+            services,
             config: Arc::new(config),
         })
     }
@@ -178,6 +201,31 @@ impl Snapshot {
             }
         }
         out
+    }
+}
+
+/// Services for a new snapshot. One whose settings did not change is carried
+/// over as it is, with its connection pool, health and breaker state.
+fn services(
+    config: &Config,
+    previous: Option<&Snapshot>,
+) -> Result<Vec<Arc<Service>>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(config.services.len());
+    for (i, s) in config.services.iter().enumerate() {
+        let kept = previous.and_then(|p| p.services.iter().find(|old| old.config == *s));
+        match kept {
+            Some(old) => out.push(old.clone()),
+            None => match Service::build(s) {
+                Ok(svc) => out.push(svc),
+                Err(e) => errors.push(ConfigError::new(format!("services[{i}]"), e.to_string())),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
     }
 }
 
@@ -200,6 +248,7 @@ fn route(r: &RouteConfig, services: &[Arc<Service>], chain: Chain) -> Route {
         rewrite: r.rewrite.clone(),
         chain,
         preserve_host: r.preserve_host,
+        retry_non_idempotent: r.retry_non_idempotent,
     }
 }
 

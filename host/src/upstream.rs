@@ -1,15 +1,22 @@
-//! Upstream calls: a pooled keep-alive hyper client per service, the response
-//! timeout, and the mapping of failures to gateway errors. Stage five of the flow.
+//! Upstream calls: a pooled keep-alive hyper client per service speaking
+//! HTTP/1.1, HTTP/2 over TLS or h2c, TLS verified against the system roots or
+//! a CA file, and the mapping of failures to gateway errors. Stage five of the flow.
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 
 use crate::body::{Body, is_too_large};
+use crate::config::{ServiceConfig, UpstreamProtocol, UpstreamTls};
+use crate::tls::{TlsError, certs};
 
 /// Why an upstream call failed; each maps to one status in `proxy::error`.
 #[derive(Debug, thiserror::Error)]
@@ -28,39 +35,104 @@ pub enum UpstreamError {
     Failed(String),
 }
 
-/// A pooled HTTP/1.1 client for one service.
+/// A pooled client for one service's instances.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 impl Upstream {
-    /// Builds a client with keep-alive pooling and the service's timeouts.
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
+    /// Builds a client with keep-alive pooling, the service's connect timeout,
+    /// protocol and TLS settings.
+    pub fn new(cfg: &ServiceConfig) -> Result<Self, TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS layer decides per URI scheme.
+        http.enforce_http(false);
+        let https = cfg
+            .instances
+            .iter()
+            .any(|i| i.url.scheme_str() == Some("https"));
+        let tls = client_tls(&cfg.tls, https)?;
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match &cfg.tls.server_name {
+            Some(name) => match ServerName::try_from(name.clone()) {
+                Ok(n) => builder.with_server_name_resolver(FixedServerNameResolver::new(n)),
+                Err(e) => return Err(TlsError::Config(format!("server_name `{name}`: {e}"))),
+            },
+            None => builder,
+        };
+        let connector = match cfg.protocol {
+            UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
+                builder.enable_http2().wrap_connector(http)
+            }
+        };
+        let mut client = Client::builder(TokioExecutor::new());
+        client
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Self { client, timeout }
+            .pool_max_idle_per_host(1024);
+        if cfg.protocol != UpstreamProtocol::Http1 {
+            client.http2_only(true);
+        }
+        Ok(Self {
+            client: client.build(connector),
+        })
     }
 
-    /// Sends `req` (its URI already absolute) and waits for the response head.
-    /// The body streams on after this returns.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+    /// Sends `req` (its URI already absolute) and waits up to `timeout` for the
+    /// response head. The body streams on after this returns.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if is_too_large(&e) => Err(UpstreamError::BodyTooLarge),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
             Ok(Err(e)) => Err(UpstreamError::Failed(error_chain(&e))),
         }
+    }
+}
+
+/// The system's CA certificates, read once (a few hundred files).
+static SYSTEM_ROOTS: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "skipping a system CA certificate");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "system CA certificates loaded");
+    Arc::new(roots)
+});
+
+fn client_tls(tls: &UpstreamTls, https: bool) -> Result<ClientConfig, TlsError> {
+    let roots = match &tls.ca_file {
+        Some(ca) => Arc::new(certs::root_store(ca)?),
+        None if https => SYSTEM_ROOTS.clone(),
+        None => Arc::new(rustls::RootCertStore::empty()),
+    };
+    let builder = ClientConfig::builder_with_provider(certs::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    match &tls.client_cert {
+        Some(p) => builder
+            .with_client_auth_cert(
+                certs::load_certs(&p.cert_file)?,
+                certs::load_key(&p.key_file)?,
+            )
+            .map_err(|e| TlsError::Config(format!("client certificate: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
     }
 }
 

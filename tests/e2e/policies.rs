@@ -102,7 +102,7 @@ async fn response_transform_edits_what_the_client_receives() {
                 "set": { "x-frame-options": "DENY", "x-content-type-options": "nosniff",
                          "strict-transport-security": "max-age=31536000" },
             },
-            "json": { "deny": ["headers", "body"], "rename": { "uri": "path" } },
+            "json": { "deny": ["headers", "body", "version"], "rename": { "uri": "path" } },
         }),
     );
     let gw = gateway(&up, "", &[("r", "/*", vec![transform])]).await;

@@ -47,6 +47,8 @@ pub struct RedisConfig {
 pub struct ListenerConfig {
     /// Address to bind; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// TLS termination; `None` serves cleartext HTTP/1.1 and h2c.
+    pub tls: Option<super::ListenerTls>,
 }
 
 /// Protection limits applied by every listener.
@@ -74,7 +76,7 @@ impl Default for Limits {
 }
 
 /// An upstream service: a set of instances and how to pick among them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     /// Unique service name.
     pub name: Arc<str>,
@@ -84,8 +86,24 @@ pub struct ServiceConfig {
     pub instances: Vec<InstanceConfig>,
     /// Time allowed to open a TCP connection. Default 1s.
     pub connect_timeout: Duration,
-    /// Time allowed for the upstream to answer with a response head. Default 30s.
+    /// Time allowed for a response head, all tries and backoffs included. Default 30s.
     pub timeout: Duration,
+    /// Time allowed for one try; `None`: the whole `timeout`.
+    pub per_try_timeout: Option<Duration>,
+    /// Wire protocol to the instances.
+    pub protocol: super::UpstreamProtocol,
+    /// TLS settings for `https://` instances.
+    pub tls: super::UpstreamTls,
+    /// Active health checks.
+    pub health_check: Option<super::HealthCheck>,
+    /// Passive health checks.
+    pub outlier_detection: Option<super::OutlierDetection>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<super::CircuitBreaker>,
+    /// Retry policy; `None`: one try.
+    pub retries: Option<super::Retries>,
+    /// Most requests in flight to the service; beyond it 503 at once.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// How a service picks an instance.
@@ -106,7 +124,7 @@ pub enum LoadBalancerKind {
 }
 
 /// One upstream instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceConfig {
     /// `http://host:port`; its scheme and authority are used.
     pub url: http::Uri,
@@ -137,6 +155,8 @@ pub struct RouteConfig {
     pub plugins: Vec<AttachmentConfig>,
     /// Send the client's `Host` upstream (default) or the instance's authority.
     pub preserve_host: bool,
+    /// Retry POST and PATCH too (the upstream must tolerate duplicates).
+    pub retry_non_idempotent: bool,
 }
 
 /// A host pattern: exact or `*.suffix`.

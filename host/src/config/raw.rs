@@ -73,23 +73,67 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
 }
 
-// Parsed so that typos are reported; the keys are rejected in validation until supported.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub certificates: Vec<RawCertificate>,
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: Option<String>,
+    pub client_cert_header: Option<String>,
+    pub watch_interval: Option<Dur>,
 }
 
-// Parsed so that typos are reported; the keys are rejected in validation until supported.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: String,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlierDetection {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection_time: Option<Dur>,
+    pub max_ejection_time: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub failure_threshold: Option<u32>,
+    pub open_for: Option<Dur>,
+    pub half_open_requests: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<String>>,
+    pub backoff_base: Option<Dur>,
+    pub backoff_max: Option<Dur>,
+    pub budget: Option<f64>,
+    pub max_body_bytes: Option<usize>,
 }
 
 // Parsed so that typos are reported; the keys are rejected in validation until supported.
@@ -142,13 +186,16 @@ pub struct RawService {
     pub hash_header: Option<String>,
     #[serde(default)]
     pub instances: Vec<RawInstance>,
-    pub health_check: Option<serde_json::Value>,
-    pub circuit_breaker: Option<serde_json::Value>,
+    pub health_check: Option<RawHealthCheck>,
+    pub outlier_detection: Option<RawOutlierDetection>,
+    pub circuit_breaker: Option<RawCircuitBreaker>,
     pub connect_timeout: Option<Dur>,
     pub timeout: Option<Dur>,
-    pub retries: Option<serde_json::Value>,
+    pub per_try_timeout: Option<Dur>,
+    pub retries: Option<RawRetries>,
     pub max_concurrent_requests: Option<usize>,
     pub protocol: Option<String>,
+    pub tls: Option<RawUpstreamTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +220,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub plugins: Vec<RawAttachment>,
     pub preserve_host: Option<bool>,
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
 }
 
 #[derive(Debug, Deserialize)]

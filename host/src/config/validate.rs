@@ -10,6 +10,8 @@ use super::ConfigError;
 use super::model::*;
 use super::raw::*;
 
+mod edge;
+
 /// Collects errors while walking the raw document.
 struct Errors(Vec<ConfigError>);
 
@@ -25,7 +27,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .listeners
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| listener(l, &format!("listeners[{i}]"), &mut errs))
+        .filter_map(|(i, l)| listener(l, &format!("listeners[{i}]"), base, &mut errs))
         .collect();
     if raw.admin.is_some() {
         errs.push(
@@ -47,7 +49,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
                 format!("duplicate service name \"{}\"", s.name),
             );
         }
-        services.push(service(s, &path, &mut errs));
+        services.push(service(s, &path, base, &mut errs));
     }
 
     let mut ids = HashMap::new();
@@ -138,15 +140,13 @@ fn redis(r: RawRedis, errs: &mut Errors) -> Option<RedisConfig> {
     })
 }
 
-fn listener(l: &RawListener, path: &str, errs: &mut Errors) -> Option<ListenerConfig> {
-    if l.tls.is_some() {
-        errs.push(
-            format!("{path}.tls"),
-            "TLS listeners are not available in this version yet",
-        );
-    }
+fn listener(l: &RawListener, path: &str, base: &Path, errs: &mut Errors) -> Option<ListenerConfig> {
+    let tls = l
+        .tls
+        .as_ref()
+        .and_then(|t| edge::listener_tls(t, &format!("{path}.tls"), base, errs));
     match l.addr.parse() {
-        Ok(addr) => Some(ListenerConfig { addr }),
+        Ok(addr) => Some(ListenerConfig { addr, tls }),
         Err(_) => {
             errs.push(
                 format!("{path}.addr"),
@@ -171,21 +171,12 @@ fn limits(l: &RawLimits, errs: &mut Errors) -> Limits {
     }
 }
 
-fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
-    let not_yet = [
-        ("health_check", s.health_check.is_some()),
-        ("circuit_breaker", s.circuit_breaker.is_some()),
-        ("retries", s.retries.is_some()),
-        (
-            "max_concurrent_requests",
-            s.max_concurrent_requests.is_some(),
-        ),
-        ("protocol", s.protocol.is_some()),
-    ];
-    for (key, present) in not_yet {
-        if present {
-            errs.push(format!("{path}.{key}"), "not available in this version yet");
-        }
+fn service(s: &RawService, path: &str, base: &Path, errs: &mut Errors) -> ServiceConfig {
+    if s.max_concurrent_requests == Some(0) {
+        errs.push(
+            format!("{path}.max_concurrent_requests"),
+            "must be at least 1",
+        );
     }
     let load_balancer = match s.load_balancer.as_deref().unwrap_or("round_robin") {
         "round_robin" => LoadBalancerKind::RoundRobin,
@@ -232,26 +223,27 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
                 errs.push(format!("{ipath}.weight"), "must be at least 1");
             }
             match inst.url.parse::<http::Uri>() {
-                Ok(url) if url.scheme_str() == Some("http") && url.authority().is_some() => {
+                Ok(url)
+                    if matches!(url.scheme_str(), Some("http" | "https"))
+                        && url.authority().is_some() =>
+                {
                     Some(InstanceConfig { url, weight })
-                }
-                Ok(url) if url.scheme_str() == Some("https") => {
-                    errs.push(
-                        format!("{ipath}.url"),
-                        format!("`{url}`: https upstreams are not available in this version yet"),
-                    );
-                    None
                 }
                 _ => {
                     errs.push(
                         format!("{ipath}.url"),
-                        format!("`{}` is not an http://host:port URL", inst.url),
+                        format!("`{}` is not an http(s)://host:port URL", inst.url),
                     );
                     None
                 }
             }
         })
+        .collect::<Vec<InstanceConfig>>();
+    let schemes: Vec<&str> = instances
+        .iter()
+        .filter_map(|i| i.url.scheme_str())
         .collect();
+    let edge = edge::service_edge(s, path, base, &schemes, errs);
     ServiceConfig {
         name: s.name.as_str().into(),
         load_balancer,
@@ -262,6 +254,14 @@ fn service(s: &RawService, path: &str, errs: &mut Errors) -> ServiceConfig {
         timeout: s
             .timeout
             .map_or(std::time::Duration::from_secs(30), |d| d.0),
+        per_try_timeout: edge.per_try_timeout,
+        protocol: edge.protocol,
+        tls: edge.tls,
+        health_check: edge.health_check,
+        outlier_detection: edge.outlier_detection,
+        circuit_breaker: edge.circuit_breaker,
+        retries: edge.retries,
+        max_concurrent_requests: s.max_concurrent_requests,
     }
 }
 
@@ -349,6 +349,7 @@ fn route(
         target: target?,
         plugins,
         preserve_host: r.preserve_host.unwrap_or(true),
+        retry_non_idempotent: r.retry_non_idempotent,
     })
 }
 

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Response, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::ConnInfo;
+use super::forward::forward;
 use super::headers::{X_REQUEST_ID, add_forwarded, rewrite_path, strip_hop_by_hop};
-use crate::balancer::SelectKey;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::plugin::chain::{BodyFlow, PluginResponse, ResponseFlow};
@@ -23,7 +22,7 @@ use crate::snapshot::Route;
 /// headers removed, forwarding headers added, the route's rewrite applied.
 pub fn prepare_request(
     parts: http::request::Parts,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     route: &Route,
     m: &RouteMatch,
     host: Arc<str>,
@@ -36,7 +35,24 @@ pub fn prepare_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
+    let te_trailers = headers.get(header::TE).is_some_and(|v| {
+        v.as_bytes()
+            .windows(8)
+            .any(|w| w.eq_ignore_ascii_case(b"trailers"))
+    });
+    let upgrade = super::upgrade::requested(&headers);
     strip_hop_by_hop(&mut headers);
+    if te_trailers {
+        // gRPC needs `te: trailers` end to end; it is the one TE value kept.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let Some(tls) = &conn.tls {
+        tls.apply(&mut headers);
+    }
     add_forwarded(
         &mut headers,
         conn.remote.ip(),
@@ -78,48 +94,6 @@ fn origin_form(uri: &Uri) -> Uri {
     }
 }
 
-/// Picks an instance and sends the request; returns the upstream's response head
-/// with the body still streaming.
-pub async fn forward(
-    route: &Route,
-    conn: ConnInfo,
-    head: RequestHead,
-    body: Body,
-) -> Result<Response<Incoming>, GatewayError> {
-    let service = route.target.service(conn.client, &head.headers);
-    let key = SelectKey {
-        client_ip: conn.client,
-        headers: &head.headers,
-    };
-    let idx = service
-        .balancer
-        .select(&service.instances, &key)
-        .ok_or_else(|| GatewayError::NoHealthyUpstream(service.name.clone()))?;
-    let instance = &service.instances[idx];
-    let pq = head
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(instance.scheme.clone())
-        .authority(instance.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| GatewayError::BadRequest("cannot build upstream URI"))?;
-    let mut req = Request::new(body);
-    *req.method_mut() = head.method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = head.headers;
-    if !route.preserve_host
-        && let Ok(v) = HeaderValue::from_str(instance.authority.as_str())
-    {
-        req.headers_mut().insert(header::HOST, v);
-    }
-    let _in_flight = instance.begin();
-    Ok(service.upstream.send(req).await?)
-}
-
 /// The upstream response as the client gets it: hop-by-hop headers removed,
 /// body streaming through.
 pub fn downstream_response(resp: Response<Incoming>) -> Response<Body> {
@@ -138,11 +112,12 @@ enum Answer {
 /// the upstream call, then response hooks in reverse order.
 pub async fn with_plugins(
     route: &Route,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     head: RequestHead,
     body: Body,
     request_id: &HeaderValue,
     params: Vec<(Arc<str>, String)>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, GatewayError> {
     let mut run = route.chain.start();
     let ex = Box::new(Exchange {
@@ -150,7 +125,11 @@ pub async fn with_plugins(
         route_id: route.id.clone(),
         client_ip: conn.client,
         params,
-        attributes: Vec::new(),
+        attributes: conn
+            .tls
+            .as_ref()
+            .map(|t| t.attributes())
+            .unwrap_or_default(),
         req: head,
         resp: None,
     });
@@ -168,10 +147,18 @@ pub async fn with_plugins(
                     } else {
                         ex.req.take()
                     };
-                    Answer::Upstream(forward(route, conn, req, body).await?)
+                    Answer::Upstream(forward(route, conn.client, req, body).await?)
                 }
             }
         }
+    };
+    let answer = match (answer, client_upgrade) {
+        (Answer::Upstream(resp), Some(up)) if super::upgrade::switched(&resp) => {
+            // The connection now belongs to another protocol: response hooks
+            // have nothing to edit.
+            return Ok(super::upgrade::tunnel(resp, up));
+        }
+        (answer, _) => answer,
     };
     let mut body = match answer {
         Answer::Upstream(resp) => {

@@ -10,7 +10,9 @@ pub mod load;
 pub mod plugins;
 pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
+pub mod ws;
 
 pub use client::{get, request};
 pub use gateway::TestGateway;

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,11 +30,14 @@ pub enum Behavior {
     Drain,
     /// Echo, plus hop-by-hop headers in the response.
     HopByHop,
+    /// Sends a response head promising 1 MiB, 1 KiB of it, then resets the connection.
+    ResetMidResponse,
 }
 
 /// A request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub version: http::Version,
     pub method: String,
     pub uri: String,
     pub headers: HeaderMap,
@@ -48,18 +51,34 @@ pub struct Upstream {
     pub received: Arc<Mutex<Vec<Recorded>>>,
     pub hits: Arc<AtomicUsize>,
     pub active: Arc<AtomicUsize>,
+    status: Arc<AtomicU16>,
+    killed: tokio::sync::watch::Sender<bool>,
+    tls: bool,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
     }
 }
 
 impl Upstream {
     /// Starts a server named `name` on a free loopback port.
     pub async fn start(name: &str, behavior: Behavior) -> Self {
+        Self::serve(name, behavior, None).await
+    }
+
+    /// Starts an HTTPS server (HTTP/1.1 and h2 by ALPN) with `acceptor`.
+    pub async fn start_tls(
+        name: &str,
+        behavior: Behavior,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> Self {
+        Self::serve(name, behavior, Some(acceptor)).await
+    }
+
+    async fn serve(name: &str, behavior: Behavior, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -67,27 +86,53 @@ impl Upstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(AtomicU16::new(0));
+        let (killed, kill_rx) = tokio::sync::watch::channel(false);
         let ctx = Arc::new(Ctx {
             name: name.to_string(),
             behavior,
             received: received.clone(),
             hits: hits.clone(),
             active: active.clone(),
+            status: status.clone(),
         });
+        let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let ctx = ctx.clone();
+                let tls = tls.clone();
+                let mut kill_rx = kill_rx.clone();
                 tokio::spawn(async move {
+                    if matches!(ctx.behavior, Behavior::ResetMidResponse) {
+                        reset_mid_response(stream, &ctx).await;
+                        return;
+                    }
                     let svc = service_fn(move |req| {
                         let ctx = ctx.clone();
                         async move { Ok::<_, Infallible>(ctx.handle(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    // A killed upstream drops its open connections too.
+                    match tls {
+                        None => {
+                            tokio::select! {
+                                _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc) => {}
+                                _ = kill_rx.wait_for(|k| *k) => {}
+                            }
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc) => {}
+                                _ = kill_rx.wait_for(|k| *k) => {}
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -97,12 +142,27 @@ impl Upstream {
             received,
             hits,
             active,
+            status,
+            killed,
+            tls: is_tls,
             task,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops listening and closes every open connection.
+    pub fn kill(&self) {
+        self.task.abort();
+        let _ = self.killed.send(true);
+    }
+
+    /// Answers every request with `status` (after recording it); `None` restores the behaviour.
+    pub fn set_status(&self, status: Option<u16>) {
+        self.status.store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {
@@ -129,6 +189,29 @@ struct Ctx {
     received: Arc<Mutex<Vec<Recorded>>>,
     hits: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
+    status: Arc<AtomicU16>,
+}
+
+/// Reads a request head, answers with a head and part of the body, then resets.
+async fn reset_mid_response(mut stream: tokio::net::TcpStream, ctx: &Ctx) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    ctx.hits.fetch_add(1, Ordering::SeqCst);
+    let head = "HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\ncontent-type: text/plain\r\n\r\n";
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&[b'x'; 1024]).await;
+    let _ = stream.flush().await;
+    // SO_LINGER 0: close sends RST instead of FIN (the point of this upstream).
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    drop(stream);
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -159,6 +242,7 @@ impl Ctx {
             self.hits.fetch_add(1, Ordering::SeqCst);
             let body = Bytes::from(n.to_string());
             let rec = Recorded {
+                version: parts.version,
                 method: parts.method.to_string(),
                 uri: parts.uri.to_string(),
                 headers: parts.headers,
@@ -174,12 +258,17 @@ impl Ctx {
         let body = collected.to_bytes();
         self.hits.fetch_add(1, Ordering::SeqCst);
         let rec = Recorded {
+            version: parts.version,
             method: parts.method.to_string(),
             uri: parts.uri.to_string(),
             headers: parts.headers,
             body,
         };
         self.received.lock().unwrap().push(rec.clone());
+        let forced = self.status.load(Ordering::SeqCst);
+        if forced != 0 {
+            return Response::builder().status(forced).body(full("")).unwrap();
+        }
         match &self.behavior {
             Behavior::Status(s) => Response::builder().status(*s).body(full("")).unwrap(),
             Behavior::Stream(total) => {
@@ -200,7 +289,7 @@ impl Ctx {
                 h.insert("proxy-authenticate", "Basic".parse().unwrap());
                 r
             }
-            Behavior::Echo | Behavior::Drain => self.echo(&rec),
+            Behavior::Echo | Behavior::Drain | Behavior::ResetMidResponse => self.echo(&rec),
         }
     }
 
@@ -217,6 +306,7 @@ impl Ctx {
             .collect();
         let json = serde_json::json!({
             "upstream": self.name,
+            "version": format!("{:?}", rec.version),
             "method": rec.method,
             "uri": rec.uri,
             "headers": headers,
