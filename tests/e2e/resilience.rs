@@ -381,3 +381,34 @@ async fn bad_resilience_settings_are_named_errors() {
         assert!(err.contains(expected), "for {extra:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_state_of_services_it_did_not_change() {
+    let up = Upstream::start("up", Behavior::Status(500)).await;
+    let svc = service(
+        "s",
+        &[up.url()],
+        "    circuit_breaker: { failure_threshold: 2, open_for: 30s }\n",
+    );
+    let gw = TestGateway::start(&one_route(&svc)).await;
+    for _ in 0..2 {
+        assert_eq!(get(&gw.url("/x")).await.status, 500);
+    }
+    assert_eq!(get(&gw.url("/x")).await.json()["error"], "circuit_open");
+    // A new route, same service settings: the open breaker carries over.
+    gw.write_config(&format!(
+        "{}  - id: extra\n    match: {{ path: /extra }}\n    upstream: s\n",
+        one_route(&svc)
+    ));
+    let reloads = || gw.shared().stats.reloads_ok.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(5), async || reloads() == 1).await, "reloaded");
+    assert_eq!(gw.shared().snapshot().routes.len(), 2);
+    assert_eq!(get(&gw.url("/extra")).await.json()["error"], "circuit_open");
+    assert_eq!(get(&gw.url("/x")).await.json()["error"], "circuit_open");
+    // Changing the service's settings builds it anew (closed breaker).
+    let changed = service("s", &[up.url()], "    circuit_breaker: { failure_threshold: 3, open_for: 30s }\n");
+    gw.write_config(&one_route(&changed));
+    assert!(eventually(Duration::from_secs(5), async || reloads() == 2).await, "reloaded");
+    assert_eq!(get(&gw.url("/x")).await.status, 500, "a fresh, closed breaker");
+    gw.stop().await;
+}

@@ -119,7 +119,8 @@ fn mtls_config(
     mode: &str,
     up: &Upstream,
 ) -> String {
-    let plugins = "    plugins:\n      - name: testkit\n        config: { mode: read-attr, name: tls.client.subject, header: x-seen-subject }\n";
+    // The first plugin tries to forge the identity; the host ignores it.
+    let plugins = "    plugins:\n      - name: testkit\n        config: { mode: set-attr, name: tls.client.subject, value: CN=forged }\n      - name: testkit\n        config: { mode: read-attr, name: tls.client.subject, header: x-seen-subject }\n";
     format!(
         "{}{}",
         tls_listener(

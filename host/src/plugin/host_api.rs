@@ -112,6 +112,11 @@ impl types::HostContext for PluginState {
     }
 
     fn set_attribute(&mut self, _: Resource<ContextRes>, name: String, value: String) {
+        // `tls.*` comes from the handshake; a plugin must not be able to forge it.
+        if name.starts_with("tls.") {
+            tracing::debug!(attribute = %name, "plugin tried to set a read-only attribute");
+            return;
+        }
         if let Some(e) = self.exchange.as_mut() {
             e.set_attribute(name, value);
         }
