@@ -33,6 +33,41 @@ pub enum Body {
         /// The configured limit, for the error.
         limit: u64,
     },
+    /// Another body, counted; the count is reported once, when it ends or is
+    /// dropped (access log, trace spans).
+    Counted(Box<Counted>),
+}
+
+/// What [`Body::Counted`] reports to when the body is done.
+pub type OnEnd = Box<dyn FnOnce(u64) + Send + Sync>;
+
+/// A counted body and its report.
+pub struct Counted {
+    inner: Body,
+    bytes: u64,
+    on_end: Option<OnEnd>,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Counted {
+    fn finish(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(self.bytes);
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Body {
@@ -45,6 +80,16 @@ impl Body {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let b = bytes.into();
         Self::Full((!b.is_empty()).then_some(b))
+    }
+
+    /// Counts the bytes of `inner` and calls `on_end` with the total once it
+    /// ends (or is dropped half-way).
+    pub fn counted(inner: Body, on_end: OnEnd) -> Self {
+        Self::Counted(Box::new(Counted {
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+        }))
     }
 
     /// Streams `inner`, failing once more than `limit` bytes went through.
@@ -86,6 +131,17 @@ impl http_body::Body for Body {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Self::Counted(c) => {
+                let polled = Pin::new(&mut c.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        c.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => c.finish(),
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -93,6 +149,8 @@ impl http_body::Body for Body {
         match self {
             Self::Full(b) => b.is_none(),
             Self::Stream { inner, .. } => inner.is_end_stream(),
+            // An empty body is never polled: it reports when dropped.
+            Self::Counted(c) => c.inner.is_end_stream(),
         }
     }
 
@@ -100,6 +158,7 @@ impl http_body::Body for Body {
         match self {
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Stream { inner, .. } => inner.size_hint(),
+            Self::Counted(c) => c.inner.size_hint(),
         }
     }
 }

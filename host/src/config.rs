@@ -7,6 +7,7 @@ mod edge;
 mod env;
 mod error;
 mod model;
+mod observe;
 mod raw;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use duration::parse_duration;
 pub use edge::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use observe::*;
 
 /// Reads, substitutes `${ENV}`, parses and validates the config file at `path`.
 ///

@@ -37,6 +37,9 @@ pub enum StartError {
         /// What is wrong.
         source: crate::tls::TlsError,
     },
+    /// The access log could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
     /// The plugin runtime could not start.
     #[error("plugin runtime: {0}")]
     Runtime(String),
@@ -68,12 +71,59 @@ pub struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// Serialises reloads and swaps so that two never build at once.
     pub(crate) control: tokio::sync::Mutex<()>,
+    /// Every metric of this gateway.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Counters of requests no route matched.
+    pub unmatched: Arc<crate::metrics::RouteMetrics>,
+    /// Access log and span export.
+    pub telemetry: crate::telemetry::Telemetry,
+    /// Config versions (admin API).
+    pub versions: crate::versions::Versions,
+    /// SHA-256 of the live config text.
+    live_hash: Mutex<Option<[u8; 32]>>,
+    /// When the gateway started.
+    pub started_at: std::time::SystemTime,
+    /// The last swap error of each plugin, cleared by a good swap.
+    plugin_errors: Mutex<std::collections::HashMap<String, String>>,
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`,
+/// so that readers see the old or the new file, never half of one.
+fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("config");
+    let tmp = dir.join(format!(".{name}.{}.tmp", fastrand::u64(..)));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 impl Shared {
     /// The current snapshot (an `Arc` the caller keeps for the whole request).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The last rejected version of plugin `name`, if its current version is older.
+    pub fn plugin_error(&self, name: &str) -> Option<String> {
+        self.plugin_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn record_error(&self, e: String) {
@@ -83,30 +133,26 @@ impl Shared {
 
     /// Re-reads the config file and swaps in a new snapshot. An invalid config
     /// keeps the current snapshot serving; the errors are logged and returned.
+    /// A file identical to the live config (e.g. just written by the admin
+    /// API) is a no-op.
     pub async fn reload(&self) -> Result<(), String> {
         let _guard = self.control.lock().await;
         let path = self.config_path.clone();
-        let parsed = tokio::task::spawn_blocking(move || config::load(&path))
+        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
             .await
-            .map_err(|e| e.to_string())?;
-        let result = match parsed {
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read {}: {e}", self.config_path.display()))?;
+        if self.is_live(&text) {
+            return Ok(());
+        }
+        let result = match self.build(&text).await {
+            Ok(snap) => {
+                self.go_live(snap, &text, "file");
+                Ok(())
+            }
             Err(e) => Err(format!(
                 "config reload rejected, keeping the last good config:\n{e}"
             )),
-            Ok(cfg) => {
-                let current = self.snapshot();
-                match Snapshot::build(cfg, &self.runtime, Some(&current)).await {
-                    Ok(snap) => {
-                        self.snapshot.store(Arc::new(snap));
-                        self.runtime.prune();
-                        Ok(())
-                    }
-                    Err(errors) => Err(format!(
-                        "config reload rejected, keeping the last good config:\n{}",
-                        ConfigErrors::new(&self.config_path, errors)
-                    )),
-                }
-            }
         };
         match &result {
             Ok(()) => {
@@ -121,6 +167,57 @@ impl Shared {
         result
     }
 
+    /// Validates `document` exactly like the file, builds it, writes it to the
+    /// config file (temp file + rename) and makes it live as a new version by
+    /// `author`. On any error nothing changes. Callers hold [`Shared::control`].
+    pub async fn apply_document(
+        &self,
+        document: &serde_json::Value,
+        author: &str,
+    ) -> Result<u64, ConfigErrors> {
+        let text = crate::admin::document::render(&self.config_path, document);
+        let snap = self.build(&text).await?;
+        let path = self.config_path.clone();
+        let written = text.clone();
+        let write = tokio::task::spawn_blocking(move || atomic_write(&path, &written)).await;
+        if let Err(e) = write.map_err(std::io::Error::other).and_then(|r| r) {
+            let err = config::ConfigError::new("", format!("cannot write the config file: {e}"));
+            return Err(ConfigErrors::single(&self.config_path, err));
+        }
+        let n = self.go_live(snap, &text, author);
+        self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(version = n, author, "config changed through the admin API");
+        Ok(n)
+    }
+
+    /// Parses, validates and builds `text` (off the request path).
+    async fn build(&self, text: &str) -> Result<Snapshot, ConfigErrors> {
+        let cfg = config::parse(&self.config_path, text)?;
+        let current = self.snapshot();
+        Snapshot::build(cfg, &self.runtime, Some(&current))
+            .await
+            .map_err(|errors| ConfigErrors::new(&self.config_path, errors))
+    }
+
+    fn is_live(&self, text: &str) -> bool {
+        *self.live_hash.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest(text))
+    }
+
+    /// Swaps `snap` in and records `text` as the new version.
+    fn go_live(&self, snap: Snapshot, text: &str, author: &str) -> u64 {
+        self.snapshot.store(Arc::new(snap));
+        self.runtime.prune();
+        *self.live_hash.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest(text));
+        let doc = crate::admin::document::parse(&self.config_path, text).unwrap_or_default();
+        self.versions.push(doc, author)
+    }
+
+    /// The lock that serialises config changes and plugin swaps (admin writes
+    /// hold it across read-modify-apply so that none is lost).
+    pub async fn lock_control(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.control.lock().await
+    }
+
     /// Compiles the new file of plugin `name`, starts it for every attachment, and
     /// switches them all at once. Any failure keeps the old version everywhere.
     pub async fn swap_plugin(&self, name: &str) -> Result<(), String> {
@@ -129,10 +226,18 @@ impl Shared {
         match &result {
             Ok(0) => {}
             Ok(n) => {
+                self.plugin_errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
                 self.stats.swaps_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(plugin = name, attachments = n, "plugin swapped");
             }
             Err(e) => {
+                self.plugin_errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string(), e.clone());
                 self.stats.swaps_failed.fetch_add(1, Ordering::Relaxed);
                 self.record_error(format!(
                     "plugin swap rejected, keeping the running version: {e}"
@@ -188,6 +293,7 @@ impl Shared {
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
+    admin_addr: Option<SocketAddr>,
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -198,7 +304,11 @@ impl Gateway {
     /// initialized), binds every listener and starts serving and watching.
     pub async fn start(config_path: &Path) -> Result<Self, StartError> {
         let path = config_path.to_path_buf();
-        let cfg = config::load(&path)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let err = config::ConfigError::new("", format!("cannot read file: {e}"));
+            ConfigErrors::single(&path, err)
+        })?;
+        let cfg = config::parse(&path, &text)?;
         let runtime = PluginRuntime::new().map_err(StartError::Runtime)?;
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
@@ -228,7 +338,34 @@ impl Gateway {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let metrics = runtime.metrics().clone();
+        let telemetry = crate::telemetry::Telemetry::start(&snapshot.config, &metrics)
+            .map_err(StartError::AccessLog)?;
+        let versions = crate::versions::Versions::default();
+        versions.push(
+            crate::admin::document::parse(&path, &text).unwrap_or_default(),
+            "file",
+        );
+        let admin = match &snapshot.config.admin {
+            Some(a) => Some((
+                TcpListener::bind(a.addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: a.addr,
+                        source,
+                    })?,
+                a.clone(),
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            versions,
+            live_hash: Mutex::new(Some(digest(&text))),
+            started_at: std::time::SystemTime::now(),
+            plugin_errors: Mutex::default(),
+            unmatched: metrics.route(&Arc::from(crate::metrics::UNMATCHED)),
+            metrics,
+            telemetry,
             snapshot: ArcSwap::from_pointee(snapshot),
             runtime,
             config_path: path,
@@ -249,12 +386,26 @@ impl Gateway {
                 rx.clone(),
             )));
         }
+        let admin_addr = match admin {
+            Some((listener, cfg)) => {
+                let addr = listener.local_addr().ok();
+                tasks.push(tokio::spawn(crate::admin::run(
+                    listener,
+                    cfg,
+                    shared.clone(),
+                    rx.clone(),
+                )));
+                addr
+            }
+            None => None,
+        };
         match crate::reload::watch(shared.clone(), rx) {
             Ok(task) => tasks.push(task),
             Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),
         }
         Ok(Self {
             shared,
+            admin_addr,
             addrs,
             shutdown: tx,
             tasks,
@@ -264,6 +415,11 @@ impl Gateway {
     /// The bound listener addresses, in config order (port 0 resolved).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin listener's bound address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Shared state: snapshot, runtime, stats, reload and swap.

@@ -21,20 +21,26 @@
 //! - [`resilience`]: health, outlier ejection, circuit breaker, bulkhead, retries.
 //! - [`gateway`], [`reload`]: the running process, config reload and plugin hot swap.
 //! - [`error`]: the one place errors become HTTP responses.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics, access log, trace spans.
+//! - [`admin`], [`versions`]: the admin API and config versions.
 
+pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod metrics;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
 pub mod resilience;
 pub mod router;
 pub mod snapshot;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod versions;
 
 pub use gateway::{Gateway, StartError};

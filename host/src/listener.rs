@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -125,10 +126,11 @@ where
 {
     let limits = shared.snapshot().limits;
     let remote = conn.remote;
+    let metrics = &shared.metrics.clone();
     let svc = service_fn(move |req| {
-        let snapshot = shared.snapshot();
+        let shared = shared.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy::serve(snapshot, conn, req).await) }
+        async move { Ok::<_, Infallible>(proxy::serve(shared, conn, req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -145,9 +147,13 @@ where
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
     let conn = watcher.watch(conn);
+    let metrics = metrics.clone();
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_active.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, %remote, "connection ended with an error");
         }
+        metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
     });
 }

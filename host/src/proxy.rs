@@ -4,6 +4,7 @@
 mod forward;
 mod headers;
 mod stages;
+mod trail;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,9 +15,12 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::error::{GatewayError, render};
+use crate::gateway::Shared;
 use crate::router::{RequestKey, normalize_host};
 use crate::snapshot::Snapshot;
+use crate::telemetry::trace::TraceContext;
 pub use headers::X_REQUEST_ID;
+use trail::Trail;
 
 /// What a TLS listener learned in the handshake.
 #[derive(Debug)]
@@ -65,18 +69,54 @@ pub struct ConnInfo {
     pub tls: Option<Arc<TlsConn>>,
 }
 
-/// Serves one request on `snapshot` (the one current when it arrived) and
-/// always produces a response: failures become JSON errors via [`render`].
-pub async fn serve(
-    snapshot: Arc<Snapshot>,
-    conn: ConnInfo,
-    req: Request<Incoming>,
-) -> Response<Body> {
+/// Serves one request on the snapshot current when it arrived and always
+/// produces a response: failures become JSON errors via [`render`]. Metrics
+/// are recorded at the response head; the access log line and trace spans
+/// when the response body is done.
+pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let snapshot = shared.snapshot();
+    let tel = &shared.telemetry;
+    let mut trail = Trail::start(conn.remote.ip());
+    if tel.spans.is_some() {
+        trail.trace = Some(TraceContext::from_headers(req.headers(), tel.sample_ratio));
+    }
+    if tel.is_on() {
+        trail.bytes_in = Some(Arc::default());
+    }
+    let method = req.method().clone();
+    let path = tel.is_on().then(|| req.uri().path().to_string());
     let request_id = headers::request_id(req.headers());
-    let mut resp = match handle(&snapshot, conn, req, &request_id).await {
+    let mut resp = match handle(&snapshot, conn, req, &request_id, &mut trail).await {
         Ok(r) => r,
         Err(e) => render(&e, request_id.to_str().unwrap_or("")),
     };
+    let elapsed = trail.started.elapsed();
+    match trail.route.and_then(|i| snapshot.routes.get(i)) {
+        Some(r) => r.metrics.record(&method, resp.status(), elapsed),
+        None => shared.unmatched.record(&method, resp.status(), elapsed),
+    }
+    if let Some(path) = path {
+        let route_id = trail
+            .route
+            .and_then(|i| snapshot.routes.get(i))
+            .map(|r| r.id.clone());
+        let status = resp.status();
+        let id = request_id.to_str().unwrap_or("").to_string();
+        let shared = shared.clone();
+        let done = trail::Done {
+            method,
+            path,
+            route_id,
+            status,
+            request_id: id,
+        };
+        resp = resp.map(move |body| {
+            Body::counted(
+                body,
+                Box::new(move |bytes_out| trail.finish(&shared.telemetry, done, bytes_out)),
+            )
+        });
+    }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     resp
 }
@@ -86,6 +126,7 @@ async fn handle(
     mut conn: ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
+    trail: &mut Trail,
 ) -> Result<Response<Body>, GatewayError> {
     let client_upgrade = upgrade::requested(req.headers())
         .is_some()
@@ -96,6 +137,7 @@ async fn handle(
         &parts.headers,
         &snap.config.trusted_proxies,
     );
+    trail.client_ip = conn.client;
     let raw_host = parts
         .headers
         .get(header::HOST)
@@ -120,6 +162,7 @@ async fn handle(
         .match_request(&key)
         .ok_or(GatewayError::NoRoute)?;
     let route = &snap.routes[matched.route];
+    trail.route = Some(matched.route);
     let limit = snap.limits.max_body_bytes;
     if content_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge);
@@ -140,15 +183,29 @@ async fn handle(
         host.into()
     };
     let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id);
-    let body = Body::stream(body, limit);
+    let body = match &trail.bytes_in {
+        None => Body::stream(body, limit),
+        Some(n) => {
+            let n = n.clone();
+            let report = move |bytes| n.store(bytes, std::sync::atomic::Ordering::Relaxed);
+            Body::counted(Body::stream(body, limit), Box::new(report))
+        }
+    };
     if route.chain.is_empty() {
-        let resp = forward::forward(route, conn.client, head, body).await?;
+        let resp = forward::forward(route, conn.client, head, body, trail).await?;
         return Ok(match client_upgrade {
             Some(up) if upgrade::switched(&resp) => upgrade::tunnel(resp, up),
             _ => stages::downstream_response(resp),
         });
     }
-    stages::with_plugins(route, &conn, head, body, request_id, params, client_upgrade).await
+    let call = stages::PluginCall {
+        route,
+        conn: &conn,
+        request_id,
+        params,
+        client_upgrade,
+    };
+    stages::with_plugins(call, head, body, trail).await
 }
 
 fn no_host() -> Arc<str> {

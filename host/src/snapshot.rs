@@ -10,6 +10,7 @@ use crate::config::{
     AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey,
     Target,
 };
+use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
 use crate::plugin::{Attachment, Chain, PluginRuntime};
 use crate::resilience::breaker::Breaker;
 use crate::resilience::bulkhead::Bulkhead;
@@ -37,12 +38,17 @@ pub struct Service {
     pub bulkhead: Option<Bulkhead>,
     /// Retry budget, when retries are configured.
     pub retry_budget: Option<RetryBudget>,
+    /// Upstream counters and latency.
+    pub metrics: Arc<ServiceMetrics>,
 }
 
 impl Service {
     /// Builds the service and starts its health probes (they stop when the
     /// service is dropped).
-    fn build(cfg: &ServiceConfig) -> Result<Arc<Self>, crate::tls::TlsError> {
+    fn build(
+        cfg: &ServiceConfig,
+        metrics: Arc<ServiceMetrics>,
+    ) -> Result<Arc<Self>, crate::tls::TlsError> {
         let instances: Vec<Arc<Instance>> = cfg
             .instances
             .iter()
@@ -57,6 +63,7 @@ impl Service {
             breaker: cfg.circuit_breaker.map(Breaker::new),
             bulkhead: cfg.max_concurrent_requests.map(Bulkhead::new),
             retry_budget: cfg.retries.as_ref().map(|r| RetryBudget::new(r.budget)),
+            metrics,
         });
         if let Some(hc) = &cfg.health_check {
             spawn_probes(&svc, hc);
@@ -124,6 +131,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// Retry non-idempotent methods too.
     pub retry_non_idempotent: bool,
+    /// Request counters and latency.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Everything one request needs, immutable once built.
@@ -152,7 +161,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, Vec<ConfigError>> {
         let router = Router::build(&config.routes)?;
-        let services = services(&config, previous)?;
+        let services = services(&config, previous, runtime.metrics())?;
         let mut loader = Loader::new(runtime, previous);
         let mut errors = Vec::new();
         let mut global = Vec::new();
@@ -173,7 +182,13 @@ impl Snapshot {
                     }
                 }
             }
-            routes.push(route(r, &services, Chain::new(items)));
+            let metrics = runtime.metrics();
+            let plugin_metrics = items
+                .iter()
+                .map(|a| metrics.plugin(&a.config().name, &r.id))
+                .collect();
+            let chain = Chain::new(items, plugin_metrics);
+            routes.push(route(r, &services, chain, metrics.route(&r.id)));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -209,6 +224,7 @@ impl Snapshot {
 fn services(
     config: &Config,
     previous: Option<&Snapshot>,
+    metrics: &Metrics,
 ) -> Result<Vec<Arc<Service>>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(config.services.len());
@@ -216,7 +232,7 @@ fn services(
         let kept = previous.and_then(|p| p.services.iter().find(|old| old.config == *s));
         match kept {
             Some(old) => out.push(old.clone()),
-            None => match Service::build(s) {
+            None => match Service::build(s, metrics.service(&s.name)) {
                 Ok(svc) => out.push(svc),
                 Err(e) => errors.push(ConfigError::new(format!("services[{i}]"), e.to_string())),
             },
@@ -229,7 +245,12 @@ fn services(
     }
 }
 
-fn route(r: &RouteConfig, services: &[Arc<Service>], chain: Chain) -> Route {
+fn route(
+    r: &RouteConfig,
+    services: &[Arc<Service>],
+    chain: Chain,
+    metrics: Arc<RouteMetrics>,
+) -> Route {
     let target = match &r.target {
         Target::Service(i) => RouteTarget::Service(services[*i].clone()),
         Target::Split { arms, key } => RouteTarget::Split {
@@ -249,6 +270,7 @@ fn route(r: &RouteConfig, services: &[Arc<Service>], chain: Chain) -> Route {
         chain,
         preserve_host: r.preserve_host,
         retry_non_idempotent: r.retry_non_idempotent,
+        metrics,
     }
 }
 

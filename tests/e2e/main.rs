@@ -6,11 +6,13 @@
 
 mod support;
 
+mod admin;
 mod auth;
 mod balancing;
 mod cli;
 mod hostile;
 mod lifecycle;
+mod observability;
 mod plugins;
 mod policies;
 mod protocols;

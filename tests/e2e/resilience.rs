@@ -400,15 +400,34 @@ async fn a_reload_keeps_the_state_of_services_it_did_not_change() {
         "{}  - id: extra\n    match: {{ path: /extra }}\n    upstream: s\n",
         one_route(&svc)
     ));
-    let reloads = || gw.shared().stats.reloads_ok.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(eventually(Duration::from_secs(5), async || reloads() == 1).await, "reloaded");
+    let reloads = || {
+        gw.shared()
+            .stats
+            .reloads_ok
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), async || reloads() == 1).await,
+        "reloaded"
+    );
     assert_eq!(gw.shared().snapshot().routes.len(), 2);
     assert_eq!(get(&gw.url("/extra")).await.json()["error"], "circuit_open");
     assert_eq!(get(&gw.url("/x")).await.json()["error"], "circuit_open");
     // Changing the service's settings builds it anew (closed breaker).
-    let changed = service("s", &[up.url()], "    circuit_breaker: { failure_threshold: 3, open_for: 30s }\n");
+    let changed = service(
+        "s",
+        &[up.url()],
+        "    circuit_breaker: { failure_threshold: 3, open_for: 30s }\n",
+    );
     gw.write_config(&one_route(&changed));
-    assert!(eventually(Duration::from_secs(5), async || reloads() == 2).await, "reloaded");
-    assert_eq!(get(&gw.url("/x")).await.status, 500, "a fresh, closed breaker");
+    assert!(
+        eventually(Duration::from_secs(5), async || reloads() == 2).await,
+        "reloaded"
+    );
+    assert_eq!(
+        get(&gw.url("/x")).await.status,
+        500,
+        "a fresh, closed breaker"
+    );
     gw.stop().await;
 }

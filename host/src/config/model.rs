@@ -30,6 +30,12 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Listener protection limits.
     pub limits: Limits,
+    /// The access log (read at start).
+    pub access_log: Option<super::AccessLogConfig>,
+    /// Span export (read at start).
+    pub tracing: Option<super::TracingConfig>,
+    /// The admin listener (read at start).
+    pub admin: Option<super::AdminConfig>,
 }
 
 /// The Redis server shared by gateway nodes (distributed rate limits).

@@ -64,6 +64,33 @@ pub struct RawConfig {
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub limits: Option<RawLimits>,
+    pub access_log: Option<RawAccessLog>,
+    pub tracing: Option<RawTracing>,
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub name: String,
+    #[serde(default)]
+    pub keys: Vec<RawConsumerKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumerKey {
+    pub id: String,
+    pub hash: String,
+    pub enabled: Option<bool>,
+    // Informational (written by the admin API); accepted so that it round-trips.
+    #[allow(dead_code)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub tier: Option<String>,
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,13 +163,41 @@ pub struct RawRetries {
     pub max_body_bytes: Option<usize>,
 }
 
-// Parsed so that typos are reported; the keys are rejected in validation until supported.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub addr: String,
+    pub addr: Option<String>,
     pub token: Option<String>,
+    pub read_token: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub name: String,
+    pub token: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub path: Option<String>,
+    pub buffer: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: String,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub flush_interval: Option<Dur>,
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use super::model::*;
 use super::raw::*;
 
 mod edge;
+mod observe;
 
 /// Collects errors while walking the raw document.
 struct Errors(Vec<ConfigError>);
@@ -29,12 +30,18 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .enumerate()
         .filter_map(|(i, l)| listener(l, &format!("listeners[{i}]"), base, &mut errs))
         .collect();
-    if raw.admin.is_some() {
-        errs.push(
-            "admin",
-            "the admin API is not available in this version yet",
-        );
-    }
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| observe::admin(a, &mut errs));
+    let access_log = raw
+        .access_log
+        .as_ref()
+        .map(|a| observe::access_log(a, base, &mut errs));
+    let tracing = raw
+        .tracing
+        .as_ref()
+        .and_then(|t| observe::tracing(t, &mut errs));
     let redis = raw.redis.and_then(|r| redis(r, &mut errs));
     let plugin_dir = base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into()));
     let global_plugins = attachments(&raw.plugins, "plugins", base, &mut errs);
@@ -86,6 +93,17 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
             }
         })
         .collect();
+    let keys = observe::consumer_keys(&raw.consumers, &mut errs);
+    let mut global_plugins = global_plugins;
+    observe::inject_keys(&mut global_plugins, &keys, "plugins", &mut errs);
+    for (i, r) in routes.iter_mut().enumerate() {
+        observe::inject_keys(
+            &mut r.plugins,
+            &keys,
+            &format!("routes[{i}].plugins"),
+            &mut errs,
+        );
+    }
     if raw.workers == Some(0) {
         errs.push("workers", "must be at least 1");
     }
@@ -102,6 +120,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         workers: raw.workers,
         trusted_proxies,
         limits,
+        access_log,
+        tracing,
+        admin,
     })
 }
 

@@ -12,6 +12,8 @@ use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction
 use super::pool::{Call, Outcome, Pool};
 use super::{Exchange, PluginError};
 use crate::config::{AttachmentConfig, OnError};
+use crate::metrics::PluginMetrics;
+use std::sync::atomic::Ordering;
 
 /// A plugin attached to a route with its config; its running version can be
 /// swapped while requests are in flight.
@@ -52,10 +54,11 @@ impl Attachment {
     }
 }
 
-/// An ordered list of attachments.
+/// An ordered list of attachments, each with its metrics on this route.
 #[derive(Debug, Default, Clone)]
 pub struct Chain {
     items: Arc<[Arc<Attachment>]>,
+    metrics: Arc<[Arc<PluginMetrics>]>,
 }
 
 /// A response a plugin produced.
@@ -99,10 +102,12 @@ pub enum BodyFlow {
 }
 
 impl Chain {
-    /// A chain of `items` in order.
-    pub fn new(items: Vec<Arc<Attachment>>) -> Self {
+    /// A chain of `items` in order; `metrics` holds one entry per item.
+    pub fn new(items: Vec<Arc<Attachment>>, metrics: Vec<Arc<PluginMetrics>>) -> Self {
+        debug_assert_eq!(items.len(), metrics.len());
         Self {
             items: items.into(),
+            metrics: metrics.into(),
         }
     }
 
@@ -120,7 +125,9 @@ impl Chain {
     pub fn start(&self) -> ChainRun {
         ChainRun {
             pools: self.items.iter().map(|a| a.pool()).collect(),
+            metrics: self.metrics.clone(),
             ran: 0,
+            calls: None,
         }
     }
 }
@@ -129,11 +136,39 @@ impl Chain {
 #[derive(Debug)]
 pub struct ChainRun {
     pools: Vec<Option<Arc<Pool>>>,
+    metrics: Arc<[Arc<PluginMetrics>]>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
+    /// Calls made, when the request is traced.
+    calls: Option<Vec<CallRecord>>,
+}
+
+/// One hook call, for a trace span.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Plugin name.
+    pub plugin: Arc<str>,
+    /// `on-request`, `on-response`, ...
+    pub hook: &'static str,
+    /// Start (wall clock).
+    pub start: std::time::SystemTime,
+    /// End (wall clock).
+    pub end: std::time::SystemTime,
+    /// Whether the call failed.
+    pub failed: bool,
 }
 
 impl ChainRun {
+    /// Records every hook call from now on (for trace spans).
+    pub fn record_calls(&mut self) {
+        self.calls = Some(Vec::new());
+    }
+
+    /// The calls recorded so far.
+    pub fn take_calls(&mut self) -> Vec<CallRecord> {
+        self.calls.take().unwrap_or_default()
+    }
+
     fn wants(&self, f: Features) -> bool {
         self.pools
             .iter()
@@ -176,10 +211,12 @@ impl ChainRun {
             }
             self.ran = i + 1;
             let Some(pool) = &self.pools[i] else { continue };
-            let (back, result) = invoke(pool, ex, Call::Request).await;
+            let m = &self.metrics[i];
+            let (back, result) = invoke(pool, m, &mut self.calls, ex, Call::Request).await;
             ex = back;
             match result {
                 Ok(Some(Outcome::Request(RequestAction::Respond(r)))) => {
+                    m.short_circuits.fetch_add(1, Ordering::Relaxed);
                     return (ex, Ok(Flow::Respond(convert(r, pool))));
                 }
                 Ok(_) => {}
@@ -191,7 +228,7 @@ impl ChainRun {
 
     /// Runs `on-request-body` for the plugins that asked, in order.
     pub async fn on_request_body(
-        &self,
+        &mut self,
         ex: Box<Exchange>,
         body: Bytes,
     ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
@@ -201,14 +238,23 @@ impl ChainRun {
 
     /// Runs `on-response` in reverse order over the plugins that ran.
     pub async fn on_response(
-        &self,
+        &mut self,
         mut ex: Box<Exchange>,
     ) -> (Box<Exchange>, Result<ResponseFlow, PluginError>) {
-        for pool in self.pools[..self.ran].iter().rev().flatten() {
+        // Disjoint borrows: the pools are read while calls are recorded.
+        let Self {
+            pools,
+            metrics,
+            ran,
+            calls,
+        } = self;
+        let ran = pools[..*ran].iter().zip(metrics.iter());
+        for (pool, m) in ran.rev() {
+            let Some(pool) = pool else { continue };
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
-            let (back, result) = invoke(pool, ex, Call::Response).await;
+            let (back, result) = invoke(pool, m, calls, ex, Call::Response).await;
             ex = back;
             match result {
                 Ok(Some(Outcome::Response(ResponseAction::Replace(r)))) => {
@@ -223,7 +269,7 @@ impl ChainRun {
 
     /// Runs `on-response-body` in reverse order over the plugins that ran and asked.
     pub async fn on_response_body(
-        &self,
+        &mut self,
         ex: Box<Exchange>,
         body: Bytes,
     ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
@@ -232,32 +278,42 @@ impl ChainRun {
     }
 
     async fn body_hooks(
-        &self,
+        &mut self,
         mut ex: Box<Exchange>,
         mut body: Bytes,
         f: Features,
         reverse: bool,
     ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
         let upto = if reverse { self.ran } else { self.pools.len() };
-        let mut pools: Vec<&Arc<Pool>> = self.pools[..upto]
+        let Self {
+            pools: all,
+            metrics,
+            calls,
+            ..
+        } = self;
+        let mut pools: Vec<(&Arc<Pool>, &Arc<PluginMetrics>)> = all[..upto]
             .iter()
-            .flatten()
-            .filter(|p| p.features().contains(f))
+            .zip(metrics.iter())
+            .filter_map(|(p, m)| Some((p.as_ref()?, m)))
+            .filter(|(p, _)| p.features().contains(f))
             .collect();
         if reverse {
             pools.reverse();
         }
-        for pool in pools {
+        for (pool, m) in pools {
             let call = if reverse {
                 Call::ResponseBody(body.to_vec())
             } else {
                 Call::RequestBody(body.to_vec())
             };
-            let (back, result) = invoke(pool, ex, call).await;
+            let (back, result) = invoke(pool, m, calls, ex, call).await;
             ex = back;
             match result {
                 Ok(Some(Outcome::Body(BodyAction::Replace(b)))) => body = Bytes::from(b),
                 Ok(Some(Outcome::Body(BodyAction::Respond(r)))) => {
+                    if !reverse {
+                        m.short_circuits.fetch_add(1, Ordering::Relaxed);
+                    }
                     return (ex, Ok(BodyFlow::Respond(convert(r, pool))));
                 }
                 Ok(_) => {}
@@ -272,10 +328,38 @@ impl ChainRun {
 /// failure under `allow` becomes `Ok(None)` ("skip this plugin").
 async fn invoke(
     pool: &Pool,
+    m: &PluginMetrics,
+    calls: &mut Option<Vec<CallRecord>>,
     ex: Box<Exchange>,
     call: Call,
 ) -> (Box<Exchange>, Result<Option<Outcome>, PluginError>) {
+    let hook = match &call {
+        Call::Request => "on-request",
+        Call::RequestBody(_) => "on-request-body",
+        Call::Response => "on-response",
+        Call::ResponseBody(_) => "on-response-body",
+    };
+    let started = std::time::Instant::now();
+    let wall = calls.is_some().then(std::time::SystemTime::now);
     let (ex, result) = pool.invoke(ex, call).await;
+    m.calls.fetch_add(1, Ordering::Relaxed);
+    m.duration.record(started.elapsed());
+    if let (Some(calls), Some(start)) = (calls.as_mut(), wall) {
+        calls.push(CallRecord {
+            plugin: pool.config().name.clone(),
+            hook,
+            start,
+            end: std::time::SystemTime::now(),
+            failed: result.is_err(),
+        });
+    }
+    if let Err(e) = &result {
+        let counter = match e {
+            PluginError::Timeout { .. } => &m.timeouts,
+            _ => &m.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     let result = match result {
         Ok(outcome) => Ok(Some(outcome)),
         Err(e) => match pool.config().on_error {

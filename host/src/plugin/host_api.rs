@@ -349,14 +349,20 @@ impl host::Host for PluginState {
     }
 
     async fn rate_limit(&mut self, req: host::LimitRequest) -> Result<host::LimitDecision, String> {
-        match req.backend {
+        let decision = match req.backend {
             host::Backend::Local => Ok(self.shared.rate.check(&req)),
-            host::Backend::Redis => {
-                let Some(redis) = self.shared.redis.load_full() else {
-                    return Err("backend `redis` needs `redis.url` in the gateway config".into());
-                };
-                redis.check(&self.shared.name, &req).await
-            }
-        }
+            host::Backend::Redis => match self.shared.redis.load_full() {
+                None => Err("backend `redis` needs `redis.url` in the gateway config".into()),
+                Some(redis) => redis.check(&self.shared.name, &req).await,
+            },
+        };
+        let m = &self.shared.limits;
+        let counter = match &decision {
+            Ok(d) if d.allowed => &m.allowed,
+            Ok(_) => &m.limited,
+            Err(_) => &m.backend_errors,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        decision
     }
 }

@@ -60,6 +60,8 @@ pub struct Pool {
     features: Features,
     /// Content hash of the component this pool runs (hex, for logs).
     pub version: Arc<str>,
+    /// When this version was started (admin API).
+    pub loaded_at: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for Pool {
@@ -91,6 +93,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             features: Features::empty(),
             version,
+            loaded_at: std::time::SystemTime::now(),
         };
         let (slot, features) = pool.instantiate().await?;
         pool.features = features;

@@ -84,6 +84,7 @@ pub struct PluginRuntime {
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
     redis: Arc<ArcSwapOption<RedisLimiter>>,
     attachments: Mutex<Vec<Weak<Attachment>>>,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: Arc<AtomicBool>,
     ticker: std::sync::Once,
 }
@@ -144,9 +145,15 @@ impl PluginRuntime {
             shared: Mutex::default(),
             redis: Arc::default(),
             attachments: Mutex::default(),
+            metrics: Arc::default(),
             stop,
             ticker: std::sync::Once::new(),
         }))
+    }
+
+    /// The gateway's metrics (plugins, rate limits; shared with the request path).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The engine (for precompiling).
@@ -283,6 +290,7 @@ impl PluginRuntime {
                     kv: Arc::new(Kv::default()),
                     rate: Arc::new(RateLimiter::default()),
                     redis: self.redis.clone(),
+                    limits: self.metrics.limits(name),
                 })
             })
             .clone()

@@ -26,6 +26,8 @@ pub struct PluginShared {
     /// The gateway's Redis limiter, when the config names one (shared by all
     /// plugins, replaced when `redis` changes in the config).
     pub redis: Arc<ArcSwapOption<RedisLimiter>>,
+    /// Rate-limit decisions, for metrics.
+    pub limits: Arc<crate::metrics::LimitMetrics>,
 }
 
 /// Refuses linear-memory growth past the attachment's cap and remembers the peak,

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::trail::Trail;
 use crate::balancer::SelectKey;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -19,7 +20,9 @@ use crate::plugin::RequestHead;
 use crate::resilience::Outcome;
 use crate::resilience::retry::{TryFailure, backoff, is_idempotent, retries_on};
 use crate::snapshot::{Route, Service};
+use crate::telemetry::trace::{SpanKind, new_span_id};
 use crate::upstream::UpstreamError;
+use std::time::{Instant as StdInstant, SystemTime};
 
 /// Sends the request to the route's service and returns the response head,
 /// its body still streaming.
@@ -28,6 +31,7 @@ pub async fn forward(
     client: IpAddr,
     head: RequestHead,
     body: Body,
+    trail: &mut Trail,
 ) -> Result<Response<Incoming>, GatewayError> {
     let service = route.target.service(client, &head.headers);
     let _slot = match &service.bulkhead {
@@ -55,14 +59,20 @@ pub async fn forward(
     }
     let Some(policy) = policy else {
         let t = Try::new(route, service, client, &head.method, &pq);
-        return t.send(head.headers, body, first_timeout, &[]).await.1;
+        return t
+            .send(head.headers, body, first_timeout, &[], trail)
+            .await
+            .1;
     };
     let body = match replayable(body, policy.max_body_bytes).await? {
         Ok(bytes) => bytes,
         Err(body) => {
             // Too big (or of unknown size) to keep: one try only.
             let t = Try::new(route, service, client, &head.method, &pq);
-            return t.send(head.headers, body, first_timeout, &[]).await.1;
+            return t
+                .send(head.headers, body, first_timeout, &[], trail)
+                .await
+                .1;
         }
     };
     let deadline = Instant::now() + cfg.timeout;
@@ -81,6 +91,7 @@ pub async fn forward(
                 Body::full(body.clone()),
                 per_try,
                 &tried,
+                trail,
             )
             .await;
         let failure = match &result {
@@ -101,6 +112,10 @@ pub async fn forward(
         if let Some(i) = idx {
             tried.push(i);
         }
+        service
+            .metrics
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pause =
             backoff(policy, attempt).min(deadline.saturating_duration_since(Instant::now()));
         tracing::debug!(
@@ -163,10 +178,11 @@ impl<'a> Try<'a> {
     /// and records the outcome. Returns the instance used, if any.
     async fn send(
         &self,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Body,
         timeout: std::time::Duration,
         tried: &[usize],
+        trail: &mut Trail,
     ) -> (Option<usize>, Result<Response<Incoming>, GatewayError>) {
         let service = self.service;
         let ticket = match &service.breaker {
@@ -196,6 +212,12 @@ impl<'a> Try<'a> {
             );
         };
         let instance = &service.instances[idx];
+        // Each try is its own client span; the upstream continues the trace from it.
+        let span_id = trail.trace.as_ref().map(|t| {
+            let id = new_span_id();
+            t.propagate(&mut headers, &id);
+            id
+        });
         let uri = Uri::builder()
             .scheme(instance.scheme.clone())
             .authority(instance.authority.clone())
@@ -216,10 +238,28 @@ impl<'a> Try<'a> {
         {
             req.headers_mut().insert(header::HOST, v);
         }
+        let wall = SystemTime::now();
+        let started = StdInstant::now();
         let result = {
             let _in_flight = instance.begin();
             service.upstream.send(req, timeout).await
         };
+        let took = started.elapsed();
+        let status = result.as_ref().ok().map(|r| r.status());
+        service.metrics.record(status, took);
+        trail.tries += 1;
+        trail.upstream_time += took;
+        trail.service = Some(service.name.clone());
+        trail.instance = Some(instance.authority.clone());
+        if trail.sampled() {
+            let mut attrs = vec![("server.address", instance.authority.to_string())];
+            if let Some(s) = status {
+                attrs.push(("http.response.status_code", s.as_u16().to_string()));
+            }
+            let failed = status.is_none_or(|s| s.is_server_error());
+            let name = format!("upstream {}", service.name);
+            trail.child_span(span_id, name, SpanKind::Client, wall, attrs, failed);
+        }
         let outcome = match &result {
             Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),
             Ok(_) => Some(Outcome::Success),

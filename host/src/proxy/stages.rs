@@ -11,12 +11,14 @@ use hyper::body::Incoming;
 use super::ConnInfo;
 use super::forward::forward;
 use super::headers::{X_REQUEST_ID, add_forwarded, rewrite_path, strip_hop_by_hop};
+use super::trail::Trail;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::plugin::chain::{BodyFlow, PluginResponse, ResponseFlow};
-use crate::plugin::{Exchange, Flow, PluginError, RequestHead, ResponseHead};
+use crate::plugin::{ChainRun, Exchange, Flow, PluginError, RequestHead, ResponseHead};
 use crate::router::RouteMatch;
 use crate::snapshot::Route;
+use crate::telemetry::trace::SpanKind;
 
 /// Turns the client's head into the head the upstream will get: hop-by-hop
 /// headers removed, forwarding headers added, the route's rewrite applied.
@@ -111,15 +113,52 @@ enum Answer {
 /// The request path with plugins: request hooks, optional request body hooks,
 /// the upstream call, then response hooks in reverse order.
 pub async fn with_plugins(
-    route: &Route,
-    conn: &ConnInfo,
+    call: PluginCall<'_>,
     head: RequestHead,
     body: Body,
-    request_id: &HeaderValue,
-    params: Vec<(Arc<str>, String)>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    trail: &mut Trail,
 ) -> Result<Response<Body>, GatewayError> {
-    let mut run = route.chain.start();
+    let mut run = call.route.chain.start();
+    if trail.sampled() {
+        run.record_calls();
+    }
+    let result = run_chain(call, &mut run, head, body, trail).await;
+    for c in run.take_calls() {
+        let name = format!("plugin {} {}", c.plugin, c.hook);
+        let attrs = vec![("gatehouse.plugin", c.plugin.to_string())];
+        trail.child_span(None, name, SpanKind::Internal, c.start, attrs, c.failed);
+    }
+    result
+}
+
+/// A request's inputs to the plugin path.
+pub struct PluginCall<'a> {
+    /// The matched route.
+    pub route: &'a Route,
+    /// The connection.
+    pub conn: &'a ConnInfo,
+    /// `x-request-id`.
+    pub request_id: &'a HeaderValue,
+    /// Path parameters.
+    pub params: Vec<(Arc<str>, String)>,
+    /// The client side of a protocol upgrade, if one was asked for.
+    pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+async fn run_chain(
+    call: PluginCall<'_>,
+    run: &mut ChainRun,
+    head: RequestHead,
+    body: Body,
+    trail: &mut Trail,
+) -> Result<Response<Body>, GatewayError> {
+    let PluginCall {
+        route,
+        conn,
+        request_id,
+        params,
+        client_upgrade,
+    } = call;
     let ex = Box::new(Exchange {
         request_id: request_id.to_str().unwrap_or("").into(),
         route_id: route.id.clone(),
@@ -134,10 +173,15 @@ pub async fn with_plugins(
         resp: None,
     });
     let (mut ex, flow) = run.on_request(ex).await;
+    for key in ["consumer", "tenant"] {
+        if let Some(v) = ex.attribute(key) {
+            trail.attributes.push((key.to_string(), v.to_string()));
+        }
+    }
     let answer = match flow? {
         Flow::Respond(r) => Answer::Plugin(r),
         Flow::Continue => {
-            let (back, body) = request_body(&run, ex, body).await?;
+            let (back, body) = request_body(run, ex, body).await?;
             ex = back;
             match body {
                 Err(r) => Answer::Plugin(r),
@@ -147,11 +191,14 @@ pub async fn with_plugins(
                     } else {
                         ex.req.take()
                     };
-                    Answer::Upstream(forward(route, conn.client, req, body).await?)
+                    Answer::Upstream(forward(route, conn.client, req, body, trail).await?)
                 }
             }
         }
     };
+    if let Answer::Plugin(r) = &answer {
+        trail.answered_by = Some(r.plugin.clone());
+    }
     let answer = match (answer, client_upgrade) {
         (Answer::Upstream(resp), Some(up)) if super::upgrade::switched(&resp) => {
             // The connection now belongs to another protocol: response hooks
@@ -219,7 +266,7 @@ pub async fn with_plugins(
 /// Buffers the request body for the plugins that asked for it. `Err(response)`
 /// when a body hook answered the client itself.
 async fn request_body(
-    run: &crate::plugin::ChainRun,
+    run: &mut ChainRun,
     ex: Box<Exchange>,
     body: Body,
 ) -> Result<(Box<Exchange>, Result<Body, PluginResponse>), GatewayError> {

@@ -21,7 +21,13 @@ struct Config {
     /// Query parameter carrying the key (off unless set).
     query: Option<String>,
     /// The accepted keys.
+    #[serde(default)]
     keys: Vec<KeyConfig>,
+    /// The gateway appends the keys of its `consumers` (managed through the
+    /// admin API) to `keys`; with it, an empty list is fine (every request is
+    /// refused until a key exists).
+    #[serde(default)]
+    keys_from_consumers: bool,
     /// Request attribute → upstream header (default: `consumer` → `x-consumer-id`).
     upstream_headers: Option<BTreeMap<String, String>>,
 }
@@ -73,7 +79,7 @@ impl Plugin for ApiKey {
     type Config = Config;
 
     fn new(c: Config) -> Result<Self, String> {
-        if c.keys.is_empty() {
+        if c.keys.is_empty() && !c.keys_from_consumers {
             return Err("`keys` must list at least one key".into());
         }
         let keys = c

@@ -47,6 +47,16 @@ impl TestGateway {
         })
     }
 
+    /// A URL on the admin listener (the config must have `admin`).
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .gateway
+            .as_ref()
+            .and_then(|g| g.admin_addr())
+            .expect("admin listener configured");
+        format!("http://{addr}{path}")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -1,0 +1,359 @@
+//! The admin endpoints. Writes follow one path: take the control lock, edit
+//! the live document, validate + build + persist + swap ([`Shared::apply_document`]),
+//! so a bad write changes nothing and concurrent writes never lose one another.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::document::{Collection, ROUTES, SERVICES, merge_patch};
+use super::{Caller, Reply};
+use crate::gateway::Shared;
+
+/// Routes one request to its handler.
+pub async fn dispatch(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    method: &Method,
+    segments: &[&str],
+    body: &[u8],
+) -> Reply {
+    let m = method.as_str();
+    match (m, segments) {
+        ("GET", ["health"]) => Reply::ok(&json!({ "status": "ok" })),
+        ("GET", ["ready"]) => ready(shared),
+        ("GET", ["metrics"]) => Reply::text(
+            crate::metrics::render(shared),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        ("GET", ["openapi.json"]) => Reply::text(OPENAPI.to_string(), "application/json"),
+        ("GET", ["config"]) => Reply::ok(&current(shared)),
+        ("GET", ["config", "versions"]) => Reply::ok(&json!(shared.versions.list())),
+        ("GET", ["config", "versions", n]) => {
+            match n.parse().ok().and_then(|n| shared.versions.get(n)) {
+                Some(v) => {
+                    let mut out = json!(v);
+                    out["document"] = v.document;
+                    Reply::ok(&out)
+                }
+                None => not_found("version", n),
+            }
+        }
+        ("POST", ["config", "rollback", n]) => {
+            match n.parse().ok().and_then(|n| shared.versions.get(n)) {
+                Some(v) => {
+                    write(shared, caller, |doc| {
+                        *doc = v.document;
+                        Ok(())
+                    })
+                    .await
+                }
+                None => not_found("version", n),
+            }
+        }
+        ("GET", ["plugins"]) => plugins(shared),
+        ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
+        (_, ["routes", id, "plugins", rest @ ..]) => {
+            attachments(shared, caller, m, id, rest, body).await
+        }
+        (_, ["routes", rest @ ..]) => collection(shared, caller, ROUTES, m, rest, body).await,
+        (_, ["services", rest @ ..]) => collection(shared, caller, SERVICES, m, rest, body).await,
+        (_, ["consumers", rest @ ..]) => {
+            super::consumers::handle(shared, caller, m, rest, body).await
+        }
+        _ => Reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint (see /openapi.json)",
+        ),
+    }
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+fn not_found(what: &str, id: &str) -> Reply {
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no {what} `{id}`"),
+    )
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn current(shared: &Shared) -> Value {
+    shared
+        .versions
+        .current()
+        .map(|v| v.document)
+        .unwrap_or_default()
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, Reply> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("body is not JSON: {e}")))
+}
+
+/// Applies `edit` to the live document as one new version.
+pub async fn write(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    edit: impl FnOnce(&mut Value) -> Result<(), Reply>,
+) -> Reply {
+    let _control = shared.lock_control().await;
+    let mut doc = current(shared);
+    if let Err(reply) = edit(&mut doc) {
+        return reply;
+    }
+    let author = caller.token.map_or("admin", |t| t.name.as_str());
+    match shared.apply_document(&doc, author).await {
+        Ok(version) => Reply::ok(&json!({ "version": version })),
+        Err(e) => {
+            let errors: Vec<Value> = e
+                .errors
+                .iter()
+                .map(|e| json!({ "path": e.path, "message": e.message }))
+                .collect();
+            Reply::json(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "invalid_config", "message": "the change was rejected; nothing changed", "errors": errors }),
+            )
+        }
+    }
+}
+
+async fn collection(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    c: Collection,
+    method: &str,
+    rest: &[&str],
+    body: &[u8],
+) -> Reply {
+    let what = &c.list[..c.list.len() - 1];
+    match (method, rest) {
+        ("GET", []) => Reply::ok(&json!(c.items(&current(shared)))),
+        ("GET", [id]) => match c.get(&current(shared), id) {
+            Some(v) => Reply::ok(v),
+            None => not_found(what, id),
+        },
+        ("POST", []) => {
+            let item = match parse_body(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            write(shared, caller, |doc| {
+                if item.get(c.key).and_then(Value::as_str).is_none() {
+                    return Err(bad_request(format!(
+                        "the {what} needs a string `{}`",
+                        c.key
+                    )));
+                }
+                if !c.insert(doc, item) {
+                    return Err(Reply::error(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        format!("that {what} exists; use PUT or PATCH"),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+        }
+        ("PUT", [id]) => {
+            let mut item = match parse_body(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            if !item.is_object() {
+                return bad_request(format!("the {what} must be an object"));
+            }
+            item[c.key] = json!(id);
+            let id = id.to_string();
+            write(shared, caller, move |doc| {
+                c.put(doc, &id, item);
+                Ok(())
+            })
+            .await
+        }
+        ("PATCH", [id]) => {
+            let patch = match parse_body(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            write(shared, caller, |doc| {
+                let Some(item) = c.get_mut(doc, id) else {
+                    return Err(not_found(what, id));
+                };
+                merge_patch(item, &patch);
+                item[c.key] = json!(id);
+                Ok(())
+            })
+            .await
+        }
+        ("DELETE", [id]) => {
+            write(shared, caller, |doc| {
+                if c.remove(doc, id) {
+                    Ok(())
+                } else {
+                    Err(not_found(what, id))
+                }
+            })
+            .await
+        }
+        _ => Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        ),
+    }
+}
+
+/// `/routes/{id}/plugins[/{index}]`: the route's plugin attachments, by position.
+async fn attachments(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    method: &str,
+    route: &str,
+    rest: &[&str],
+    body: &[u8],
+) -> Reply {
+    let doc = current(shared);
+    let Some(r) = ROUTES.get(&doc, route) else {
+        return not_found("route", route);
+    };
+    let list = r
+        .get("plugins")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let index = match rest {
+        [] => None,
+        [i] => match i.parse::<usize>() {
+            Ok(i) if i < list.len() || method == "PUT" && i == list.len() => Some(i),
+            _ => return not_found("plugin attachment", i),
+        },
+        _ => return not_found("endpoint", &rest.join("/")),
+    };
+    if method == "GET" {
+        return Reply::ok(&index.map_or(json!(list), |i| list[i].clone()));
+    }
+    let item = if method == "DELETE" {
+        Value::Null
+    } else {
+        match parse_body(body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+    let edit = |doc: &mut Value| {
+        let Some(r) = ROUTES.get_mut(doc, route) else {
+            return Err(not_found("route", route));
+        };
+        let mut list = r
+            .get("plugins")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        match (method, index) {
+            ("POST", None) => list.push(item),
+            ("PUT", Some(i)) if i == list.len() => list.push(item),
+            ("PUT", Some(i)) => list[i] = item,
+            ("PATCH", Some(i)) => merge_patch(&mut list[i], &item),
+            ("DELETE", Some(i)) => {
+                list.remove(i);
+            }
+            _ => {
+                return Err(Reply::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "not allowed here",
+                ));
+            }
+        }
+        r["plugins"] = Value::Array(list);
+        Ok(())
+    };
+    write(shared, caller, edit).await
+}
+
+fn ready(shared: &Shared) -> Reply {
+    let snap = shared.snapshot();
+    let missing: Vec<String> = snap
+        .attachments()
+        .iter()
+        .filter(|a| a.pool().is_none() && !a.config().optional)
+        .map(|a| a.config().name.to_string())
+        .collect();
+    if missing.is_empty() {
+        Reply::ok(&json!({ "ready": true, "routes": snap.routes.len() }))
+    } else {
+        Reply::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "plugins_not_loaded": missing }),
+        )
+    }
+}
+
+fn plugins(shared: &Shared) -> Reply {
+    let snap = shared.snapshot();
+    let mut out: Vec<Value> = Vec::new();
+    for r in &snap.routes {
+        for a in r.chain.items() {
+            let name = a.config().name.to_string();
+            let entry = match out.iter_mut().find(|v| v["name"] == name.as_str()) {
+                Some(e) => e,
+                None => {
+                    let pool = a.pool();
+                    out.push(json!({
+                        "name": name,
+                        "version": a.version().map(|v| v.to_string()),
+                        "loaded_at": pool.as_ref().map(|p| crate::telemetry::access_log::rfc3339(p.loaded_at)),
+                        "routes": [],
+                        "last_error": shared.plugin_error(&name),
+                    }));
+                    let Some(e) = out.last_mut() else { continue };
+                    e
+                }
+            };
+            if let Some(routes) = entry["routes"].as_array_mut()
+                && !routes.iter().any(|x| x == &*r.id)
+            {
+                routes.push(json!(r.id));
+            }
+        }
+    }
+    Reply::ok(&json!(out))
+}
+
+fn route_stats(shared: &Shared, id: &str) -> Reply {
+    let snap = shared.snapshot();
+    let Some(route) = snap.routes.iter().find(|r| &*r.id == id) else {
+        return not_found("route", id);
+    };
+    let m = &route.metrics;
+    let requests: serde_json::Map<String, Value> = m
+        .by_class()
+        .iter()
+        .map(|(c, n)| (c.to_string(), json!(n)))
+        .collect();
+    let h = m.duration.snapshot();
+    let ms = |q: f64| {
+        h.quantile(q).map(|s| {
+            if s.is_finite() {
+                json!(s * 1000.0)
+            } else {
+                json!("+Inf")
+            }
+        })
+    };
+    Reply::ok(&json!({
+        "route": id,
+        "requests": requests,
+        "total": h.count,
+        "latency_ms": { "p50_le": ms(0.5), "p90_le": ms(0.9), "p99_le": ms(0.99), "mean": (h.count > 0).then(|| h.sum * 1000.0 / h.count as f64) },
+    }))
+}

@@ -1,0 +1,174 @@
+//! Metrics: counters and histograms kept in atomics, handed to the request
+//! path as `Arc`s when a snapshot is built (so recording never looks anything
+//! up), and rendered in the Prometheus text format by the admin listener.
+//! Label values are route ids, service and plugin names: bounded by the config,
+//! never raw paths.
+
+pub mod histogram;
+mod render;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+pub use histogram::Histogram;
+pub use render::render;
+
+/// Methods counted under their own label; the rest count as `OTHER`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "OTHER",
+];
+/// Status classes.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn method_index(m: &Method) -> usize {
+    METHODS[..8]
+        .iter()
+        .position(|x| *x == m.as_str())
+        .unwrap_or(8)
+}
+
+fn class_index(s: StatusCode) -> usize {
+    usize::from(s.as_u16() / 100).clamp(1, 5) - 1
+}
+
+/// Per-route request counters and latency.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
+    /// Time from request head to response head, gateway and upstream together.
+    pub duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// Counts one finished request.
+    pub fn record(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+        self.requests[method_index(method)][class_index(status)].fetch_add(1, Ordering::Relaxed);
+        self.duration.record(elapsed);
+    }
+
+    /// Requests per status class (`2xx` ...), all methods.
+    pub fn by_class(&self) -> [(&'static str, u64); CLASSES.len()] {
+        let mut out = CLASSES.map(|c| (c, 0));
+        for per_method in &self.requests {
+            for (i, n) in per_method.iter().enumerate() {
+                out[i].1 += n.load(Ordering::Relaxed);
+            }
+        }
+        out
+    }
+}
+
+/// Per-service upstream counters and latency.
+#[derive(Debug, Default)]
+pub struct ServiceMetrics {
+    /// Answers by status class, then transport failures (`error`).
+    tries: [AtomicU64; CLASSES.len() + 1],
+    /// Time to the upstream's response head, per try.
+    pub duration: Histogram,
+    /// Retries sent.
+    pub retries: AtomicU64,
+}
+
+impl ServiceMetrics {
+    /// Counts one try: its status, or `None` for a transport failure.
+    pub fn record(&self, status: Option<StatusCode>, elapsed: Duration) {
+        let i = status.map_or(CLASSES.len(), class_index);
+        self.tries[i].fetch_add(1, Ordering::Relaxed);
+        self.duration.record(elapsed);
+    }
+}
+
+/// Per plugin and route: calls, time, failures, short-circuits.
+#[derive(Debug, Default)]
+pub struct PluginMetrics {
+    /// Hook calls.
+    pub calls: AtomicU64,
+    /// Time per call.
+    pub duration: Histogram,
+    /// Calls that trapped or failed.
+    pub errors: AtomicU64,
+    /// Calls past their deadline.
+    pub timeouts: AtomicU64,
+    /// Requests the plugin answered itself.
+    pub short_circuits: AtomicU64,
+}
+
+/// Rate-limit decisions of one plugin.
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// Requests under the limit.
+    pub allowed: AtomicU64,
+    /// Requests refused.
+    pub limited: AtomicU64,
+    /// Checks the backend could not answer.
+    pub backend_errors: AtomicU64,
+}
+
+type Registry<K, V> = RwLock<BTreeMap<K, Arc<V>>>;
+
+fn entry<K: Ord + Clone, V: Default>(reg: &Registry<K, V>, key: &K) -> Arc<V> {
+    if let Some(v) = reg.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+        return v.clone();
+    }
+    reg.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone()
+}
+
+/// Every metric of one gateway. Entries live as long as the gateway, so a
+/// reload never resets a counter.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    routes: Registry<Arc<str>, RouteMetrics>,
+    services: Registry<Arc<str>, ServiceMetrics>,
+    plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
+    limits: Registry<Arc<str>, LimitMetrics>,
+    /// Open downstream connections.
+    pub connections_active: AtomicI64,
+    /// Downstream connections accepted.
+    pub connections_total: AtomicU64,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: AtomicU64,
+    /// Spans dropped because the exporter fell behind.
+    pub spans_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of route `id` (`_unmatched` for requests no route took).
+    pub fn route(&self, id: &Arc<str>) -> Arc<RouteMetrics> {
+        entry(&self.routes, id)
+    }
+
+    /// The counters of service `name`.
+    pub fn service(&self, name: &Arc<str>) -> Arc<ServiceMetrics> {
+        entry(&self.services, name)
+    }
+
+    /// The counters of plugin `name` on route `route`.
+    pub fn plugin(&self, name: &Arc<str>, route: &Arc<str>) -> Arc<PluginMetrics> {
+        entry(&self.plugins, &(name.clone(), route.clone()))
+    }
+
+    /// The rate-limit decisions of plugin `name`.
+    pub fn limits(&self, name: &Arc<str>) -> Arc<LimitMetrics> {
+        entry(&self.limits, name)
+    }
+
+    /// The counters of route `id`, if it served anything.
+    pub fn route_if_seen(&self, id: &str) -> Option<Arc<RouteMetrics>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// The id under which requests that matched no route are counted.
+pub const UNMATCHED: &str = "_unmatched";
