@@ -108,6 +108,63 @@ pub struct LimitMetrics {
     pub backend_errors: AtomicU64,
 }
 
+/// Metrics a plugin records through `counter-add` and `histogram-record`.
+#[derive(Debug, Default)]
+pub struct PluginCustom {
+    counters: Registry<String, AtomicU64>,
+    histograms: Registry<String, Histogram>,
+}
+
+/// Distinct metric names one plugin may create (label cardinality stays bounded).
+pub const CUSTOM_NAMES: usize = 64;
+
+/// Keeps `[a-zA-Z0-9_]`, replacing the rest with `_`; `None` for an empty name.
+fn metric_name(name: &str) -> Option<String> {
+    let n: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (!n.is_empty()).then_some(n)
+}
+
+fn custom_entry<V: Default>(reg: &Registry<String, V>, name: &str) -> Option<Arc<V>> {
+    let name = metric_name(name)?;
+    if let Some(v) = reg.read().unwrap_or_else(|p| p.into_inner()).get(&name) {
+        return Some(v.clone());
+    }
+    let mut w = reg.write().unwrap_or_else(|p| p.into_inner());
+    if w.len() >= CUSTOM_NAMES && !w.contains_key(&name) {
+        return None;
+    }
+    Some(w.entry(name).or_default().clone())
+}
+
+impl PluginCustom {
+    /// Adds to counter `name` (dropped past [`CUSTOM_NAMES`] names).
+    pub fn counter_add(&self, name: &str, delta: u64) {
+        if let Some(c) = custom_entry(&self.counters, name) {
+            c.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    /// Records `seconds` in histogram `name`.
+    pub fn histogram_record(&self, name: &str, seconds: f64) {
+        if seconds.is_finite()
+            && seconds >= 0.0
+            && let Some(h) = custom_entry(&self.histograms, name)
+        {
+            h.record(Duration::from_secs_f64(seconds.min(1e9)));
+        }
+    }
+}
+
 type Registry<K, V> = RwLock<BTreeMap<K, Arc<V>>>;
 
 fn entry<K: Ord + Clone, V: Default>(reg: &Registry<K, V>, key: &K) -> Arc<V> {
@@ -129,6 +186,7 @@ pub struct Metrics {
     services: Registry<Arc<str>, ServiceMetrics>,
     plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
     limits: Registry<Arc<str>, LimitMetrics>,
+    custom: Registry<Arc<str>, PluginCustom>,
     /// Open downstream connections.
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.
@@ -158,6 +216,11 @@ impl Metrics {
     /// The rate-limit decisions of plugin `name`.
     pub fn limits(&self, name: &Arc<str>) -> Arc<LimitMetrics> {
         entry(&self.limits, name)
+    }
+
+    /// The metrics plugin `name` records itself.
+    pub fn custom(&self, name: &Arc<str>) -> Arc<PluginCustom> {
+        entry(&self.custom, name)
     }
 
     /// The counters of route `id`, if it served anything.

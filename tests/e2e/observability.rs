@@ -138,6 +138,18 @@ async fn metrics_count_known_traffic() {
             f64::NAN,
         ),
         ("gatehouse_config_reloads_total{result=\"success\"}", 0.0),
+        (
+            r#"gatehouse_plugin_counter_total{plugin="testkit",name="attributes_set"}"#,
+            5.0,
+        ),
+        (
+            r#"gatehouse_plugin_histogram_seconds_bucket{plugin="testkit",name="attribute_seconds",le="0.0025"}"#,
+            5.0,
+        ),
+        (
+            r#"gatehouse_plugin_histogram_seconds_bucket{plugin="testkit",name="attribute_seconds",le="0.001"}"#,
+            0.0,
+        ),
     ];
     for (series, want) in expect {
         if want.is_nan() {

@@ -259,6 +259,44 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+    let custom = m.custom.read().unwrap_or_else(|p| p.into_inner()).clone();
+    header(
+        &mut out,
+        "gatehouse_plugin_counter_total",
+        "counter",
+        "Counters plugins add to (host counter-add), by plugin and name.",
+    );
+    for (p, c) in &custom {
+        for (name, v) in c.counters.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "gatehouse_plugin_counter_total{{plugin=\"{}\",name=\"{name}\"}} {}",
+                escape(p),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "gatehouse_plugin_histogram_seconds",
+        "histogram",
+        "Observations plugins record (host histogram-record), by plugin and name.",
+    );
+    for (p, c) in &custom {
+        for (name, h) in c
+            .histograms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            histogram(
+                &mut out,
+                "gatehouse_plugin_histogram_seconds",
+                &format!("plugin=\"{}\",name=\"{name}\"", escape(p)),
+                h,
+            );
+        }
+    }
     let st = &shared.stats;
     header(
         &mut out,

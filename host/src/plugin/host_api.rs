@@ -309,21 +309,11 @@ impl host::Host for PluginState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
-        tracing::trace!(
-            plugin = &*self.shared.name,
-            metric = name,
-            delta,
-            "plugin counter"
-        );
+        self.shared.custom.counter_add(&name, delta);
     }
 
     fn histogram_record(&mut self, name: String, value: f64) {
-        tracing::trace!(
-            plugin = &*self.shared.name,
-            metric = name,
-            value,
-            "plugin histogram"
-        );
+        self.shared.custom.histogram_record(&name, value);
     }
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {

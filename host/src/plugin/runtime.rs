@@ -291,6 +291,7 @@ impl PluginRuntime {
                     rate: Arc::new(RateLimiter::default()),
                     redis: self.redis.clone(),
                     limits: self.metrics.limits(name),
+                    custom: self.metrics.custom(name),
                 })
             })
             .clone()

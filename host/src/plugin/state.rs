@@ -28,6 +28,8 @@ pub struct PluginShared {
     pub redis: Arc<ArcSwapOption<RedisLimiter>>,
     /// Rate-limit decisions, for metrics.
     pub limits: Arc<crate::metrics::LimitMetrics>,
+    /// The plugin's own counters and histograms.
+    pub custom: Arc<crate::metrics::PluginCustom>,
 }
 
 /// Refuses linear-memory growth past the attachment's cap and remembers the peak,

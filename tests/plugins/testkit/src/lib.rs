@@ -14,7 +14,7 @@ enum Config {
     Deny { status: u16 },
     /// Upper-cases the request body and appends to the response body.
     RewriteBody { suffix: String },
-    /// Sets a context attribute.
+    /// Sets a context attribute (and counts it in the plugin's own metrics).
     SetAttr { name: String, value: String },
     /// Copies a context attribute into a request header (`missing` if unset).
     ReadAttr { name: String, header: String },
@@ -61,7 +61,11 @@ impl Plugin for Kit {
                     .header("x-denied-by", "testkit")
                     .into();
             }
-            Config::SetAttr { name, value } => ctx.set_attribute(name, value),
+            Config::SetAttr { name, value } => {
+                ctx.set_attribute(name, value);
+                host::counter_add("attributes set", 1);
+                host::histogram_record("attribute_seconds", 0.002);
+            }
             Config::ReadAttr { name, header } => {
                 let v = ctx.attribute(name).unwrap_or_else(|| "missing".into());
                 req.set_header(header, v.as_bytes());
