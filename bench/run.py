@@ -37,7 +37,10 @@ TAG_A = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_a.wasm"
 TAG_B = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_b.wasm"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PORTS = {"upstream": 18080, "nginx": 18081, "haproxy": 18082, "gatehouse": 18083, "gatehouse-chain": 18084, "gatehouse-swap": 18085,
-         "redis": 18086, "gatehouse-rl-local": 18087, "gatehouse-rl-redis": 18088}
+         "redis": 18086, "gatehouse-rl-local": 18087, "gatehouse-rl-redis": 18088, "nginx-h2": 18089,
+         "gatehouse-h2": 18090}
+# Served over TLS (HTTP/2 by ALPN); measured with oha --http2, not wrk.
+TLS_TARGETS = ("nginx-h2", "gatehouse-h2")
 
 
 def cpu_ticks(pid):
@@ -76,7 +79,7 @@ class Stack:
     def pid_of(self, name):
         """The process doing the work: nginx's worker, not its master."""
         p = self.procs[name]
-        if name in ("upstream", "nginx"):
+        if name == "upstream" or name.startswith("nginx"):
             out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
             return int(out[0]) if out else p.pid
         return p.pid
@@ -88,6 +91,16 @@ class Stack:
         self.nginx_conf("upstream", common, f"""
             server {{ listen 127.0.0.1:{up} backlog=4096; keepalive_requests 1000000;
                       location / {{ return 200 "ok"; }} }}""")
+        # One self-signed certificate for both TLS targets (ECDSA P-256, like most sites).
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(self.work / "tls.key"), "-out", str(self.work / "tls.pem"),
+                        "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        self.nginx_conf("nginx-h2", common, f"""
+            upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
+            server {{ listen 127.0.0.1:{PORTS['nginx-h2']} ssl http2 backlog=4096; keepalive_requests 1000000;
+                      ssl_certificate {self.work}/tls.pem; ssl_certificate_key {self.work}/tls.key;
+                      location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
         self.nginx_conf("nginx", common, f"""
             upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
             server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096; keepalive_requests 1000000;
@@ -113,6 +126,7 @@ backend be
         shutil.copytree(PLUGINS, self.work / "plugins")
         shutil.copy(TAG_A, self.work / "plugins" / "tag.wasm")
         self.gatehouse("gatehouse", "")
+        self.gatehouse("gatehouse-h2", "", tls=True)
         chain = (f'      - {{ name: jwt-auth, config: {{ algorithms: [HS256], secret: "{JWT_SECRET}" }} }}\n'
                  "      - { name: rate-limit, config: { limits: [{ scope: consumer, limit: 1000000000, window: 1s }] } }\n"
                  "      - { name: acl, config: { require_any: [bench] } }\n")
@@ -127,6 +141,9 @@ backend be
         for name, port in PORTS.items():
             if name == "redis":
                 continue
+            if name in TLS_TARGETS:
+                time.sleep(0.5)
+                continue
             try:
                 wait_http(f"http://127.0.0.1:{port}/")
             except RuntimeError:
@@ -140,9 +157,11 @@ backend be
                         + f"http {{ access_log off; {server} }}\n")
         self.spawn(name, ["nginx", "-p", str(self.work), "-c", str(conf)])
 
-    def gatehouse(self, name, plugins):
+    def gatehouse(self, name, plugins, tls=False):
         conf = self.work / f"{name}.yaml"
-        conf.write_text(f"""listeners: [{{ addr: "127.0.0.1:{PORTS[name]}" }}]
+        tls_keys = (f', tls: {{ certificates: [{{ cert_file: "{self.work}/tls.pem", key_file: "{self.work}/tls.key" }}] }}'
+                    if tls else "")
+        conf.write_text(f"""listeners: [{{ addr: "127.0.0.1:{PORTS[name]}"{tls_keys} }}]
 workers: 1
 redis: {{ url: "redis://127.0.0.1:{PORTS['redis']}" }}
 plugin_dir: ./plugins
@@ -199,6 +218,23 @@ def wrk(url, seconds, conns=32):
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
     return {"rps": rps, "total": total, "p50": lat.get("50"), "p99": lat.get("99"), "failed": failed}
+
+
+def oha_h2(url, seconds):
+    """Saturation over HTTP/2 + TLS (wrk speaks neither): 32 connections."""
+    out = subprocess.run(
+        ["taskset", "-c", "0", "oha", "-z", f"{seconds}s", "-c", "32", "--http2", "--insecure",
+         "--no-tui", "--output-format", "json", "-H", AUTH, url],
+        capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    pct = data["latencyPercentiles"]
+    s = data["summary"]
+    total = sum(data.get("statusCodeDistribution", {}).values())
+    ok = data.get("statusCodeDistribution", {}).get("200", 0)
+    # Requests still in flight when -z ends are reported as "aborted due to deadline": not failures.
+    errors = sum(n for e, n in data.get("errorDistribution", {}).items() if "deadline" not in e)
+    return {"rps": s["requestsPerSec"], "total": total, "p50": pct["p50"] * 1e6, "p99": pct["p99"] * 1e6,
+            "failed": total - ok + errors}
 
 
 def oha(url, rate, seconds):
@@ -273,6 +309,27 @@ def main():
                              "failed": sum(r["failed"] for r in rs)})
             by = {r["name"]: r for r in rows}
             rate = min(5000, int(by["nginx"]["rps"] / 2))
+            tls_rows = []
+            if shutil.which("oha"):
+                tls_runs = {t: [] for t in TLS_TARGETS}
+                for t in TLS_TARGETS:
+                    oha_h2(f"https://127.0.0.1:{PORTS[t]}/", 1)
+                for _ in range(rounds):
+                    for t in TLS_TARGETS:
+                        pid = stack.pid_of(t)
+                        c0 = cpu_ticks(pid)
+                        r = oha_h2(f"https://127.0.0.1:{PORTS[t]}/", seconds)
+                        r["cpu_us"] = (cpu_ticks(pid) - c0) / CLK_TCK * 1e6 / max(r["total"], 1)
+                        tls_runs[t].append(r)
+                for t in TLS_TARGETS:
+                    rs = tls_runs[t]
+                    rps = [r["rps"] for r in rs]
+                    med = statistics.median(rps)
+                    tls_rows.append({"name": t, "rps": med, "spread": (max(rps) - min(rps)) / med if med else 0,
+                                     "p50": statistics.median(r["p50"] for r in rs),
+                                     "p99": statistics.median(r["p99"] for r in rs),
+                                     "cpu_us": statistics.median(r["cpu_us"] for r in rs),
+                                     "failed": sum(r["failed"] for r in rs)})
             if shutil.which("oha"):
                 for r in rows:
                     r["fixed"] = oha(f"http://127.0.0.1:{PORTS[r['name']]}/", rate, fixed_seconds)
@@ -285,7 +342,7 @@ def main():
             for f in Path(work).glob("*.log"):
                 shutil.copy(f, logs / f.name)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
-    report(rows, rate, swap, rounds, seconds, load_before, load_after, mem)
+    report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows)
 
 
 def hot_swap(work, seconds):
@@ -343,7 +400,7 @@ def memory(work):
     return {"idle": idle, "shared": rss_kib(head + routes(False), work), "distinct": rss_kib(head + routes(True), work)}
 
 
-def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem):
+def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows=()):
     by = {r["name"]: r for r in rows}
     direct = by["upstream"]
     lines = [
@@ -393,9 +450,24 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem):
         f"config per plugin (identical attachments share one instance pool), {mem['distinct'] / 1024:.1f} MB with "
         f"3,000 distinct configs (3,000 pools, one warm instance each) (target < 256 MB)",
         "",
-        "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + acl;",
-        "request-transform takes acl's place once it exists.",
+        "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + acl.",
     ]
+    if tls_rows:
+        lines += [
+            "",
+            "HTTP/2 over TLS (ECDSA P-256 certificate, oha --http2 -c32 pinned to cpu0; upstream hop HTTP/1.1):",
+            "",
+            "| target | req/s (median) | spread | p50 µs | p99 µs | CPU µs/req | failed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in tls_rows:
+            flag = " ⚠ invalid (spread > 15%)" if r["spread"] > 0.15 else ""
+            lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['spread'] * 100:.1f}%{flag} | {r['p50']:.0f} "
+                         f"| {r['p99']:.0f} | {r['cpu_us']:.1f} | {r['failed']} |")
+        t = {r["name"]: r for r in tls_rows}
+        if t["nginx-h2"]["rps"]:
+            lines.append(f"\n- gatehouse / nginx over h2+TLS, req/s: **{t['gatehouse-h2']['rps'] / t['nginx-h2']['rps']:.2f}×**, "
+                         f"CPU per request {t['gatehouse-h2']['cpu_us'] / max(t['nginx-h2']['cpu_us'], 1e-9):.2f}×")
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n"
     (RESULTS / "latest.md").write_text(text)
