@@ -267,6 +267,30 @@ def svg(rows, path):
     path.write_text("\n".join(parts))
 
 
+def measure(stack, targets, rounds, run):
+    """Runs `run(target)` for every target, interleaved over `rounds`, with the
+    target's CPU time per request; returns one row of medians per target."""
+    runs = {t: [] for t in targets}
+    for _ in range(rounds):
+        for t in targets:
+            pid = stack.pid_of(t)
+            c0 = cpu_ticks(pid)
+            r = run(t)
+            r["cpu_us"] = (cpu_ticks(pid) - c0) / CLK_TCK * 1e6 / max(r["total"], 1)
+            runs[t].append(r)
+    rows = []
+    for t in targets:
+        rs = runs[t]
+        rps = [r["rps"] for r in rs]
+        med = statistics.median(rps)
+        rows.append({"name": t, "rps": med, "spread": (max(rps) - min(rps)) / med if med else 0,
+                     "p50": statistics.median(r["p50"] for r in rs),
+                     "p99": statistics.median(r["p99"] for r in rs),
+                     "cpu_us": statistics.median(r["cpu_us"] for r in rs),
+                     "failed": sum(r["failed"] for r in rs)})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="a few seconds per case")
@@ -288,48 +312,16 @@ def main():
             stack.start()
             for t in targets:  # warm pools and caches
                 wrk(f"http://127.0.0.1:{PORTS[t]}/", 1)
-            runs = {t: [] for t in targets}
-            for _ in range(rounds):
-                for t in targets:
-                    pid = stack.pid_of(t)
-                    c0 = cpu_ticks(pid)
-                    r = wrk(f"http://127.0.0.1:{PORTS[t]}/", seconds)
-                    r["cpu_us"] = (cpu_ticks(pid) - c0) / CLK_TCK * 1e6 / max(r["total"], 1)
-                    runs[t].append(r)
-            rows = []
-            for t in targets:
-                rs = runs[t]
-                rps = [r["rps"] for r in rs]
-                med = statistics.median(rps)
-                spread = (max(rps) - min(rps)) / med if med else 0
-                rows.append({"name": t, "label": labels[t], "rps": med, "spread": spread,
-                             "p50": statistics.median(r["p50"] for r in rs),
-                             "p99": statistics.median(r["p99"] for r in rs),
-                             "cpu_us": statistics.median(r["cpu_us"] for r in rs),
-                             "failed": sum(r["failed"] for r in rs)})
+            rows = [dict(row, label=labels[row["name"]])
+                    for row in measure(stack, targets, rounds, lambda t: wrk(f"http://127.0.0.1:{PORTS[t]}/", seconds))]
             by = {r["name"]: r for r in rows}
             rate = min(5000, int(by["nginx"]["rps"] / 2))
             tls_rows = []
             if shutil.which("oha"):
-                tls_runs = {t: [] for t in TLS_TARGETS}
                 for t in TLS_TARGETS:
                     oha_h2(f"https://127.0.0.1:{PORTS[t]}/", 1)
-                for _ in range(rounds):
-                    for t in TLS_TARGETS:
-                        pid = stack.pid_of(t)
-                        c0 = cpu_ticks(pid)
-                        r = oha_h2(f"https://127.0.0.1:{PORTS[t]}/", seconds)
-                        r["cpu_us"] = (cpu_ticks(pid) - c0) / CLK_TCK * 1e6 / max(r["total"], 1)
-                        tls_runs[t].append(r)
-                for t in TLS_TARGETS:
-                    rs = tls_runs[t]
-                    rps = [r["rps"] for r in rs]
-                    med = statistics.median(rps)
-                    tls_rows.append({"name": t, "rps": med, "spread": (max(rps) - min(rps)) / med if med else 0,
-                                     "p50": statistics.median(r["p50"] for r in rs),
-                                     "p99": statistics.median(r["p99"] for r in rs),
-                                     "cpu_us": statistics.median(r["cpu_us"] for r in rs),
-                                     "failed": sum(r["failed"] for r in rs)})
+                tls_rows = measure(stack, TLS_TARGETS, rounds,
+                                   lambda t: oha_h2(f"https://127.0.0.1:{PORTS[t]}/", seconds))
             if shutil.which("oha"):
                 for r in rows:
                     r["fixed"] = oha(f"http://127.0.0.1:{PORTS[r['name']]}/", rate, fixed_seconds)

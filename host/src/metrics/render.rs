@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4).
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::fmt::{Display, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::histogram::Histogram;
 use super::{CLASSES, METHODS, Metrics};
@@ -13,28 +13,68 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// Writes metric families: `# HELP` / `# TYPE` once, then samples.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// One sample; `labels` is already `k="v",...` (may be empty).
+    fn sample(&mut self, name: &str, labels: &str, value: impl Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn histogram(&mut self, name: &str, labels: &str, h: &Histogram) {
+        let s = h.snapshot();
+        for (le, n) in &s.buckets {
+            self.sample(
+                &format!("{name}_bucket"),
+                &format!("{labels},le=\"{le}\""),
+                n,
+            );
+        }
+        self.sample(
+            &format!("{name}_bucket"),
+            &format!("{labels},le=\"+Inf\""),
+            s.count,
+        );
+        self.sample(&format!("{name}_sum"), labels, s.sum);
+        self.sample(&format!("{name}_count"), labels, s.count);
+    }
+
+    /// A counter family whose samples differ by one label.
+    fn by_label(&mut self, name: &str, help: &str, label: &str, values: &[(&str, &AtomicU64)]) {
+        self.family(name, "counter", help);
+        for (v, n) in values {
+            self.sample(name, &format!("{label}=\"{v}\""), n.load(Ordering::Relaxed));
+        }
+    }
 }
 
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let s = h.snapshot();
-    for (le, n) in &s.buckets {
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
+fn read<K: Clone + Ord, V>(
+    reg: &std::sync::RwLock<std::collections::BTreeMap<K, V>>,
+) -> std::collections::BTreeMap<K, V>
+where
+    V: Clone,
+{
+    reg.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Renders every metric of the gateway behind `shared`.
 pub fn render(shared: &Shared) -> String {
     let m: &Metrics = &shared.metrics;
-    let mut out = String::with_capacity(16 * 1024);
-    let routes = m.routes.read().unwrap_or_else(|p| p.into_inner()).clone();
-    header(
-        &mut out,
+    let mut out = Out(String::with_capacity(16 * 1024));
+    let o = &mut out;
+
+    let routes = read(&m.routes);
+    o.family(
         "gatehouse_requests_total",
         "counter",
         "Requests answered, by route, method and status class.",
@@ -44,34 +84,32 @@ pub fn render(shared: &Shared) -> String {
             for (ci, n) in per_method.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "gatehouse_requests_total{{route=\"{}\",method=\"{}\",status_class=\"{}\"}} {n}",
+                    let labels = format!(
+                        "route=\"{}\",method=\"{}\",status_class=\"{}\"",
                         escape(route),
                         METHODS[mi],
                         CLASSES[ci]
                     );
+                    o.sample("gatehouse_requests_total", &labels, n);
                 }
             }
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_request_duration_seconds",
         "histogram",
         "Time from request head to response head, by route.",
     );
     for (route, r) in &routes {
-        histogram(
-            &mut out,
+        o.histogram(
             "gatehouse_request_duration_seconds",
             &format!("route=\"{}\"", escape(route)),
             &r.duration,
         );
     }
-    let services = m.services.read().unwrap_or_else(|p| p.into_inner()).clone();
-    header(
-        &mut out,
+
+    let services = read(&m.services);
+    o.family(
         "gatehouse_upstream_requests_total",
         "counter",
         "Tries sent upstream, by service and status class (error: no answer).",
@@ -81,62 +119,60 @@ pub fn render(shared: &Shared) -> String {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
                 let class = CLASSES.get(i).copied().unwrap_or("error");
-                let _ = writeln!(
-                    out,
-                    "gatehouse_upstream_requests_total{{service=\"{}\",status_class=\"{class}\"}} {n}",
-                    escape(svc)
+                o.sample(
+                    "gatehouse_upstream_requests_total",
+                    &format!("service=\"{}\",status_class=\"{class}\"", escape(svc)),
+                    n,
                 );
             }
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_upstream_retries_total",
         "counter",
         "Retries sent, by service.",
     );
     for (svc, s) in &services {
-        let _ = writeln!(
-            out,
-            "gatehouse_upstream_retries_total{{service=\"{}\"}} {}",
-            escape(svc),
-            s.retries.load(Ordering::Relaxed)
+        o.sample(
+            "gatehouse_upstream_retries_total",
+            &format!("service=\"{}\"", escape(svc)),
+            s.retries.load(Ordering::Relaxed),
         );
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_upstream_request_duration_seconds",
         "histogram",
         "Time to the upstream's response head, per try, by service.",
     );
     for (svc, s) in &services {
-        histogram(
-            &mut out,
+        o.histogram(
             "gatehouse_upstream_request_duration_seconds",
             &format!("service=\"{}\"", escape(svc)),
             &s.duration,
         );
     }
+
     let snap = shared.snapshot();
-    header(
-        &mut out,
+    o.family(
         "gatehouse_upstream_healthy",
         "gauge",
         "1 when an instance may get traffic (health checks, outlier ejection).",
     );
     for svc in &snap.services {
         for inst in &svc.instances {
-            let _ = writeln!(
-                out,
-                "gatehouse_upstream_healthy{{service=\"{}\",instance=\"{}\"}} {}",
+            let labels = format!(
+                "service=\"{}\",instance=\"{}\"",
                 escape(&svc.name),
-                escape(inst.authority.as_str()),
-                u8::from(inst.is_healthy())
+                escape(inst.authority.as_str())
+            );
+            o.sample(
+                "gatehouse_upstream_healthy",
+                &labels,
+                u8::from(inst.is_healthy()),
             );
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_circuit_breaker_state",
         "gauge",
         "1 for the breaker's current state, by service.",
@@ -145,212 +181,169 @@ pub fn render(shared: &Shared) -> String {
         if let Some(b) = &svc.breaker {
             let now = b.state_name();
             for state in ["closed", "open", "half_open"] {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_circuit_breaker_state{{service=\"{}\",state=\"{state}\"}} {}",
-                    escape(&svc.name),
-                    u8::from(state == now)
+                let labels = format!("service=\"{}\",state=\"{state}\"", escape(&svc.name));
+                o.sample(
+                    "gatehouse_circuit_breaker_state",
+                    &labels,
+                    u8::from(state == now),
                 );
             }
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_connections_active",
         "gauge",
         "Open downstream connections.",
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_connections_active {}",
-        m.connections_active.load(Ordering::Relaxed)
+    o.sample(
+        "gatehouse_connections_active",
+        "",
+        m.connections_active.load(Ordering::Relaxed),
     );
-    header(
-        &mut out,
+    o.family(
         "gatehouse_connections_total",
         "counter",
         "Downstream connections accepted.",
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_connections_total {}",
-        m.connections_total.load(Ordering::Relaxed)
+    o.sample(
+        "gatehouse_connections_total",
+        "",
+        m.connections_total.load(Ordering::Relaxed),
     );
-    let plugins = m.plugins.read().unwrap_or_else(|p| p.into_inner()).clone();
-    header(
-        &mut out,
+
+    let plugins = read(&m.plugins);
+    let pr = |p: &str, r: &str| format!("plugin=\"{}\",route=\"{}\"", escape(p), escape(r));
+    o.family(
         "gatehouse_plugin_calls_total",
         "counter",
         "Plugin hook calls, by plugin and route.",
     );
     for ((p, r), v) in &plugins {
-        let _ = writeln!(
-            out,
-            "gatehouse_plugin_calls_total{{plugin=\"{}\",route=\"{}\"}} {}",
-            escape(p),
-            escape(r),
-            v.calls.load(Ordering::Relaxed)
+        o.sample(
+            "gatehouse_plugin_calls_total",
+            &pr(p, r),
+            v.calls.load(Ordering::Relaxed),
         );
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_plugin_errors_total",
         "counter",
         "Failed plugin calls, by plugin, route and kind (error, timeout).",
     );
     for ((p, r), v) in &plugins {
         for (kind, n) in [("error", &v.errors), ("timeout", &v.timeouts)] {
-            let _ = writeln!(
-                out,
-                "gatehouse_plugin_errors_total{{plugin=\"{}\",route=\"{}\",kind=\"{kind}\"}} {}",
-                escape(p),
-                escape(r),
-                n.load(Ordering::Relaxed)
+            o.sample(
+                "gatehouse_plugin_errors_total",
+                &format!("{},kind=\"{kind}\"", pr(p, r)),
+                n.load(Ordering::Relaxed),
             );
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_plugin_short_circuits_total",
         "counter",
         "Requests a plugin answered itself, by plugin and route.",
     );
     for ((p, r), v) in &plugins {
-        let _ = writeln!(
-            out,
-            "gatehouse_plugin_short_circuits_total{{plugin=\"{}\",route=\"{}\"}} {}",
-            escape(p),
-            escape(r),
-            v.short_circuits.load(Ordering::Relaxed)
+        o.sample(
+            "gatehouse_plugin_short_circuits_total",
+            &pr(p, r),
+            v.short_circuits.load(Ordering::Relaxed),
         );
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_plugin_call_duration_seconds",
         "histogram",
         "Time per plugin hook call, by plugin and route.",
     );
     for ((p, r), v) in &plugins {
-        histogram(
-            &mut out,
+        o.histogram(
             "gatehouse_plugin_call_duration_seconds",
-            &format!("plugin=\"{}\",route=\"{}\"", escape(p), escape(r)),
+            &pr(p, r),
             &v.duration,
         );
     }
-    let limits = m.limits.read().unwrap_or_else(|p| p.into_inner()).clone();
-    header(
-        &mut out,
+
+    o.family(
         "gatehouse_rate_limit_decisions_total",
         "counter",
         "Rate-limit checks, by plugin and decision (allowed, limited, backend_error).",
     );
-    for (p, l) in &limits {
+    for (p, l) in &read(&m.limits) {
         for (d, n) in [
             ("allowed", &l.allowed),
             ("limited", &l.limited),
             ("backend_error", &l.backend_errors),
         ] {
-            let _ = writeln!(
-                out,
-                "gatehouse_rate_limit_decisions_total{{plugin=\"{}\",decision=\"{d}\"}} {}",
-                escape(p),
-                n.load(Ordering::Relaxed)
+            o.sample(
+                "gatehouse_rate_limit_decisions_total",
+                &format!("plugin=\"{}\",decision=\"{d}\"", escape(p)),
+                n.load(Ordering::Relaxed),
             );
         }
     }
-    let custom = m.custom.read().unwrap_or_else(|p| p.into_inner()).clone();
-    header(
-        &mut out,
+    let custom = read(&m.custom);
+    o.family(
         "gatehouse_plugin_counter_total",
         "counter",
         "Counters plugins add to (host counter-add), by plugin and name.",
     );
     for (p, c) in &custom {
-        for (name, v) in c.counters.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "gatehouse_plugin_counter_total{{plugin=\"{}\",name=\"{name}\"}} {}",
-                escape(p),
-                v.load(Ordering::Relaxed)
+        for (name, v) in &read(&c.counters) {
+            o.sample(
+                "gatehouse_plugin_counter_total",
+                &format!("plugin=\"{}\",name=\"{name}\"", escape(p)),
+                v.load(Ordering::Relaxed),
             );
         }
     }
-    header(
-        &mut out,
+    o.family(
         "gatehouse_plugin_histogram_seconds",
         "histogram",
         "Observations plugins record (host histogram-record), by plugin and name.",
     );
     for (p, c) in &custom {
-        for (name, h) in c
-            .histograms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            histogram(
-                &mut out,
+        for (name, h) in &read(&c.histograms) {
+            o.histogram(
                 "gatehouse_plugin_histogram_seconds",
                 &format!("plugin=\"{}\",name=\"{name}\"", escape(p)),
                 h,
             );
         }
     }
+
     let st = &shared.stats;
-    header(
-        &mut out,
+    o.by_label(
         "gatehouse_config_reloads_total",
-        "counter",
         "Config reloads, by result.",
+        "result",
+        &[("success", &st.reloads_ok), ("failure", &st.reloads_failed)],
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_config_reloads_total{{result=\"success\"}} {}",
-        st.reloads_ok.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "gatehouse_config_reloads_total{{result=\"failure\"}} {}",
-        st.reloads_failed.load(Ordering::Relaxed)
-    );
-    header(
-        &mut out,
+    o.by_label(
         "gatehouse_plugin_swaps_total",
-        "counter",
         "Plugin hot swaps, by result.",
+        "result",
+        &[("success", &st.swaps_ok), ("failure", &st.swaps_failed)],
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_plugin_swaps_total{{result=\"success\"}} {}",
-        st.swaps_ok.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "gatehouse_plugin_swaps_total{{result=\"failure\"}} {}",
-        st.swaps_failed.load(Ordering::Relaxed)
-    );
-    header(
-        &mut out,
+    o.family(
         "gatehouse_access_log_dropped_total",
         "counter",
         "Access log lines dropped because the writer fell behind.",
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_access_log_dropped_total {}",
-        m.access_log_dropped.load(Ordering::Relaxed)
+    o.sample(
+        "gatehouse_access_log_dropped_total",
+        "",
+        m.access_log_dropped.load(Ordering::Relaxed),
     );
-    header(
-        &mut out,
+    o.family(
         "gatehouse_trace_spans_dropped_total",
         "counter",
         "Spans dropped because the exporter fell behind.",
     );
-    let _ = writeln!(
-        out,
-        "gatehouse_trace_spans_dropped_total {}",
-        m.spans_dropped.load(Ordering::Relaxed)
+    o.sample(
+        "gatehouse_trace_spans_dropped_total",
+        "",
+        m.spans_dropped.load(Ordering::Relaxed),
     );
-    out
+    out.0
 }
