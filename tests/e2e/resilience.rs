@@ -431,3 +431,40 @@ async fn a_reload_keeps_the_state_of_services_it_did_not_change() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_rate_opens_the_breaker_without_consecutive_failures() {
+    let bad = Upstream::start("bad", Behavior::Status(500)).await;
+    let good = Upstream::start("good", Behavior::Echo).await;
+    // Round robin alternates: never two failures in a row, half of them failed.
+    let svc = service(
+        "s",
+        &[bad.url(), good.url()],
+        "    circuit_breaker: { failure_threshold: 100, failure_rate: 0.5, window: 60s, min_requests: 10, open_for: 30s }\n",
+    );
+    let gw = TestGateway::start(&one_route(&svc)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get(&gw.url("/x")).await.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        5,
+        "{statuses:?}"
+    );
+    let r = get(&gw.url("/x")).await;
+    assert_eq!(r.json()["error"], "circuit_open", "5 of 10 tries failed");
+    let err = TestGateway::try_start(&one_route(&service(
+        "s",
+        &[good.url()],
+        "    circuit_breaker: { window: 10s }\n",
+    )))
+    .await
+    .err()
+    .expect("window without failure_rate");
+    assert!(
+        err.contains("`window` and `min_requests` need `failure_rate`"),
+        "{err}"
+    );
+    gw.stop().await;
+}

@@ -98,6 +98,19 @@ pub struct CircuitBreaker {
     pub open_for: Duration,
     /// Probes let through while half-open. Default 1.
     pub half_open_requests: u32,
+    /// Also open when this share of tries failed within a window.
+    pub failure_rate: Option<FailureRate>,
+}
+
+/// The failure-rate trigger of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRate {
+    /// Failed share, in thousandths (500 = 50 %).
+    pub permille: u32,
+    /// Length of the counting window (counts restart when it ends).
+    pub window: Duration,
+    /// Tries needed in a window before the rate counts. Default 20.
+    pub min_requests: u32,
 }
 
 /// What makes a try worth repeating.

@@ -150,6 +150,9 @@ pub struct RawCircuitBreaker {
     pub failure_threshold: Option<u32>,
     pub open_for: Option<Dur>,
     pub half_open_requests: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub window: Option<Dur>,
+    pub min_requests: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,5 @@
-//! The per-service circuit breaker: closed → open after consecutive failures;
+//! The per-service circuit breaker: closed → open after consecutive failures
+//! (or a failure rate over a window);
 //! open answers at once; after `open_for`, half-open lets a few probes through;
 //! a probe's success closes it, a failure opens it again.
 
@@ -6,13 +7,47 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Outcome, millis, now_ms};
-use crate::config::CircuitBreaker;
+use crate::config::{CircuitBreaker, FailureRate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
+    Closed { failures: u32, window: Window },
     Open { until: u64 },
     HalfOpen { probes: u32 },
+}
+
+/// Tries and failures counted since `start` (the failure-rate trigger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Window {
+    start: u64,
+    tries: u32,
+    failed: u32,
+}
+
+impl Window {
+    /// Counts a try; true when the rate trigger fires.
+    fn count(&mut self, failed: bool, rate: &FailureRate, now: u64) -> bool {
+        if now.saturating_sub(self.start) > millis(rate.window) {
+            *self = Window {
+                start: now,
+                ..Window::default()
+            };
+        }
+        self.tries += 1;
+        self.failed += u32::from(failed);
+        self.tries >= rate.min_requests
+            && u64::from(self.failed) * 1000 >= u64::from(rate.permille) * u64::from(self.tries)
+    }
+}
+
+fn closed() -> State {
+    State::Closed {
+        failures: 0,
+        window: Window {
+            start: now_ms(),
+            ..Window::default()
+        },
+    }
 }
 
 /// A breaker's state. The lock is held for a few instructions, never across an await.
@@ -43,7 +78,7 @@ impl Breaker {
     pub fn new(cfg: CircuitBreaker) -> Self {
         Self {
             cfg,
-            state: Mutex::new(State::Closed { failures: 0 }),
+            state: Mutex::new(closed()),
         }
     }
 
@@ -95,26 +130,37 @@ impl Breaker {
 
     fn record(&self, probe: bool, outcome: Outcome) {
         let mut st = self.lock();
+        let now = now_ms();
         let open = State::Open {
-            until: now_ms() + millis(self.cfg.open_for),
+            until: now + millis(self.cfg.open_for),
         };
         match (*st, outcome) {
             (State::HalfOpen { .. }, Outcome::Success) if probe => {
-                *st = State::Closed { failures: 0 };
+                *st = closed();
                 tracing::info!("circuit breaker closed: probe succeeded");
             }
             (State::HalfOpen { .. }, Outcome::Failure) if probe => {
                 *st = open;
                 tracing::warn!("circuit breaker re-opened: probe failed");
             }
-            (State::Closed { .. }, Outcome::Success) => *st = State::Closed { failures: 0 },
-            (State::Closed { failures }, Outcome::Failure) => {
-                let failures = failures + 1;
-                if failures >= self.cfg.failure_threshold {
+            (
+                State::Closed {
+                    failures,
+                    mut window,
+                },
+                outcome,
+            ) => {
+                let failed = outcome == Outcome::Failure;
+                let failures = if failed { failures + 1 } else { 0 };
+                let rate_hit = self
+                    .cfg
+                    .failure_rate
+                    .is_some_and(|r| window.count(failed, &r, now));
+                if failures >= self.cfg.failure_threshold || rate_hit {
                     *st = open;
-                    tracing::warn!(failures, "circuit breaker opened");
+                    tracing::warn!(failures, rate_hit, "circuit breaker opened");
                 } else {
-                    *st = State::Closed { failures };
+                    *st = State::Closed { failures, window };
                 }
             }
             // Tries admitted before the state changed do not move it again.
@@ -154,7 +200,39 @@ mod tests {
             failure_threshold: 3,
             open_for,
             half_open_requests: 1,
+            failure_rate: None,
         })
+    }
+
+    #[test]
+    fn a_failure_rate_opens_it_without_consecutive_failures() {
+        let b = Breaker::new(CircuitBreaker {
+            failure_threshold: 1000,
+            open_for: Duration::from_secs(60),
+            half_open_requests: 1,
+            failure_rate: Some(FailureRate {
+                permille: 500,
+                window: Duration::from_secs(60),
+                min_requests: 10,
+            }),
+        });
+        // Alternating: never two failures in a row, 50 % failed.
+        for i in 0..9 {
+            let outcome = if i % 2 == 0 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            b.admit().expect("closed").finish(outcome);
+            assert_eq!(
+                b.state_name(),
+                "closed",
+                "below min_requests after {}",
+                i + 1
+            );
+        }
+        b.admit().expect("closed").finish(Outcome::Success);
+        assert_eq!(b.state_name(), "open", "5 of 10 failed");
     }
 
     #[test]

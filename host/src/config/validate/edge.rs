@@ -255,6 +255,7 @@ pub(super) fn service_edge(
                 &format!("{p}.half_open_requests"),
                 errs,
             ),
+            failure_rate: failure_rate(c, &p, errs),
         }
     });
     let retries = s
@@ -274,6 +275,34 @@ pub(super) fn service_edge(
         retries,
         per_try_timeout,
     }
+}
+
+fn failure_rate(c: &RawCircuitBreaker, p: &str, errs: &mut Errors) -> Option<FailureRate> {
+    let Some(rate) = c.failure_rate else {
+        if c.window.is_some() || c.min_requests.is_some() {
+            errs.push(
+                format!("{p}.failure_rate"),
+                "`window` and `min_requests` need `failure_rate`",
+            );
+        }
+        return None;
+    };
+    if !(rate > 0.0 && rate <= 1.0) {
+        errs.push(
+            format!("{p}.failure_rate"),
+            "must be a share of tries in (0, 1], e.g. 0.5",
+        );
+    }
+    Some(FailureRate {
+        permille: (rate * 1000.0).round().clamp(1.0, 1000.0) as u32,
+        window: positive(
+            c.window.as_ref().map(|d| d.0),
+            Duration::from_secs(10),
+            &format!("{p}.window"),
+            errs,
+        ),
+        min_requests: at_least_one(c.min_requests, 20, &format!("{p}.min_requests"), errs),
+    })
 }
 
 fn upstream_tls(t: &RawUpstreamTls, path: &str, base: &Path, errs: &mut Errors) -> UpstreamTls {
