@@ -81,8 +81,6 @@ pub struct Shared {
     pub versions: crate::versions::Versions,
     /// SHA-256 of the live config text.
     live_hash: Mutex<Option<[u8; 32]>>,
-    /// When the gateway started.
-    pub started_at: std::time::SystemTime,
     /// The last swap error of each plugin, cleared by a good swap.
     plugin_errors: Mutex<std::collections::HashMap<String, String>>,
 }
@@ -361,7 +359,6 @@ impl Gateway {
         let shared = Arc::new(Shared {
             versions,
             live_hash: Mutex::new(Some(digest(&text))),
-            started_at: std::time::SystemTime::now(),
             plugin_errors: Mutex::default(),
             unmatched: metrics.route(&Arc::from(crate::metrics::UNMATCHED)),
             metrics,

@@ -91,15 +91,13 @@ pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) 
         Err(e) => render(&e, request_id.to_str().unwrap_or("")),
     };
     let elapsed = trail.started.elapsed();
-    match trail.route.and_then(|i| snapshot.routes.get(i)) {
+    let route = trail.route.and_then(|i| snapshot.routes.get(i));
+    match route {
         Some(r) => r.metrics.record(&method, resp.status(), elapsed),
         None => shared.unmatched.record(&method, resp.status(), elapsed),
     }
     if let Some(path) = path {
-        let route_id = trail
-            .route
-            .and_then(|i| snapshot.routes.get(i))
-            .map(|r| r.id.clone());
+        let route_id = route.map(|r| r.id.clone());
         let status = resp.status();
         let id = request_id.to_str().unwrap_or("").to_string();
         let shared = shared.clone();
@@ -128,9 +126,8 @@ async fn handle(
     request_id: &HeaderValue,
     trail: &mut Trail,
 ) -> Result<Response<Body>, GatewayError> {
-    let client_upgrade = upgrade::requested(req.headers())
-        .is_some()
-        .then(|| hyper::upgrade::on(&mut req));
+    let upgrade_to = upgrade::requested(req.headers());
+    let client_upgrade = upgrade_to.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     conn.client = headers::client_ip(
         conn.remote.ip(),
@@ -182,7 +179,7 @@ async fn handle(
     } else {
         host.into()
     };
-    let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id);
+    let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id, upgrade_to);
     let body = match &trail.bytes_in {
         None => Body::stream(body, limit),
         Some(n) => {

@@ -29,6 +29,7 @@ pub fn prepare_request(
     m: &RouteMatch,
     host: Arc<str>,
     request_id: &HeaderValue,
+    upgrade: Option<HeaderValue>,
 ) -> RequestHead {
     let mut headers = parts.headers;
     let original_host = headers.get(header::HOST).cloned().or_else(|| {
@@ -42,7 +43,6 @@ pub fn prepare_request(
             .windows(8)
             .any(|w| w.eq_ignore_ascii_case(b"trailers"))
     });
-    let upgrade = super::upgrade::requested(&headers);
     strip_hop_by_hop(&mut headers);
     if te_trailers {
         // gRPC needs `te: trailers` end to end; it is the one TE value kept.
@@ -173,9 +173,11 @@ async fn run_chain(
         resp: None,
     });
     let (mut ex, flow) = run.on_request(ex).await;
-    for key in ["consumer", "tenant"] {
-        if let Some(v) = ex.attribute(key) {
-            trail.attributes.push((key.to_string(), v.to_string()));
+    if trail.reports() {
+        for key in ["consumer", "tenant"] {
+            if let Some(v) = ex.attribute(key) {
+                trail.attributes.push((key.to_string(), v.to_string()));
+            }
         }
     }
     let answer = match flow? {

@@ -36,8 +36,6 @@ pub struct Trail {
     pub client_ip: IpAddr,
     /// Request body bytes, counted when telemetry needs them.
     pub bytes_in: Option<Arc<AtomicU64>>,
-    /// The same moment on the wall clock (logs, spans).
-    pub started_at: SystemTime,
     /// Index of the matched route.
     pub route: Option<usize>,
     /// Service of the last try.
@@ -65,7 +63,6 @@ impl Trail {
             started: Instant::now(),
             client_ip,
             bytes_in: None,
-            started_at: SystemTime::now(),
             route: None,
             service: None,
             instance: None,
@@ -76,6 +73,12 @@ impl Trail {
             trace: None,
             spans: Vec::new(),
         }
+    }
+
+    /// Whether the request ends in an access log line or spans (only then
+    /// are attributes copied out of the plugin exchange).
+    pub fn reports(&self) -> bool {
+        self.bytes_in.is_some()
     }
 
     /// Whether child spans are being recorded.
@@ -111,6 +114,8 @@ impl Trail {
 
     /// Writes the access log line and exports the spans.
     pub fn finish(mut self, tel: &Telemetry, done: Done, bytes_out: u64) {
+        // The wall-clock start, derived here rather than read on every request.
+        let started_at = SystemTime::now() - self.started.elapsed();
         if let (Some(sink), Some(trace)) = (&tel.spans, self.trace.as_ref().filter(|t| t.sampled)) {
             let route = done
                 .route_id
@@ -135,7 +140,7 @@ impl Trail {
                 parent: trace.parent,
                 name: format!("{} {route}", done.method),
                 kind: SpanKind::Server,
-                start: self.started_at,
+                start: started_at,
                 end: SystemTime::now(),
                 attributes,
                 error: done.status.is_server_error(),
@@ -146,7 +151,7 @@ impl Trail {
         let Some(log) = &tel.access_log else { return };
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         log.send(Entry {
-            timestamp: rfc3339(self.started_at),
+            timestamp: rfc3339(started_at),
             request_id: done.request_id,
             trace_id: self.trace.as_ref().map(TraceContext::trace_id_hex),
             method: done.method.to_string(),

@@ -254,16 +254,17 @@ mod tests {
 
     #[test]
     fn half_open_admits_one_probe_and_its_outcome_decides() {
-        let b = breaker(Duration::from_millis(1));
+        // Long enough that a descheduled test thread cannot outlive the re-opening.
+        let b = breaker(Duration::from_millis(200));
         for _ in 0..3 {
             b.admit().expect("closed").finish(Outcome::Failure);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(250));
         let probe = b.admit().expect("half-open probe");
         assert!(b.admit().is_err(), "a second request waits for the probe");
         probe.finish(Outcome::Failure);
         assert!(b.admit().is_err(), "re-opened");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(250));
         let probe = b.admit().expect("probe again");
         assert!(b.admit().is_err(), "slot taken");
         probe.finish(Outcome::Success);
