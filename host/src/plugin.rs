@@ -5,6 +5,7 @@
 //! - [`pool`]: initialized instances per attachment, reused across requests.
 //! - [`chain`]: runs attachments in order and applies each one's `on_error`.
 //! - [`host_api`]: what plugins may call (log, clock, metrics, kv, rate limit).
+//! - `stderr`: a guest's standard error, forwarded to the log.
 
 mod bindings;
 pub mod chain;
@@ -16,6 +17,7 @@ pub mod pool;
 pub mod runtime;
 mod signature;
 mod state;
+mod stderr;
 
 /// What hooks answer (as in [`pool::Outcome`]).
 pub use bindings::types::{BodyAction, RequestAction, ResponseAction};

@@ -11,6 +11,7 @@ mod auth;
 mod balancing;
 mod cli;
 mod hostile;
+mod languages;
 mod lifecycle;
 mod observability;
 mod plugins;

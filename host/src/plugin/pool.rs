@@ -13,6 +13,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
 use super::bindings::{Plugin, PluginPre};
 use super::state::{MemoryLimiter, PluginShared, PluginState};
+use super::stderr::PluginStderr;
 use super::{Exchange, PluginError};
 use crate::config::AttachmentConfig;
 
@@ -125,6 +126,7 @@ impl Pool {
 
     async fn instantiate(&self) -> Result<(Slot, Features), String> {
         let mut wasi = WasiCtx::builder();
+        wasi.stderr(PluginStderr::new(self.shared.name.clone()));
         for dir in &self.cfg.allow_read {
             let guest = dir.to_string_lossy();
             wasi.preopened_dir(dir, &guest, FsPerms::ReadOnly)

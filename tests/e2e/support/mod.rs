@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod examples;
 pub mod gateway;
 pub mod load;
 pub mod plugins;
@@ -14,13 +15,15 @@ pub mod tls;
 pub mod upstream;
 pub mod ws;
 
+pub use client::Reply;
 pub use client::{get, request};
+pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
 pub use load::Load;
 pub use plugins::plugin_path;
 pub use process::GatewayProcess;
 pub use redis::RedisServer;
-pub use upstream::{Behavior, Upstream};
+pub use upstream::{Behavior, Recorded, Upstream};
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
 pub async fn eventually(timeout: std::time::Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
