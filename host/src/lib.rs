@@ -23,6 +23,7 @@
 //! - [`error`]: the one place errors become HTTP responses.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics, access log, trace spans.
 //! - [`admin`], [`versions`]: the admin API and config versions.
+//! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
 
 pub mod admin;
 pub mod balancer;
@@ -37,6 +38,7 @@ pub mod proxy;
 pub mod reload;
 pub mod resilience;
 pub mod router;
+pub mod scaffold;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;

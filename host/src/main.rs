@@ -1,4 +1,4 @@
-//! The `gatehouse` command: `run`, `validate`, `plugin compile`.
+//! The `gatehouse` command: `run`, `validate`, `plugin compile`, `plugin new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse::config;
 use gatehouse::plugin::PluginRuntime;
+use gatehouse::scaffold::{self, Lang};
 use gatehouse::snapshot::Snapshot;
 
 #[derive(Parser)]
@@ -51,6 +52,21 @@ enum PluginCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Write a plugin skeleton that builds and loads as it is.
+    New {
+        /// Plugin name: the `.wasm` file name and the `name` in route configs.
+        name: String,
+        /// Language of the skeleton.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Directory to create (default: `./<name>`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The `plugin-sdk` directory a Rust skeleton depends on (default: the
+        /// one in the source tree this gatehouse was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +84,15 @@ fn main() -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Compile { wasm, output },
         } => compile(wasm, output),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    dir,
+                    sdk,
+                },
+        } => new_plugin(&name, lang, dir, sdk),
     };
     match result {
         Ok(code) => code,
@@ -164,5 +189,25 @@ fn compile(wasm: PathBuf, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let rt = PluginRuntime::new().map_err(anyhow::Error::msg)?;
     rt.precompile(&wasm, &out).map_err(anyhow::Error::msg)?;
     println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_plugin(
+    name: &str,
+    lang: Lang,
+    dir: Option<PathBuf>,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk =
+        sdk.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk")));
+    let files = scaffold::create(name, lang, &dir, &sdk)?;
+    for f in &files {
+        println!("created {}", f.display());
+    }
+    println!(
+        "build it with `{}/build.sh {name}.wasm`, then copy {name}.wasm into the gateway's plugin_dir",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

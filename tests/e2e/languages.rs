@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use http::Method;
 use serde_json::json;
 
+use crate::support::examples;
 use crate::support::*;
 
 async fn start_example(up: &Upstream, example: &str, config: serde_json::Value) -> TestGateway {
@@ -359,4 +360,82 @@ async fn c_plugin_denies_paths_after_normalising_them() {
     assert!(error.contains("deny: each pattern is"), "{error}");
     let error = example_load_error(&up, "c-deny-list", json!({ "deny": [], "status": 302 })).await;
     assert!(error.contains("status: a 4xx status code"), "{error}");
+}
+
+// ---- `gatehouse plugin new`: every language's skeleton builds and loads ----
+
+async fn scaffold_builds_and_loads(lang: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("hello-{lang}");
+    let dir = tmp.path().join(&name);
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(String::from_utf8_lossy(&made.stdout).contains("build.sh"));
+
+    let wasm = tmp.path().join(format!("{name}.wasm"));
+    let mut build = std::process::Command::new("bash");
+    build.arg(dir.join("build.sh")).arg(&wasm);
+    // The skeleton uses its own copy of the WIT, not the repository's.
+    build.env_remove("GATEHOUSE_WIT");
+    if lang == "rust" {
+        // Keep compiled dependencies between runs.
+        build.env(
+            "CARGO_TARGET_DIR",
+            examples::target_dir().join("scaffold-rust"),
+        );
+    }
+    let built = build.output().unwrap();
+    assert!(
+        built.status.success(),
+        "{lang} skeleton failed to build:\n{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let yaml = json_routes(&up, "", &[("r", "/*", vec![attach(&name, json!({}))])]);
+    let gw = TestGateway::start_with_plugins(&yaml, &[(&name, &wasm)]).await;
+    assert_eq!(get(&gw.url("/x")).await.status, 200);
+    let greeting = format!("hello from {name}");
+    assert_eq!(header(&up.last(), "x-greeting"), Some(greeting.as_str()));
+    gw.stop().await;
+
+    let yaml = json_routes(
+        &up,
+        "",
+        &[("r", "/*", vec![attach(&name, json!({ "greeting": "" }))])],
+    );
+    let error = TestGateway::try_start_with_plugins(&yaml, &[(&name, &wasm)])
+        .await
+        .err()
+        .unwrap();
+    assert!(error.contains("greeting must"), "{lang}: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_rust() {
+    scaffold_builds_and_loads("rust").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_javascript() {
+    scaffold_builds_and_loads("js").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_python() {
+    scaffold_builds_and_loads("python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_c() {
+    scaffold_builds_and_loads("c").await;
 }

@@ -12,11 +12,15 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    target.join("example-plugins")
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn out_dir() -> PathBuf {
+    target_dir().join("example-plugins")
 }
 
 /// The component of `examples/<name>`, built now unless an earlier run left
