@@ -70,3 +70,68 @@ async fn on_error_allow_skips_the_failed_plugin() {
     assert_eq!(up.hits(), 3);
     gw.stop().await;
 }
+
+fn kit_attachment(max_instances: usize) -> gatehouse::config::AttachmentConfig {
+    gatehouse::config::AttachmentConfig {
+        name: "testkit".into(),
+        on_error: gatehouse::config::OnError::Deny,
+        config: r#"{"mode":"add-header","name":"x-kit","value":"1"}"#.into(),
+        timeout: std::time::Duration::from_millis(100),
+        memory_limit: 16 << 20,
+        max_instances,
+        body_limit: 1 << 20,
+        optional: false,
+        allow_read: vec![],
+    }
+}
+
+fn exchange() -> Box<gatehouse::plugin::Exchange> {
+    Box::new(gatehouse::plugin::Exchange {
+        request_id: "r1".into(),
+        route_id: "r".into(),
+        client_ip: "127.0.0.1".parse().unwrap(),
+        params: vec![],
+        attributes: vec![],
+        req: gatehouse::plugin::RequestHead {
+            method: http::Method::GET,
+            uri: "/x".parse().unwrap(),
+            headers: http::HeaderMap::new(),
+            scheme: "http",
+            host: "localhost".into(),
+        },
+        resp: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_instance_is_started_off_the_request_path() {
+    use gatehouse::plugin::pool::Call;
+    let rt = gatehouse::plugin::PluginRuntime::new().unwrap();
+    let compiled = rt.compile("testkit", &plugin_path("testkit")).unwrap();
+
+    // Taking the last idle instance starts another in the background, so the
+    // next concurrent request does not pay for instantiation.
+    let pool = rt.start_pool(&compiled, &kit_attachment(4)).await.unwrap();
+    assert_eq!(pool.idle_count(), 1);
+    let (_, r) = pool.invoke(exchange(), Call::Request).await;
+    r.unwrap();
+    let spare = eventually(std::time::Duration::from_secs(5), async || {
+        pool.idle_count() == 2
+    })
+    .await;
+    assert!(spare, "idle instances: {}", pool.idle_count());
+    // Steady state: a call takes one of two, so no further spare is started.
+    for _ in 0..10 {
+        let (_, r) = pool.invoke(exchange(), Call::Request).await;
+        r.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(pool.idle_count(), 2);
+
+    // With one instance allowed, the one in use is all there may be.
+    let single = rt.start_pool(&compiled, &kit_attachment(1)).await.unwrap();
+    let (_, r) = single.invoke(exchange(), Call::Request).await;
+    r.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(single.idle_count(), 1);
+}

@@ -327,7 +327,7 @@ impl ChainRun {
 /// One hook call with the attachment's `on_error` applied in one place: a
 /// failure under `allow` becomes `Ok(None)` ("skip this plugin").
 async fn invoke(
-    pool: &Pool,
+    pool: &Arc<Pool>,
     m: &PluginMetrics,
     calls: &mut Option<Vec<CallRecord>>,
     ex: Box<Exchange>,

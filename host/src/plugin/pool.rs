@@ -2,6 +2,7 @@
 //! requests. A call takes an instance, runs under a deadline and a memory cap,
 //! and returns it, unless it trapped, timed out or grew large: then it is dropped.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ pub struct Pool {
     cfg: AttachmentConfig,
     shared: Arc<PluginShared>,
     idle: Mutex<Vec<Slot>>,
+    /// A spare instance is being started (see `prepare_spare`).
+    preparing: AtomicBool,
     permits: Semaphore,
     features: Features,
     /// Content hash of the component this pool runs (hex, for logs).
@@ -92,6 +95,7 @@ impl Pool {
             cfg,
             shared,
             idle: Mutex::new(Vec::new()),
+            preparing: AtomicBool::new(false),
             features: Features::empty(),
             version,
             loaded_at: std::time::SystemTime::now(),
@@ -120,8 +124,44 @@ impl Pool {
         self.lock_idle().len()
     }
 
+    /// The largest linear memory any idle instance has reached, in bytes (the
+    /// per-instance memory cost of a plugin, for benchmarks and the admin API).
+    pub fn memory_peak(&self) -> usize {
+        self.lock_idle()
+            .iter()
+            .map(|s| s.store.data().limiter.peak)
+            .max()
+            .unwrap_or(0)
+    }
+
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts one instance in the background when a call took the last idle
+    /// one, so that the next concurrent request finds one ready: interpreted
+    /// guests (JavaScript, Python) take 1-2 ms to instantiate, which would
+    /// otherwise land on a request. At most one is prepared at a time, and none
+    /// when every instance is already in use.
+    fn prepare_spare(self: &Arc<Self>) {
+        if self.permits.available_permits() == 0
+            || self
+                .preparing
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            match pool.instantiate().await {
+                Ok((slot, _)) => pool.lock_idle().push(slot),
+                Err(e) => {
+                    tracing::debug!(plugin = &*pool.name, error = %e, "spare instance failed")
+                }
+            }
+            pool.preparing
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     async fn instantiate(&self) -> Result<(Slot, Features), String> {
@@ -174,7 +214,7 @@ impl Pool {
     /// Runs one hook on a pooled instance. The exchange goes into the store for the
     /// call and always comes back, even when the call fails.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         ex: Box<Exchange>,
         call: Call,
     ) -> (Box<Exchange>, Result<Outcome, PluginError>) {
@@ -194,7 +234,14 @@ impl Pool {
                 );
             }
         };
-        let idle = self.lock_idle().pop();
+        let (idle, emptied) = {
+            let mut idle = self.lock_idle();
+            let slot = idle.pop();
+            (slot, idle.is_empty())
+        };
+        if emptied {
+            self.prepare_spare();
+        }
         let mut slot = match idle {
             Some(s) => s,
             None => match self.instantiate().await {
