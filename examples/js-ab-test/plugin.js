@@ -13,6 +13,8 @@
 //   max_age:             cookie lifetime in seconds, default 30 days
 //   blocked_user_agents: case-insensitive substrings, default []
 
+import { counterAdd } from 'gatehouse:plugin/host@0.1.0';
+
 let settings;
 
 const encoder = new TextEncoder();
@@ -83,6 +85,8 @@ export function onRequest(ctx, req) {
   if (!settings.variants.includes(variant)) {
     variant = settings.variants[bucket(ctx.requestId(), settings.variants.length)];
     ctx.setAttribute('experiment.assigned', variant);
+    // A Prometheus counter per variant: gatehouse_plugin_counter_total{name="assigned_A"}.
+    counterAdd(`assigned_${variant}`, 1n);
   }
   ctx.setAttribute('experiment', `${settings.experiment}=${variant}`);
   req.setHeader('x-experiment', bytes(`${settings.experiment}=${variant}`));

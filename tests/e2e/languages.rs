@@ -7,11 +7,12 @@ use hmac::{Hmac, Mac};
 use http::Method;
 use serde_json::json;
 
+use crate::observability::{ADMIN, TOKEN, metric};
 use crate::support::examples;
 use crate::support::*;
 
 async fn start_example(up: &Upstream, example: &str, config: serde_json::Value) -> TestGateway {
-    let yaml = json_routes(up, "", &[("r", "/*", vec![attach("p", config)])]);
+    let yaml = json_routes(up, ADMIN, &[("r", "/*", vec![attach("p", config)])]);
     let wasm = example_plugin(example);
     TestGateway::start_with_plugins(&yaml, &[("p", &wasm)]).await
 }
@@ -77,6 +78,25 @@ async fn javascript_plugin_assigns_keeps_and_blocks() {
     .await;
     assert!(r.header("set-cookie").is_some());
     assert_ne!(header(&up.last(), "x-experiment"), Some("checkout=Z"));
+    // Each assignment was counted through the host's counter-add import.
+    let text = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", TOKEN)],
+        "",
+    )
+    .await
+    .text();
+    let assigned: f64 = ["A", "B"]
+        .iter()
+        .filter_map(|v| {
+            metric(
+                &text,
+                &format!("gatehouse_plugin_counter_total{{plugin=\"p\",name=\"assigned_{v}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(assigned, 41.0, "{text}");
 
     // A blocked user agent (case-insensitive substring) is answered by the plugin.
     let hits = up.hits();

@@ -35,7 +35,7 @@ async fn start(head: &str, up: &Upstream) -> TestGateway {
     TestGateway::start_with_plugins(&format!("{head}{}", routes(up)), &plugins).await
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
