@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::gateway::Shared;
-use crate::proxy::{self, ConnInfo, TlsConn};
+use crate::proxy::{self, ConnInfo, TlsConn, peer_value};
 use crate::tls::{PeerIdentity, TlsServer};
 
 /// Accepts connections on `listener` until `shutdown` flips, then waits up to the
@@ -51,6 +51,7 @@ pub async fn run(
                 let conn = ConnInfo {
                     remote,
                     client: remote.ip(),
+                    peer_value: peer_value(remote.ip()),
                     scheme: "http",
                     tls: None,
                 };
@@ -110,6 +111,7 @@ async fn handshake(
     let conn = ConnInfo {
         remote,
         client: remote.ip(),
+        peer_value: peer_value(remote.ip()),
         scheme: "https",
         tls: Some(Arc::new(TlsConn {
             peer,

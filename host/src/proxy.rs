@@ -19,7 +19,7 @@ use crate::gateway::Shared;
 use crate::router::{RequestKey, normalize_host};
 use crate::snapshot::Snapshot;
 use crate::telemetry::trace::TraceContext;
-pub use headers::X_REQUEST_ID;
+pub use headers::{X_REQUEST_ID, peer_value};
 use trail::Trail;
 
 /// What a TLS listener learned in the handshake.
@@ -63,6 +63,8 @@ pub struct ConnInfo {
     /// The client's address: the peer, or the nearest untrusted address in
     /// `X-Forwarded-For` when the peer is a trusted proxy.
     pub client: IpAddr,
+    /// The peer address as a header value, for `X-Forwarded-For`.
+    pub peer_value: http::HeaderValue,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// TLS details; `None` on cleartext listeners.

@@ -18,38 +18,57 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Removes `Connection`, the headers it names, and the fixed hop-by-hop set
 /// (RFC 9110 §7.6.1), plus any `proxy-*` header.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
+    // Nearly every message carries none of these (or only `connection`): one
+    // pass over the names decides, instead of a hashed lookup per listed name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // Headers named by `Connection`, skipping the usual tokens (`keep-alive`,
+    // `close`, `upgrade`…) that are removed below anyway or name no header, so
+    // that the common `Connection: keep-alive` costs no allocation.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if token.is_empty()
+                || CONNECTION_TOKENS
+                    .iter()
+                    .any(|t| token.eq_ignore_ascii_case(t))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
         }
     }
-    for h in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(h);
+    for name in named {
+        headers.remove(name);
     }
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect();
-        for k in proxy {
-            headers.remove(k);
-        }
+    while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
+        headers.remove(name);
     }
+}
+
+/// `Connection` tokens that need no lookup: hop-by-hop anyway, or not a header.
+const CONNECTION_TOKENS: [&str; 7] = [
+    "close",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "proxy-connection",
+];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+        || name.as_str().starts_with("proxy-")
 }
 
 /// The client's address. Without trusted proxies it is the peer. When the peer
@@ -79,19 +98,27 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
+/// The peer address as a header value, made once per connection (it is what
+/// every request on it appends to `X-Forwarded-For`).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the peer (`peer_value`) to `X-Forwarded-For` and sets
+/// `X-Forwarded-Proto`/`-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    peer: &HeaderValue,
     scheme: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_bytes(&[prev.as_bytes(), b", ", peer.as_bytes()].concat()).ok()
+        }
+        _ => Some(peer.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
@@ -178,6 +205,20 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // Each hop-by-hop header alone is enough to be found.
+        for name in [
+            "transfer-encoding",
+            "upgrade",
+            "trailer",
+            "proxy-connection",
+            "proxy-x",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}");
+        }
     }
 
     #[test]
@@ -229,11 +270,20 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         add_forwarded(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
+            &peer_value("10.0.0.1".parse().unwrap()),
             "http",
             Some(HeaderValue::from_static("a.com")),
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        let mut fresh = HeaderMap::new();
+        add_forwarded(
+            &mut fresh,
+            &peer_value("::1".parse().unwrap()),
+            "https",
+            None,
+        );
+        assert_eq!(fresh["x-forwarded-for"], "::1");
+        assert!(!fresh.contains_key("x-forwarded-host"));
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");
     }

@@ -57,7 +57,7 @@ pub fn prepare_request(
     }
     add_forwarded(
         &mut headers,
-        conn.remote.ip(),
+        &conn.peer_value,
         conn.scheme,
         original_host.clone(),
     );
