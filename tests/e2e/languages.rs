@@ -216,106 +216,87 @@ async fn python_plugin_verifies_request_signatures() {
     assert_eq!(header(&seen, "x-timestamp"), Some(ts.to_string().as_str()));
     let hits = up.hits();
 
-    let rejected = async |r: Reply, code: &str| {
-        assert_eq!(r.status, 401, "{}", r.text());
-        assert_eq!(r.json()["error"], code);
+    // (method, target, x-timestamp, x-signature, expected error)
+    let t = ts.to_string();
+    let (old, future) = (ts - 600, ts + 600);
+    let cases: Vec<(Method, &str, Option<String>, Option<String>, &str)> = vec![
+        // The same signature on another query, path or method is a forgery,
+        (
+            Method::GET,
+            "/orders/7?full=0",
+            Some(t.clone()),
+            Some(good.clone()),
+            "invalid_signature",
+        ),
+        (
+            Method::GET,
+            "/orders/8?full=1",
+            Some(t.clone()),
+            Some(good.clone()),
+            "invalid_signature",
+        ),
+        (
+            Method::DELETE,
+            "/orders/7?full=1",
+            Some(t.clone()),
+            Some(good.clone()),
+            "invalid_signature",
+        ),
+        // and so is a right signature with a changed timestamp.
+        (
+            Method::GET,
+            "/orders/7?full=1",
+            Some((ts + 1).to_string()),
+            Some(good.clone()),
+            "invalid_signature",
+        ),
+        // A correctly signed but old request (a replay) is stale, as is one from the future.
+        (
+            Method::GET,
+            "/orders/7",
+            Some(old.to_string()),
+            Some(sign("GET", "/orders/7", old)),
+            "stale_request",
+        ),
+        (
+            Method::GET,
+            "/orders/7",
+            Some(future.to_string()),
+            Some(sign("GET", "/orders/7", future)),
+            "stale_request",
+        ),
+        (
+            Method::GET,
+            "/orders/7",
+            Some("yesterday".into()),
+            Some(good.clone()),
+            "stale_request",
+        ),
+        (
+            Method::GET,
+            "/orders/7",
+            None,
+            Some(good.clone()),
+            "missing_signature",
+        ),
+        (Method::GET, "/orders/7", None, None, "missing_signature"),
+    ];
+    for (method, target, timestamp, signature, code) in cases {
+        let mut headers = Vec::new();
+        if let Some(t) = &timestamp {
+            headers.push(("x-timestamp", t.as_str()));
+        }
+        if let Some(s) = &signature {
+            headers.push(("x-signature", s.as_str()));
+        }
+        let r = send(method.clone(), target, &headers).await;
+        assert_eq!(r.status, 401, "{method} {target}: {}", r.text());
+        assert_eq!(r.json()["error"], code, "{method} {target}");
         assert_eq!(
             r.header("www-authenticate"),
             Some("HMAC realm=\"gatehouse\"")
         );
-    };
-    // The same signature on another query, path or method is a forgery.
-    let t = ts.to_string();
-    rejected(
-        send(
-            Method::GET,
-            "/orders/7?full=0",
-            &[("x-timestamp", &t), ("x-signature", &good)],
-        )
-        .await,
-        "invalid_signature",
-    )
-    .await;
-    rejected(
-        send(
-            Method::GET,
-            "/orders/8?full=1",
-            &[("x-timestamp", &t), ("x-signature", &good)],
-        )
-        .await,
-        "invalid_signature",
-    )
-    .await;
-    rejected(
-        send(
-            Method::DELETE,
-            "/orders/7?full=1",
-            &[("x-timestamp", &t), ("x-signature", &good)],
-        )
-        .await,
-        "invalid_signature",
-    )
-    .await;
-    // So is a right signature with a changed timestamp.
-    let t1 = (ts + 1).to_string();
-    rejected(
-        send(
-            Method::GET,
-            "/orders/7?full=1",
-            &[("x-timestamp", &t1), ("x-signature", &good)],
-        )
-        .await,
-        "invalid_signature",
-    )
-    .await;
-    // A correctly signed but old request (a replay) is stale, as is one from the future.
-    let old = ts - 600;
-    let old_sig = sign("GET", "/orders/7", old);
-    rejected(
-        send(
-            Method::GET,
-            "/orders/7",
-            &[("x-timestamp", &old.to_string()), ("x-signature", &old_sig)],
-        )
-        .await,
-        "stale_request",
-    )
-    .await;
-    let future = ts + 600;
-    let future_sig = sign("GET", "/orders/7", future);
-    rejected(
-        send(
-            Method::GET,
-            "/orders/7",
-            &[
-                ("x-timestamp", &future.to_string()),
-                ("x-signature", &future_sig),
-            ],
-        )
-        .await,
-        "stale_request",
-    )
-    .await;
-    rejected(
-        send(
-            Method::GET,
-            "/orders/7",
-            &[("x-timestamp", "yesterday"), ("x-signature", &good)],
-        )
-        .await,
-        "stale_request",
-    )
-    .await;
-    rejected(
-        send(Method::GET, "/orders/7", &[("x-signature", &good)]).await,
-        "missing_signature",
-    )
-    .await;
-    rejected(
-        send(Method::GET, "/orders/7", &[]).await,
-        "missing_signature",
-    )
-    .await;
+    }
     assert_eq!(up.hits(), hits, "a rejected request reached the upstream");
 
     // Signed POSTs work too (the method is part of what is signed).

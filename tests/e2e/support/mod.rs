@@ -15,7 +15,6 @@ pub mod tls;
 pub mod upstream;
 pub mod ws;
 
-pub use client::Reply;
 pub use client::{get, request};
 pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
