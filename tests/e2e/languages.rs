@@ -166,6 +166,9 @@ async fn javascript_plugin_hot_swaps_to_a_changed_version_under_load() {
 
 // ---- Python: HMAC request signatures ----
 
+/// A request to reject: method, target, `x-timestamp`, `x-signature`, expected error.
+type SignatureCase<'a> = (Method, &'a str, Option<String>, Option<String>, &'a str);
+
 const SECRET: &str = "python-example-secret-0123";
 
 fn sign(method: &str, target: &str, timestamp: u64) -> String {
@@ -216,10 +219,9 @@ async fn python_plugin_verifies_request_signatures() {
     assert_eq!(header(&seen, "x-timestamp"), Some(ts.to_string().as_str()));
     let hits = up.hits();
 
-    // (method, target, x-timestamp, x-signature, expected error)
     let t = ts.to_string();
     let (old, future) = (ts - 600, ts + 600);
-    let cases: Vec<(Method, &str, Option<String>, Option<String>, &str)> = vec![
+    let cases: Vec<SignatureCase> = vec![
         // The same signature on another query, path or method is a forgery,
         (
             Method::GET,
