@@ -2,7 +2,7 @@
 //! requests. A call takes an instance, runs under a deadline and a memory cap,
 //! and returns it, unless it trapped, timed out or grew large: then it is dropped.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,11 +144,7 @@ impl Pool {
     /// otherwise land on a request. At most one is prepared at a time, and none
     /// when every instance is already in use.
     fn prepare_spare(self: &Arc<Self>) {
-        if self.permits.available_permits() == 0
-            || self
-                .preparing
-                .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if self.permits.available_permits() == 0 || self.preparing.swap(true, Ordering::AcqRel) {
             return;
         }
         let pool = Arc::clone(self);
@@ -159,8 +155,7 @@ impl Pool {
                     tracing::debug!(plugin = &*pool.name, error = %e, "spare instance failed")
                 }
             }
-            pool.preparing
-                .store(false, std::sync::atomic::Ordering::Release);
+            pool.preparing.store(false, Ordering::Release);
         });
     }
 

@@ -67,7 +67,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == header::TRAILER
         || name == header::TRANSFER_ENCODING
         || name == header::UPGRADE
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+        || name.as_str() == "keep-alive"
         || name.as_str().starts_with("proxy-")
 }
 
