@@ -351,10 +351,10 @@ async fn jwks_file_rotation_needs_no_restart() {
         )
         .unwrap()
     };
-    assert_eq!(
-        with_bearer(&gw, "/", &token_for("k1", old)).await.status,
-        200
-    );
+    // One token throughout: it is cached after its first use, and the cache
+    // must not outlive the key that verified it.
+    let k1 = token_for("k1", old);
+    assert_eq!(with_bearer(&gw, "/", &k1).await.status, 200);
     let rs = mint(Algorithm::RS256, Some("rsa-jwk"), &claims("bob", json!({})));
     assert_eq!(
         with_bearer(&gw, "/", &rs).await.status,
@@ -379,11 +379,42 @@ async fn jwks_file_rotation_needs_no_restart() {
     write(vec![oct("k2", new)]);
     assert!(
         eventually(Duration::from_secs(10), async || {
-            with_bearer(&gw, "/", &token_for("k1", old)).await.status == 401
+            with_bearer(&gw, "/", &k1).await.status == 401
         })
         .await,
         "the retired key is refused"
     );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_token_still_expires_on_time() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let jwt = json!({ "name": "jwt-auth", "config": {
+        "algorithms": ["HS256"], "secret": SECRET, "leeway_seconds": 0,
+    } });
+    let gw = gateway(&up, &[("r", "/*", vec![jwt])]).await;
+    let token = mint(
+        Algorithm::HS256,
+        None,
+        &json!({ "sub": "alice", "exp": now() + 2 }),
+    );
+    // The second request is answered from the cache, with the same effects.
+    for _ in 0..2 {
+        assert_eq!(with_bearer(&gw, "/", &token).await.status, 200);
+        let seen = up.last();
+        assert_eq!(seen.headers["x-consumer-id"], "alice");
+        assert!(seen.headers.get("authorization").is_none());
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            with_bearer(&gw, "/", &token).await.status == 401
+        })
+        .await,
+        "the token expired while cached"
+    );
+    let r = with_bearer(&gw, "/", &token).await;
+    assert_eq!(r.json()["error_description"], "token expired");
     gw.stop().await;
 }
 

@@ -213,21 +213,24 @@ impl Pool {
         ex: Box<Exchange>,
         call: Call,
     ) -> (Box<Exchange>, Result<Outcome, PluginError>) {
-        let _permit = match tokio::time::timeout(
-            self.cfg.timeout.max(Duration::from_millis(50)),
-            self.permits.acquire(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                return (
-                    ex,
-                    Err(PluginError::Busy {
-                        plugin: self.name.clone(),
-                    }),
-                );
-            }
+        // A free instance is the common case: no timer unless we must wait.
+        let permit = match self.permits.try_acquire() {
+            Ok(p) => Ok(p),
+            Err(_) => tokio::time::timeout(
+                self.cfg.timeout.max(Duration::from_millis(50)),
+                self.permits.acquire(),
+            )
+            .await
+            .map_err(|_| ())
+            .and_then(|r| r.map_err(|_| ())),
+        };
+        let Ok(_permit) = permit else {
+            return (
+                ex,
+                Err(PluginError::Busy {
+                    plugin: self.name.clone(),
+                }),
+            );
         };
         let (idle, emptied) = {
             let mut idle = self.lock_idle();

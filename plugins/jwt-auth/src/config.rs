@@ -37,6 +37,8 @@ pub struct Config {
     pub required_claims: Option<Vec<String>>,
     /// Longest token accepted, in bytes (default 8192).
     pub max_token_bytes: Option<usize>,
+    /// Verified tokens remembered per instance (default 100; 0 disables).
+    pub cache_size: Option<usize>,
     /// Which claim feeds which request attribute.
     #[serde(default)]
     pub claims: ClaimNames,

@@ -4,6 +4,7 @@
 //! headers, and answers 401 with an RFC 6750 `WWW-Authenticate` otherwise.
 //! Public-key signatures are checked by the host in native code (see `crypto`).
 
+mod cache;
 mod claims;
 mod config;
 mod crypto;
@@ -13,6 +14,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cache::{Attributes, TokenCache};
 use config::{ClaimNames, Config, TokenSource};
 use gatehouse_plugin_sdk::params::{cookie, query_param, query_without};
 use gatehouse_plugin_sdk::*;
@@ -20,12 +22,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keys::{JwksFile, Key};
 use verify::{Failure, Verifier};
 
+/// Verified tokens remembered per instance (Envoy's default size).
+const DEFAULT_CACHE_SIZE: usize = 100;
+
 struct JwtAuth {
     verifier: Verifier,
     source: TokenSource,
     claims: ClaimNames,
     upstream_headers: BTreeMap<String, String>,
     keep_token: bool,
+    cache: TokenCache,
 }
 
 /// Where the token was found, so that it can be removed before the upstream.
@@ -102,6 +108,11 @@ impl Plugin for JwtAuth {
         let mut validation = Validation::new(algorithms[0]);
         validation.validate_nbf = true;
         validation.leeway = c.leeway_seconds.unwrap_or(60);
+        let cache = TokenCache::new(
+            c.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            validation.leeway,
+            validation.validate_nbf,
+        );
         if let Some(iss) = &c.issuer {
             validation.set_issuer(&iss.to_vec());
         }
@@ -130,6 +141,7 @@ impl Plugin for JwtAuth {
             claims: c.claims,
             upstream_headers,
             keep_token: c.keep_token,
+            cache,
         })
     }
 
@@ -141,15 +153,21 @@ impl Plugin for JwtAuth {
         let Some((token, found)) = self.token(req) else {
             return unauthorized(ctx, &Failure::Missing);
         };
-        let claims = match self.verifier.verify(&token) {
-            Ok(c) => c,
-            Err(f) => return unauthorized(ctx, &f),
-        };
-        for (name, value) in claims::attributes(&claims, &self.claims) {
-            ctx.set_attribute(name, &value);
-            if let Some(header) = self.upstream_headers.get(name) {
-                req.set_header(header, value.as_bytes());
-            }
+        let now = jsonwebtoken::get_current_timestamp();
+        let file_keys = self.verifier.file.as_ref().map(|f| f.keys(false));
+        let cached = self
+            .cache
+            .with_hit(&token, now, file_keys.as_ref(), |attrs| {
+                self.apply(ctx, req, attrs)
+            });
+        if !cached {
+            let claims = match self.verifier.verify(&token) {
+                Ok(c) => c,
+                Err(f) => return unauthorized(ctx, &f),
+            };
+            let attrs = claims::attributes(&claims, &self.claims);
+            self.apply(ctx, req, &attrs);
+            self.cache.insert(&token, &claims, attrs, now);
         }
         if !self.keep_token {
             match found {
@@ -166,6 +184,17 @@ impl Plugin for JwtAuth {
 }
 
 impl JwtAuth {
+    /// Hands a verified token's attributes to later plugins and, where
+    /// configured, to the upstream as headers.
+    fn apply(&self, ctx: &Context, req: &Request, attrs: &Attributes) {
+        for (name, value) in attrs {
+            ctx.set_attribute(name, value);
+            if let Some(header) = self.upstream_headers.get(*name) {
+                req.set_header(header, value.as_bytes());
+            }
+        }
+    }
+
     fn token(&self, req: &Request) -> Option<(String, Found)> {
         let s = &self.source;
         let explicit = s.header.is_some() || s.cookie.is_some() || s.query.is_some();

@@ -9,11 +9,19 @@ mod config;
 use config::{Config, OnBackendError, Scope};
 use gatehouse_plugin_sdk::host::{self, LimitDecision, LimitRequest};
 use gatehouse_plugin_sdk::*;
+use std::fmt::Write as _;
 
-struct RateLimit(Config);
+struct RateLimit {
+    config: Config,
+    /// Each limit's name in the headers, resolved once.
+    names: Vec<String>,
+    /// Whether any limit has tiers (otherwise the `tier` attribute is not read).
+    tiered: bool,
+}
 
 /// Attribute carrying the decision to the response hook (which may run on
-/// another instance, so it cannot live in plugin memory).
+/// another instance, so it cannot live in plugin memory), as
+/// `index,limit,remaining,reset_ms`.
 const DECISION: &str = "rate-limit.decision";
 
 impl Plugin for RateLimit {
@@ -21,7 +29,15 @@ impl Plugin for RateLimit {
 
     fn new(config: Config) -> Result<Self, String> {
         config.validate()?;
-        Ok(RateLimit(config))
+        let names = (0..config.limits.len())
+            .map(|i| config.limits[i].name(i))
+            .collect();
+        let tiered = config.limits.iter().any(|l| !l.tiers.is_empty());
+        Ok(RateLimit {
+            config,
+            names,
+            tiered,
+        })
     }
 
     fn features(&self) -> Features {
@@ -29,25 +45,30 @@ impl Plugin for RateLimit {
     }
 
     fn on_request(&self, ctx: &Context, req: &Request) -> Action {
+        let tier = if self.tiered {
+            ctx.attribute("tier")
+        } else {
+            None
+        };
         // The most restrictive allowed decision is reported on the response.
         let mut tightest: Option<(usize, LimitDecision)> = None;
-        for (i, limit) in self.0.limits.iter().enumerate() {
-            let tier = ctx.attribute("tier");
+        for (i, limit) in self.config.limits.iter().enumerate() {
             let Some(max) = limit.limit_for(tier.as_deref()) else {
                 continue;
             };
-            let key = format!("{i}|{}", key_for(&limit.scope, ctx, req));
             let request = LimitRequest {
-                key,
-                algorithm: self.0.algorithm.into(),
-                backend: self.0.backend.into(),
+                key: key_for(i, &limit.scope, ctx, req),
+                algorithm: self.config.algorithm.into(),
+                backend: self.config.backend.into(),
                 limit: max,
                 window_ms: limit.window_ms,
                 burst: limit.burst.unwrap_or(0),
                 cost: 1,
             };
             match host::rate_limit(&request) {
-                Ok(d) if !d.allowed => return too_many(ctx, &limit.name(i), limit.window_ms, &d),
+                Ok(d) if !d.allowed => {
+                    return too_many(ctx, &self.names[i], limit.window_ms, &d);
+                }
                 Ok(d) => {
                     if tightest
                         .as_ref()
@@ -56,7 +77,7 @@ impl Plugin for RateLimit {
                         tightest = Some((i, d));
                     }
                 }
-                Err(e) => match self.0.on_backend_error {
+                Err(e) => match self.config.on_backend_error {
                     OnBackendError::Allow => {
                         host::log(
                             Level::Warn,
@@ -75,63 +96,81 @@ impl Plugin for RateLimit {
             }
         }
         if let Some((i, d)) = tightest {
-            let l = &self.0.limits[i];
-            ctx.set_attribute(DECISION, &encode(&l.name(i), l.window_ms, &d));
+            ctx.set_attribute(DECISION, &encode(i, &d));
         }
         Action::Continue
     }
 
     fn on_response(&self, ctx: &Context, _req: &Request, resp: &ResponseHeadRef) -> ResponseAction {
-        if let Some(headers) = ctx.attribute(DECISION).as_deref().and_then(decode) {
-            for (name, value) in headers {
-                resp.set_header(&name, value.as_bytes());
+        let decision = ctx.attribute(DECISION);
+        if let Some((i, d)) = decision.as_deref().and_then(decode) {
+            // A decision from an older config may name a limit that is gone.
+            if let (Some(l), Some(name)) = (self.config.limits.get(i), self.names.get(i)) {
+                for (name, value) in headers_for(name, l.window_ms, &d) {
+                    resp.set_header(name, value.as_bytes());
+                }
             }
         }
         ResponseAction::Continue
     }
 }
 
-/// The counter key for one request: the scope's parts joined. A consumer scope
-/// without an authenticated consumer falls back to the client IP, so anonymous
-/// traffic is never unlimited.
-fn key_for(scope: &[Scope], ctx: &Context, req: &Request) -> String {
-    let parts: Vec<String> = scope
-        .iter()
-        .map(|s| match s {
-            Scope::Ip => format!("ip:{}", ctx.client_ip()),
+/// The counter key for one request: the limit's index, then the scope's parts,
+/// joined with `|`. A consumer scope without an authenticated consumer falls
+/// back to the client IP, so anonymous traffic is never unlimited.
+fn key_for(i: usize, scope: &[Scope], ctx: &Context, req: &Request) -> String {
+    let mut key = String::with_capacity(48);
+    let _ = write!(key, "{i}");
+    for s in scope {
+        key.push('|');
+        match s {
+            Scope::Ip => push_ip(&mut key, ctx),
             Scope::Consumer => match ctx.attribute("consumer") {
-                Some(c) => format!("consumer:{c}"),
-                None => format!("ip:{}", ctx.client_ip()),
+                Some(c) => push2(&mut key, "consumer:", &c),
+                None => push_ip(&mut key, ctx),
             },
             Scope::ApiKey => match ctx
                 .attribute("api_key_id")
                 .or_else(|| ctx.attribute("consumer"))
             {
-                Some(k) => format!("key:{k}"),
-                None => format!("ip:{}", ctx.client_ip()),
+                Some(k) => push2(&mut key, "key:", &k),
+                None => push_ip(&mut key, ctx),
             },
-            Scope::Route => format!("route:{}", ctx.route_id()),
-            Scope::Header(h) => format!("h:{h}:{}", req.header_str(h).unwrap_or_default()),
-            Scope::Global => "global".to_string(),
-        })
-        .collect();
-    parts.join("|")
+            Scope::Route => push2(&mut key, "route:", &ctx.route_id()),
+            Scope::Header(h) => {
+                push2(&mut key, "h:", h);
+                push2(&mut key, ":", &req.header_str(h).unwrap_or_default());
+            }
+            Scope::Global => key.push_str("global"),
+        }
+    }
+    key
 }
 
-fn headers_for(name: &str, window_ms: u64, d: &LimitDecision) -> Vec<(String, String)> {
+fn push_ip(key: &mut String, ctx: &Context) {
+    push2(key, "ip:", &ctx.client_ip());
+}
+
+fn push2(key: &mut String, prefix: &str, value: &str) {
+    key.push_str(prefix);
+    key.push_str(value);
+}
+
+/// The IETF draft headers and the `X-RateLimit-*` ones.
+fn headers_for(name: &str, window_ms: u64, d: &LimitDecision) -> [(&'static str, String); 5] {
     let reset_s = d.reset_ms.div_ceil(1000);
-    vec![
+    [
         (
-            "ratelimit-policy".into(),
+            "ratelimit-policy",
             format!("\"{name}\";q={};w={}", d.limit, window_ms.div_ceil(1000)),
         ),
         (
-            "ratelimit".into(),
+            "ratelimit",
             format!("\"{name}\";r={};t={reset_s}", d.remaining),
         ),
-        ("x-ratelimit-limit".into(), d.limit.to_string()),
-        ("x-ratelimit-remaining".into(), d.remaining.to_string()),
-        ("x-ratelimit-reset".into(), reset_s.to_string()),
+        ("x-ratelimit-limit", d.limit.to_string()),
+        ("x-ratelimit-remaining", d.remaining.to_string()),
+        ("x-ratelimit-reset", reset_s.to_string()),
     ]
 }
 
@@ -141,22 +180,56 @@ fn too_many(ctx: &Context, name: &str, window_ms: u64, d: &LimitDecision) -> Act
         d.retry_after_ms.div_ceil(1000).max(1).to_string(),
     );
     for (k, v) in headers_for(name, window_ms, d) {
-        r = r.header(&k, v);
+        r = r.header(k, v);
     }
     r.into()
 }
 
-fn encode(name: &str, window_ms: u64, d: &LimitDecision) -> String {
-    let headers: Vec<[String; 2]> = headers_for(name, window_ms, d)
-        .into_iter()
-        .map(|(k, v)| [k, v])
-        .collect();
-    serde_json::to_string(&headers).unwrap_or_default()
+fn encode(i: usize, d: &LimitDecision) -> String {
+    format!("{i},{},{},{}", d.limit, d.remaining, d.reset_ms)
 }
 
-fn decode(s: &str) -> Option<Vec<(String, String)>> {
-    let v: Vec<[String; 2]> = serde_json::from_str(s).ok()?;
-    Some(v.into_iter().map(|[k, v]| (k, v)).collect())
+fn decode(s: &str) -> Option<(usize, LimitDecision)> {
+    let mut parts = s.split(',');
+    let mut next = || parts.next();
+    let i = next()?.parse().ok()?;
+    let limit = next()?.parse().ok()?;
+    let remaining = next()?.parse().ok()?;
+    let reset_ms = next()?.parse().ok()?;
+    Some((
+        i,
+        LimitDecision {
+            allowed: true,
+            limit,
+            remaining,
+            reset_ms,
+            retry_after_ms: 0,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_round_trip_through_the_attribute() {
+        let d = LimitDecision {
+            allowed: true,
+            limit: 100,
+            remaining: 42,
+            reset_ms: 1500,
+            retry_after_ms: 0,
+        };
+        let (i, back) = decode(&encode(3, &d)).expect("decodes");
+        assert_eq!(i, 3);
+        assert_eq!((back.limit, back.remaining, back.reset_ms), (100, 42, 1500));
+        assert!(decode("3,100,42").is_none());
+        assert!(decode("x,1,2,3").is_none());
+        let h = headers_for("per-ip", 60_000, &d);
+        assert_eq!(h[0].1, "\"per-ip\";q=100;w=60");
+        assert_eq!(h[1].1, "\"per-ip\";r=42;t=2");
+    }
 }
 
 export_plugin!(RateLimit);
