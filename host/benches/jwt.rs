@@ -1,5 +1,6 @@
 //! jwt-auth's cost per request inside Wasm next to the same verification done
-//! natively with jsonwebtoken, for HS256, RS256, ES256 (and ES384, EdDSA).
+//! natively with jsonwebtoken, for HS256, RS256, ES256 (and ES384, EdDSA);
+//! `wasm` verifies every time (cache off), `wasm-cached` is a token seen before.
 //! The bar: Wasm at most 3× native, or verification moves to the host.
 
 // Benchmark harness code: criterion macros generate undocumented items.
@@ -92,28 +93,32 @@ fn bench(c: &mut Criterion) {
         );
         let mut config = key;
         config["algorithms"] = serde_json::json!([format!("{alg:?}")]);
-        let cfg = attachment("jwt-auth", &config.to_string());
-        let pool = rt
-            .block_on(runtime.start_pool(&compiled, &cfg))
-            .expect("pool");
         let bearer = HeaderValue::try_from(format!("Bearer {token}")).unwrap();
-        g.bench_with_input(BenchmarkId::new("wasm", format!("{alg:?}")), &(), |b, _| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let mut ex = exchange(0);
-                        ex.req.headers.insert("authorization", bearer.clone());
-                        let (_, r) = pool.invoke(ex, Call::Request).await;
-                        match r.expect("call") {
-                            Outcome::Request(RequestAction::Continue) => {}
-                            other => panic!("{alg:?}: token refused: {other:?}"),
+        // Verification itself (cache off), then a token seen before (the default).
+        for (label, cache_size) in [("wasm", 0), ("wasm-cached", 100)] {
+            config["cache_size"] = serde_json::json!(cache_size);
+            let cfg = attachment("jwt-auth", &config.to_string());
+            let pool = rt
+                .block_on(runtime.start_pool(&compiled, &cfg))
+                .expect("pool");
+            g.bench_with_input(BenchmarkId::new(label, format!("{alg:?}")), &(), |b, _| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let mut ex = exchange(0);
+                            ex.req.headers.insert("authorization", bearer.clone());
+                            let (_, r) = pool.invoke(ex, Call::Request).await;
+                            match r.expect("call") {
+                                Outcome::Request(RequestAction::Continue) => {}
+                                other => panic!("{alg:?}: token refused: {other:?}"),
+                            }
                         }
-                    }
-                    start.elapsed()
+                        start.elapsed()
+                    })
                 })
-            })
-        });
+            });
+        }
     }
     g.finish();
 }
