@@ -49,6 +49,25 @@ async fn exactly_the_limit_passes_then_429_with_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_plugins_answer_carries_the_headers_too() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let gw = gateway(
+        &up,
+        "  - id: r\n    match: { path: /* }\n    upstream: s\n    plugins:\n      - { name: rate-limit, config: { limits: [{ scope: ip, limit: 10, window: 1m }] } }\n      - { name: testkit, config: { mode: deny, status: 403 } }\n",
+    )
+    .await;
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 403, "answered by the second plugin");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
+    let r = request(Method::GET, &gw.url("/"), &[("x-allow", "yes")], "").await;
+    assert_eq!(r.status, 200, "answered by the upstream");
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("8"));
+    assert_eq!(r.header("ratelimit-policy"), Some("\"limit0\";q=10;w=60"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_refill_and_keys_are_isolated() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let gw = gateway(

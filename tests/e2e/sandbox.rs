@@ -100,6 +100,7 @@ fn exchange() -> Box<gatehouse::plugin::Exchange> {
             host: "localhost".into(),
         },
         resp: None,
+        response_headers: Vec::new(),
     })
 }
 

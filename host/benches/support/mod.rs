@@ -68,5 +68,6 @@ pub fn exchange(headers: usize) -> Box<Exchange> {
             host: "localhost".into(),
         },
         resp: None,
+        response_headers: Vec::new(),
     })
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 /// The request head that will be sent upstream.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ pub struct Exchange {
     pub req: RequestHead,
     /// The response head, once there is one.
     pub resp: Option<ResponseHead>,
+    /// Headers plugins asked for on the client's response at request time.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Exchange {
@@ -70,6 +72,15 @@ impl Exchange {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets the response head and applies the headers plugins asked for at
+    /// request time.
+    pub fn respond_with(&mut self, status: StatusCode, mut headers: HeaderMap) {
+        for (name, value) in self.response_headers.drain(..) {
+            headers.insert(name, value);
+        }
+        self.resp = Some(ResponseHead { status, headers });
     }
 
     /// Sets (or replaces) an attribute.

@@ -33,10 +33,11 @@ fn all(headers: &HeaderMap) -> Vec<Header> {
         .collect()
 }
 
-fn parse(plugin: &str, name: &str, value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+fn parse(plugin: &str, name: &str, value: Vec<u8>) -> Option<(HeaderName, HeaderValue)> {
+    // The value is owned already: validate it in place instead of copying.
     match (
         HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value),
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(value)),
     ) {
         (Ok(n), Ok(v)) => Some((n, v)),
         _ => {
@@ -122,6 +123,19 @@ impl types::HostContext for PluginState {
         }
     }
 
+    fn set_response_headers(&mut self, _: Resource<ContextRes>, headers: Vec<Header>) {
+        let plugin = &self.shared.name;
+        let Some(e) = self.exchange.as_mut() else {
+            return;
+        };
+        for h in headers {
+            if let Some(pair) = parse(plugin, &h.name, h.value) {
+                e.response_headers.retain(|(n, _)| *n != pair.0);
+                e.response_headers.push(pair);
+            }
+        }
+    }
+
     fn drop(&mut self, _: Resource<ContextRes>) -> wasmtime::Result<()> {
         Ok(())
     }
@@ -173,7 +187,7 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
             self.edit_req(|h| {
                 h.insert(n, v);
             });
@@ -181,7 +195,7 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
             self.edit_req(|h| {
                 h.append(n, v);
             });
@@ -258,7 +272,7 @@ impl types::HostResponseHead for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
             self.edit_resp(|h| {
                 h.insert(n, v);
             });
@@ -266,7 +280,7 @@ impl types::HostResponseHead for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, &value) {
+        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
             self.edit_resp(|h| {
                 h.append(n, v);
             });

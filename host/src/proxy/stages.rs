@@ -171,6 +171,7 @@ async fn run_chain(
             .unwrap_or_default(),
         req: head,
         resp: None,
+        response_headers: Vec::new(),
     });
     let (mut ex, flow) = run.on_request(ex).await;
     if trail.reports() {
@@ -213,17 +214,11 @@ async fn run_chain(
         Answer::Upstream(resp) => {
             let (mut parts, b) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            ex.resp = Some(ResponseHead {
-                status: parts.status,
-                headers: parts.headers,
-            });
+            ex.respond_with(parts.status, parts.headers);
             Body::stream(b, u64::MAX)
         }
         Answer::Plugin(r) => {
-            ex.resp = Some(ResponseHead {
-                status: r.status,
-                headers: r.headers,
-            });
+            ex.respond_with(r.status, r.headers);
             Body::full(r.body)
         }
     };

@@ -2,7 +2,8 @@
 //! (token bucket or sliding window; the counters live in the host, so they
 //! survive instance recycling and hot swaps) and answers 429 with
 //! `Retry-After`, IETF `RateLimit-Policy`/`RateLimit` and `X-RateLimit-*`
-//! headers. Allowed responses carry the same headers.
+//! headers. Allowed responses carry the same headers, handed to the host at
+//! request time (`set-response-headers`), so the plugin needs no response hook.
 
 mod config;
 
@@ -19,11 +20,6 @@ struct RateLimit {
     tiered: bool,
 }
 
-/// Attribute carrying the decision to the response hook (which may run on
-/// another instance, so it cannot live in plugin memory), as
-/// `index,limit,remaining,reset_ms`.
-const DECISION: &str = "rate-limit.decision";
-
 impl Plugin for RateLimit {
     type Config = Config;
 
@@ -38,10 +34,6 @@ impl Plugin for RateLimit {
             names,
             tiered,
         })
-    }
-
-    fn features(&self) -> Features {
-        Features::RESPONSE_HEADERS
     }
 
     fn on_request(&self, ctx: &Context, req: &Request) -> Action {
@@ -96,22 +88,13 @@ impl Plugin for RateLimit {
             }
         }
         if let Some((i, d)) = tightest {
-            ctx.set_attribute(DECISION, &encode(i, &d));
+            let headers = headers_for(&self.names[i], self.config.limits[i].window_ms, &d);
+            ctx.set_response_headers(&headers.map(|(name, value)| Header {
+                name: name.to_string(),
+                value: value.into_bytes(),
+            }));
         }
         Action::Continue
-    }
-
-    fn on_response(&self, ctx: &Context, _req: &Request, resp: &ResponseHeadRef) -> ResponseAction {
-        let decision = ctx.attribute(DECISION);
-        if let Some((i, d)) = decision.as_deref().and_then(decode) {
-            // A decision from an older config may name a limit that is gone.
-            if let (Some(l), Some(name)) = (self.config.limits.get(i), self.names.get(i)) {
-                for (name, value) in headers_for(name, l.window_ms, &d) {
-                    resp.set_header(name, value.as_bytes());
-                }
-            }
-        }
-        ResponseAction::Continue
     }
 }
 
@@ -185,35 +168,12 @@ fn too_many(ctx: &Context, name: &str, window_ms: u64, d: &LimitDecision) -> Act
     r.into()
 }
 
-fn encode(i: usize, d: &LimitDecision) -> String {
-    format!("{i},{},{},{}", d.limit, d.remaining, d.reset_ms)
-}
-
-fn decode(s: &str) -> Option<(usize, LimitDecision)> {
-    let mut parts = s.split(',');
-    let mut next = || parts.next();
-    let i = next()?.parse().ok()?;
-    let limit = next()?.parse().ok()?;
-    let remaining = next()?.parse().ok()?;
-    let reset_ms = next()?.parse().ok()?;
-    Some((
-        i,
-        LimitDecision {
-            allowed: true,
-            limit,
-            remaining,
-            reset_ms,
-            retry_after_ms: 0,
-        },
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn decisions_round_trip_through_the_attribute() {
+    fn headers_follow_the_ietf_draft_and_the_x_ratelimit_convention() {
         let d = LimitDecision {
             allowed: true,
             limit: 100,
@@ -221,14 +181,14 @@ mod tests {
             reset_ms: 1500,
             retry_after_ms: 0,
         };
-        let (i, back) = decode(&encode(3, &d)).expect("decodes");
-        assert_eq!(i, 3);
-        assert_eq!((back.limit, back.remaining, back.reset_ms), (100, 42, 1500));
-        assert!(decode("3,100,42").is_none());
-        assert!(decode("x,1,2,3").is_none());
         let h = headers_for("per-ip", 60_000, &d);
-        assert_eq!(h[0].1, "\"per-ip\";q=100;w=60");
-        assert_eq!(h[1].1, "\"per-ip\";r=42;t=2");
+        assert_eq!(
+            h[0],
+            ("ratelimit-policy", "\"per-ip\";q=100;w=60".to_string())
+        );
+        assert_eq!(h[1], ("ratelimit", "\"per-ip\";r=42;t=2".to_string()));
+        assert_eq!(h[3], ("x-ratelimit-remaining", "42".to_string()));
+        assert_eq!(h[4], ("x-ratelimit-reset", "2".to_string()));
     }
 }
 
