@@ -71,11 +71,11 @@ async fn on_error_allow_skips_the_failed_plugin() {
     gw.stop().await;
 }
 
-fn kit_attachment(max_instances: usize) -> gatehouse::config::AttachmentConfig {
+fn kit_attachment(max_instances: usize, config: &str) -> gatehouse::config::AttachmentConfig {
     gatehouse::config::AttachmentConfig {
         name: "testkit".into(),
         on_error: gatehouse::config::OnError::Deny,
-        config: r#"{"mode":"add-header","name":"x-kit","value":"1"}"#.into(),
+        config: config.into(),
         timeout: std::time::Duration::from_millis(100),
         memory_limit: 16 << 20,
         max_instances,
@@ -105,34 +105,50 @@ fn exchange() -> Box<gatehouse::plugin::Exchange> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spare_instance_is_started_off_the_request_path() {
+async fn a_spare_instance_is_kept_once_calls_overlap() {
     use gatehouse::plugin::pool::Call;
     let rt = gatehouse::plugin::PluginRuntime::new().unwrap();
     let compiled = rt.compile("testkit", &plugin_path("testkit")).unwrap();
+    // 5 ms per call: the guest yields at each 1 ms epoch tick, so two calls
+    // started together overlap.
+    let slow = r#"{"mode":"sleep","ms":5}"#;
+    let call = async |pool: &std::sync::Arc<gatehouse::plugin::pool::Pool>| {
+        let (_, r) = pool.invoke(exchange(), Call::Request).await;
+        r.unwrap();
+    };
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(100));
 
-    // Taking the last idle instance starts another in the background, so the
-    // next concurrent request does not pay for instantiation.
-    let pool = rt.start_pool(&compiled, &kit_attachment(4)).await.unwrap();
+    // One request at a time: the one instance is enough, no spare is kept.
+    let pool = rt
+        .start_pool(&compiled, &kit_attachment(4, slow))
+        .await
+        .unwrap();
     assert_eq!(pool.idle_count(), 1);
-    let (_, r) = pool.invoke(exchange(), Call::Request).await;
-    r.unwrap();
+    for _ in 0..3 {
+        call(&pool).await;
+    }
+    settle().await;
+    assert_eq!(pool.idle_count(), 1, "no spare for a pool without overlap");
+
+    // Two overlapping calls: the second starts an instance on its own path...
+    tokio::join!(call(&pool), call(&pool));
+    settle().await;
+    assert_eq!(pool.idle_count(), 2);
+    // ...and from then on, taking the last idle instance starts a spare in
+    // the background, so the next concurrent request does not pay for it.
+    tokio::join!(call(&pool), call(&pool));
     let spare = eventually(std::time::Duration::from_secs(5), async || {
-        pool.idle_count() == 2
+        pool.idle_count() == 3
     })
     .await;
     assert!(spare, "idle instances: {}", pool.idle_count());
-    // Steady state: a call takes one of two, so no further spare is started.
-    for _ in 0..10 {
-        let (_, r) = pool.invoke(exchange(), Call::Request).await;
-        r.unwrap();
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(pool.idle_count(), 2);
 
     // With one instance allowed, the one in use is all there may be.
-    let single = rt.start_pool(&compiled, &kit_attachment(1)).await.unwrap();
-    let (_, r) = single.invoke(exchange(), Call::Request).await;
-    r.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let single = rt
+        .start_pool(&compiled, &kit_attachment(1, slow))
+        .await
+        .unwrap();
+    tokio::join!(call(&single), call(&single));
+    settle().await;
     assert_eq!(single.idle_count(), 1);
 }

@@ -60,6 +60,9 @@ pub struct Pool {
     idle: Mutex<Vec<Slot>>,
     /// A spare instance is being started (see `prepare_spare`).
     preparing: AtomicBool,
+    /// A call found no idle instance and started one on the request path:
+    /// from then on the pool keeps a spare ready (see `prepare_spare`).
+    contended: AtomicBool,
     permits: Semaphore,
     features: Features,
     /// Content hash of the component this pool runs (hex, for logs).
@@ -96,6 +99,7 @@ impl Pool {
             shared,
             idle: Mutex::new(Vec::new()),
             preparing: AtomicBool::new(false),
+            contended: AtomicBool::new(false),
             features: Features::empty(),
             version,
             loaded_at: std::time::SystemTime::now(),
@@ -141,10 +145,16 @@ impl Pool {
     /// Starts one instance in the background when a call took the last idle
     /// one, so that the next concurrent request finds one ready: interpreted
     /// guests (JavaScript, Python) take 1-2 ms to instantiate, which would
-    /// otherwise land on a request. At most one is prepared at a time, and none
-    /// when every instance is already in use.
+    /// otherwise land on a request. Only pools that have seen concurrent calls
+    /// keep a spare (a pool used one request at a time never needs a second
+    /// instance, and thousands of such pools would each hold one for nothing).
+    /// At most one is prepared at a time, and none when every instance is
+    /// already in use.
     fn prepare_spare(self: &Arc<Self>) {
-        if self.permits.available_permits() == 0 || self.preparing.swap(true, Ordering::AcqRel) {
+        if !self.contended.load(Ordering::Relaxed)
+            || self.permits.available_permits() == 0
+            || self.preparing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let pool = Arc::clone(self);
@@ -242,18 +252,21 @@ impl Pool {
         }
         let mut slot = match idle {
             Some(s) => s,
-            None => match self.instantiate().await {
-                Ok((s, _)) => s,
-                Err(message) => {
-                    return (
-                        ex,
-                        Err(PluginError::Instantiate {
-                            plugin: self.name.clone(),
-                            message,
-                        }),
-                    );
+            None => {
+                self.contended.store(true, Ordering::Relaxed);
+                match self.instantiate().await {
+                    Ok((s, _)) => s,
+                    Err(message) => {
+                        return (
+                            ex,
+                            Err(PluginError::Instantiate {
+                                plugin: self.name.clone(),
+                                message,
+                            }),
+                        );
+                    }
                 }
-            },
+            }
         };
         let store = &mut slot.store;
         // The deadline is relative to the epoch at the time it is set: without a
