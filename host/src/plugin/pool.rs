@@ -225,16 +225,16 @@ impl Pool {
     ) -> (Box<Exchange>, Result<Outcome, PluginError>) {
         // A free instance is the common case: no timer unless we must wait.
         let permit = match self.permits.try_acquire() {
-            Ok(p) => Ok(p),
+            Ok(p) => Some(p),
             Err(_) => tokio::time::timeout(
                 self.cfg.timeout.max(Duration::from_millis(50)),
                 self.permits.acquire(),
             )
             .await
-            .map_err(|_| ())
-            .and_then(|r| r.map_err(|_| ())),
+            .ok()
+            .and_then(Result::ok),
         };
-        let Ok(_permit) = permit else {
+        let Some(_permit) = permit else {
             return (
                 ex,
                 Err(PluginError::Busy {

@@ -25,8 +25,11 @@ impl Plugin for RateLimit {
 
     fn new(config: Config) -> Result<Self, String> {
         config.validate()?;
-        let names = (0..config.limits.len())
-            .map(|i| config.limits[i].name(i))
+        let names = config
+            .limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.name(i))
             .collect();
         let tiered = config.limits.iter().any(|l| !l.tiers.is_empty());
         Ok(RateLimit {
