@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::HeaderMap;
 use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue};
 
 use crate::config::{InstanceConfig, LoadBalancerKind};
 pub use hash::{Ring, stable_hash};
@@ -22,6 +22,8 @@ pub struct Instance {
     pub scheme: Scheme,
     /// `host:port` to connect to.
     pub authority: Authority,
+    /// `authority` as the `Host` header sent upstream.
+    pub host: HeaderValue,
     /// Relative weight for weighted algorithms.
     pub weight: u32,
     active: AtomicUsize,
@@ -33,11 +35,14 @@ impl Instance {
     /// Creates a healthy, idle instance from its config.
     pub fn new(cfg: &InstanceConfig) -> Self {
         let parts = cfg.url.clone().into_parts();
+        let authority = parts
+            .authority
+            .unwrap_or_else(|| Authority::from_static("invalid"));
         Self {
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
-            authority: parts
-                .authority
-                .unwrap_or_else(|| Authority::from_static("invalid")),
+            host: HeaderValue::from_str(authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+            authority,
             weight: cfg.weight,
             active: AtomicUsize::new(0),
             health: Default::default(),

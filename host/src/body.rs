@@ -33,6 +33,9 @@ pub enum Body {
         /// The configured limit, for the error.
         limit: u64,
     },
+    /// An upstream's response body; its connection goes back to the pool
+    /// once the body has been read to the end.
+    Upstream(crate::upstream::pool::Leased),
     /// Another body, counted; the count is reported once, when it ends or is
     /// dropped (access log, trace spans).
     Counted(Box<Counted>),
@@ -131,6 +134,12 @@ impl http_body::Body for Body {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Self::Upstream(l) => match Pin::new(&mut l.inner).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             Self::Counted(c) => {
                 let polled = Pin::new(&mut c.inner).poll_frame(cx);
                 match &polled {
@@ -149,6 +158,7 @@ impl http_body::Body for Body {
         match self {
             Self::Full(b) => b.is_none(),
             Self::Stream { inner, .. } => inner.is_end_stream(),
+            Self::Upstream(l) => l.inner.is_end_stream(),
             // An empty body is never polled: it reports when dropped.
             Self::Counted(c) => c.inner.is_end_stream(),
         }
@@ -158,6 +168,7 @@ impl http_body::Body for Body {
         match self {
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Stream { inner, .. } => inner.size_hint(),
+            Self::Upstream(l) => l.inner.size_hint(),
             Self::Counted(c) => c.inner.size_hint(),
         }
     }

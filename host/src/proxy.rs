@@ -204,7 +204,7 @@ async fn handle(
         params,
         client_upgrade,
     };
-    stages::with_plugins(call, head, body, trail).await
+    Box::pin(stages::with_plugins(call, head, body, trail)).await
 }
 
 fn no_host() -> Arc<str> {

@@ -1,22 +1,28 @@
-//! Upstream calls: a pooled keep-alive hyper client per service speaking
-//! HTTP/1.1, HTTP/2 over TLS or h2c, TLS verified against the system roots or
-//! a CA file, and the mapping of failures to gateway errors. Stage five of the flow.
+//! Upstream calls: a pooled keep-alive client per service speaking
+//! HTTP/1.1 (our own per-instance pool), HTTP/2 over TLS or h2c (hyper-util's
+//! client), TLS verified against the system roots or a CA file, and the
+//! mapping of failures to gateway errors. Stage five of the flow.
+
+pub mod pool;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use http::uri::{Parts, PathAndQuery};
+use http::{Request, Response, Uri};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 
+use self::pool::{H1Pool, Leased};
 use crate::body::{Body, is_too_large};
 use crate::config::{ServiceConfig, UpstreamProtocol, UpstreamTls};
 use crate::tls::{TlsError, certs};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Why an upstream call failed; each maps to one status in `proxy::error`.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +42,17 @@ pub enum UpstreamError {
 }
 
 /// A pooled client for one service's instances.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+#[derive(Debug)]
+pub enum Upstream {
+    /// HTTP/1.1: a pool per instance.
+    Http1(H1Pool),
+    /// HTTP/2 (TLS or h2c): hyper-util's client, which multiplexes.
+    H2 {
+        /// The shared client (boxed: several times the size of the pool).
+        client: Box<Client<Connector, Body>>,
+        /// `scheme://authority` of each instance, in config order.
+        targets: Box<[Uri]>,
+    },
 }
 
 impl Upstream {
@@ -66,41 +80,76 @@ impl Upstream {
             },
             None => builder,
         };
-        let connector = match cfg.protocol {
-            UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
-            UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
-                builder.enable_http2().wrap_connector(http)
-            }
-        };
+        let targets: Box<[Uri]> = cfg
+            .instances
+            .iter()
+            .map(|i| {
+                let mut parts = i.url.clone().into_parts();
+                parts.path_and_query = Some(PathAndQuery::from_static("/"));
+                Uri::from_parts(parts).unwrap_or_else(|_| i.url.clone())
+            })
+            .collect();
+        if cfg.protocol == UpstreamProtocol::Http1 {
+            let connector = builder.enable_http1().wrap_connector(http);
+            return Ok(Self::Http1(H1Pool::new(connector, targets)));
+        }
+        let connector = builder.enable_http2().wrap_connector(http);
         let mut client = Client::builder(TokioExecutor::new());
         client
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024);
-        if cfg.protocol != UpstreamProtocol::Http1 {
-            client.http2_only(true);
-        }
-        Ok(Self {
-            client: client.build(connector),
+            .pool_max_idle_per_host(1024)
+            .http2_only(true);
+        Ok(Self::H2 {
+            client: Box::new(client.build(connector)),
+            targets,
         })
     }
 
-    /// Sends `req` (its URI already absolute) and waits up to `timeout` for the
-    /// response head. The body streams on after this returns.
+    /// Sends `req` (origin-form URI, `Host` set) to instance `idx` (its index
+    /// in the service's config) and waits up to `timeout` for the response
+    /// head. The body streams on after this returns.
     pub async fn send(
         &self,
+        idx: usize,
         req: Request<Body>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if is_too_large(&e) => Err(UpstreamError::BodyTooLarge),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
-            Ok(Err(e)) => Err(UpstreamError::Failed(error_chain(&e))),
-        }
+    ) -> Result<Response<Body>, UpstreamError> {
+        let sent = async {
+            match self {
+                Self::Http1(pool) => pool.send(idx, req).await,
+                Self::H2 { client, targets } => {
+                    let Some(target) = targets.get(idx) else {
+                        return Err(UpstreamError::Connect(format!("no instance #{idx}")));
+                    };
+                    let req = absolute(req, target);
+                    match client.request(req).await {
+                        Ok(resp) => Ok(resp.map(|b| Body::Upstream(Leased::unpooled(b)))),
+                        Err(e) if is_too_large(&e) => Err(UpstreamError::BodyTooLarge),
+                        Err(e) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
+                        Err(e) => Err(UpstreamError::Failed(error_chain(&e))),
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, sent)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
     }
+}
+
+/// `req` with its origin-form URI made absolute against `target`, as
+/// hyper-util's client picks its connection by scheme and authority.
+fn absolute(mut req: Request<Body>, target: &Uri) -> Request<Body> {
+    let mut parts = Parts::default();
+    parts.scheme = target.scheme().cloned();
+    parts.authority = target.authority().cloned();
+    parts.path_and_query = req.uri().path_and_query().cloned();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    req
 }
 
 /// The system's CA certificates, read once (a few hundred files).

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http::{HeaderMap, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::trail::Trail;
@@ -32,7 +31,7 @@ pub async fn forward(
     head: RequestHead,
     body: Body,
     trail: &mut Trail,
-) -> Result<Response<Incoming>, GatewayError> {
+) -> Result<Response<Body>, GatewayError> {
     let service = route.target.service(client, &head.headers);
     let _slot = match &service.bulkhead {
         Some(b) => Some(
@@ -183,7 +182,7 @@ impl<'a> Try<'a> {
         timeout: std::time::Duration,
         tried: &[usize],
         trail: &mut Trail,
-    ) -> (Option<usize>, Result<Response<Incoming>, GatewayError>) {
+    ) -> (Option<usize>, Result<Response<Body>, GatewayError>) {
         let service = self.service;
         let ticket = match &service.breaker {
             Some(b) => match b.admit() {
@@ -218,31 +217,19 @@ impl<'a> Try<'a> {
             t.propagate(&mut headers, &id);
             id
         });
-        let uri = Uri::builder()
-            .scheme(instance.scheme.clone())
-            .authority(instance.authority.clone())
-            .path_and_query(self.pq.clone())
-            .build();
-        let Ok(uri) = uri else {
-            return (
-                Some(idx),
-                Err(GatewayError::BadRequest("cannot build upstream URI")),
-            );
-        };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
+        *req.uri_mut() = Uri::from(self.pq.clone());
         *req.headers_mut() = headers;
-        if !self.route.preserve_host
-            && let Ok(v) = HeaderValue::from_str(instance.authority.as_str())
-        {
-            req.headers_mut().insert(header::HOST, v);
+        if !self.route.preserve_host {
+            req.headers_mut()
+                .insert(header::HOST, instance.host.clone());
         }
         let wall = SystemTime::now();
         let started = StdInstant::now();
         let result = {
             let _in_flight = instance.begin();
-            service.upstream.send(req, timeout).await
+            service.upstream.send(idx, req, timeout).await
         };
         let took = started.elapsed();
         let status = result.as_ref().ok().map(|r| r.status());

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Response, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::ConnInfo;
 use super::forward::forward;
@@ -98,15 +97,14 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// The upstream response as the client gets it: hop-by-hop headers removed,
 /// body streaming through.
-pub fn downstream_response(resp: Response<Incoming>) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, Body::stream(body, u64::MAX))
+pub fn downstream_response(mut resp: Response<Body>) -> Response<Body> {
+    strip_hop_by_hop(resp.headers_mut());
+    resp
 }
 
 /// An answer before the response hooks: from the upstream or from a plugin.
 enum Answer {
-    Upstream(Response<Incoming>),
+    Upstream(Response<Body>),
     Plugin(PluginResponse),
 }
 
@@ -215,7 +213,7 @@ async fn run_chain(
             let (mut parts, b) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             ex.respond_with(parts.status, parts.headers);
-            Body::stream(b, u64::MAX)
+            b
         }
         Answer::Plugin(r) => {
             ex.respond_with(r.status, r.headers);

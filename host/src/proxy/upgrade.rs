@@ -3,7 +3,6 @@
 //! connections are joined into one bidirectional byte stream.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -23,13 +22,13 @@ pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Whether the upstream agreed to switch protocols.
-pub fn switched(resp: &Response<Incoming>) -> bool {
+pub fn switched(resp: &Response<Body>) -> bool {
     resp.status() == StatusCode::SWITCHING_PROTOCOLS
 }
 
 /// Answers the client's 101 and joins the two upgraded connections in the
 /// background until either side closes.
-pub fn tunnel(mut resp: Response<Incoming>, client: OnUpgrade) -> Response<Body> {
+pub fn tunnel(mut resp: Response<Body>, client: OnUpgrade) -> Response<Body> {
     let upstream = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {

@@ -130,24 +130,22 @@ async fn probe_loop(service: Weak<Service>, idx: usize, hc: HealthCheck) {
 /// One GET of the health path; 2xx and 3xx are healthy.
 async fn probe(svc: &Service, idx: usize, hc: &HealthCheck) -> bool {
     let inst = &svc.instances[idx];
-    let uri = http::Uri::builder()
-        .scheme(inst.scheme.clone())
-        .authority(inst.authority.clone())
-        .path_and_query(hc.path.as_str())
-        .build();
-    let Ok(uri) = uri else { return false };
+    let Ok(uri) = http::Uri::try_from(hc.path.as_str()) else {
+        return false;
+    };
     let mut req = Request::new(Body::empty());
     *req.uri_mut() = uri;
-    if let Ok(host) = http::HeaderValue::from_str(inst.authority.as_str()) {
-        req.headers_mut().insert(header::HOST, host);
-    }
+    req.headers_mut().insert(header::HOST, inst.host.clone());
     req.headers_mut().insert(
         header::USER_AGENT,
         http::HeaderValue::from_static("gatehouse-health-check"),
     );
-    match svc.upstream.send(req, hc.timeout).await {
+    match svc.upstream.send(idx, req, hc.timeout).await {
         Ok(resp) => {
             let s = resp.status();
+            // Read a small body to its end so that the connection is reused.
+            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024);
+            let _ = tokio::time::timeout(hc.timeout, http_body_util::BodyExt::collect(body)).await;
             s.is_success() || s.is_redirection() || s == StatusCode::NOT_MODIFIED
         }
         Err(_) => false,

@@ -1,0 +1,329 @@
+//! The HTTP/1.1 keep-alive pool: one idle list per instance, connections
+//! handed back when their response body has been read to the end.
+//!
+//! hyper-util's general-purpose pool costs about a tenth of the plain proxy
+//! path (a hashed map keyed by scheme and authority on every checkout and
+//! return, a spawned task per response to wait for the connection to free up).
+//! Here the balancer has already picked the instance, so checkout is a pop
+//! from that instance's list and return is a push, done when the body that
+//! rode on the connection is dropped after its last byte.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service as _;
+
+use super::{UpstreamError, error_chain};
+use crate::body::{Body, is_too_large};
+
+/// Idle connections of one instance, most recently used last.
+#[derive(Debug)]
+pub struct IdleList {
+    conns: Mutex<Vec<IdleConn>>,
+}
+
+#[derive(Debug)]
+struct IdleConn {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// How long an unused connection is kept (upstreams close theirs sooner:
+/// nginx after 60 s, so a closed one is usually found and skipped first).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per instance.
+const MAX_IDLE: usize = 1024;
+
+impl IdleList {
+    fn new() -> Self {
+        Self {
+            conns: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pop(&self) -> Option<http1::SendRequest<Body>> {
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        conns.pop().map(|c| c.sender)
+    }
+
+    /// Keeps a connection whose last exchange completed. The oldest idle one
+    /// goes when it has waited too long: LIFO checkout leaves stale
+    /// connections at the front once traffic drops.
+    fn push(&self, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        if conns
+            .first()
+            .is_some_and(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
+        {
+            conns.remove(0);
+        }
+        if conns.len() < MAX_IDLE {
+            conns.push(IdleConn { sender, since: now });
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+}
+
+/// A connection lent to one response; goes back to its instance's idle list
+/// when the body it carries is dropped after its end.
+#[derive(Debug)]
+pub struct Lease {
+    sender: http1::SendRequest<Body>,
+    home: Arc<IdleList>,
+}
+
+/// An upstream response body, with the connection it arrived on when that
+/// connection is pooled here.
+#[derive(Debug)]
+pub struct Leased {
+    /// The body from the upstream.
+    pub(crate) inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl Leased {
+    /// A body whose connection is not pooled here (HTTP/2, hyper-util's pool).
+    pub fn unpooled(inner: Incoming) -> Self {
+        Self { inner, lease: None }
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        // A body dropped half-way leaves unread bytes on the connection: it
+        // cannot carry another request, so it closes with the sender.
+        if let Some(lease) = self.lease.take()
+            && self.inner.is_end_stream()
+        {
+            lease.home.push(lease.sender);
+        }
+    }
+}
+
+/// HTTP/1.1 connections to one service's instances.
+#[derive(Debug)]
+pub struct H1Pool {
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority` of each instance, in config order.
+    targets: Box<[Uri]>,
+    idle: Box<[Arc<IdleList>]>,
+}
+
+impl H1Pool {
+    /// A pool for `targets` (the instances in config order), connecting with
+    /// `connector` (TCP options, TLS for `https`).
+    pub fn new(connector: HttpsConnector<HttpConnector>, targets: Box<[Uri]>) -> Self {
+        let idle = targets.iter().map(|_| Arc::new(IdleList::new())).collect();
+        Self {
+            connector,
+            targets,
+            idle,
+        }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to instance `idx` on an idle
+    /// connection, or a new one. A request that never left because its idle
+    /// connection had just closed goes again on the next one, as hyper-util's
+    /// pool does; a fresh connection's failure is final.
+    pub async fn send(
+        &self,
+        idx: usize,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (Some(target), Some(home)) = (self.targets.get(idx), self.idle.get(idx)) else {
+            return Err(UpstreamError::Connect(format!("no instance #{idx}")));
+        };
+        loop {
+            let (mut sender, reused) = match home.pop() {
+                Some(s) => (s, true),
+                // Boxed: the connect future holds a whole connection (TLS
+                // state included) and would otherwise grow every request's
+                // future, which hyper moves into place per request.
+                None => (Box::pin(self.connect(target)).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Failed(
+                    "connection closed before the request".into(),
+                ));
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Some(Lease {
+                        sender,
+                        home: home.clone(),
+                    });
+                    return Ok(resp.map(|inner| Body::Upstream(Leased { inner, lease })));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if reused => req = back,
+                    _ => return Err(failed(&e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self, target: &Uri) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| UpstreamError::Connect(error_chain(&*e)))?;
+        let io = connector
+            .call(target.clone())
+            .await
+            .map_err(|e| UpstreamError::Connect(error_chain(&*e)))?;
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A failure after the connection was open.
+fn failed(e: &hyper::Error) -> UpstreamError {
+    if is_too_large(e) {
+        UpstreamError::BodyTooLarge
+    } else {
+        UpstreamError::Failed(error_chain(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// An upstream that answers every request on a connection with `reply`
+    /// and counts the connections it accepted.
+    async fn upstream(reply: &'static [u8]) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (uri, accepted)
+    }
+
+    fn pool(target: Uri) -> H1Pool {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(
+                rustls::ClientConfig::builder_with_provider(crate::tls::certs::provider())
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector({
+                let mut c = HttpConnector::new();
+                c.enforce_http(false);
+                c
+            });
+        H1Pool::new(connector, vec![target].into_boxed_slice())
+    }
+
+    fn get(host: &str) -> Request<Body> {
+        Request::builder()
+            .uri("/")
+            .header(http::header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    async fn read_to_end(resp: Response<Body>) -> bytes::Bytes {
+        use http_body_util::BodyExt;
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_body_is_read() {
+        let (uri, accepted) = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let pool = pool(uri.clone());
+        let host = uri.authority().unwrap().as_str();
+        for _ in 0..5 {
+            let resp = pool.send(0, get(host)).await.unwrap();
+            assert_eq!(read_to_end(resp).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(pool.idle[0].len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_half_way_closes_its_connection() {
+        let (uri, accepted) =
+            upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npartial").await;
+        let pool = pool(uri.clone());
+        let host = uri.authority().unwrap().as_str();
+        let resp = pool.send(0, get(host)).await.unwrap();
+        drop(resp);
+        assert_eq!(pool.idle[0].len(), 0);
+        let resp = pool.send(0, get(host)).await.unwrap();
+        drop(resp);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_skipped() {
+        let (uri, accepted) =
+            upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        let pool = pool(uri.clone());
+        let host = uri.authority().unwrap().as_str();
+        for _ in 0..3 {
+            let resp = pool.send(0, get(host)).await.unwrap();
+            assert_eq!(read_to_end(resp).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri: Uri = format!("http://{}", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(l);
+        let pool = pool(uri.clone());
+        let err = pool
+            .send(0, get(uri.authority().unwrap().as_str()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
+    }
+}
