@@ -267,20 +267,21 @@ mod tests {
             .unwrap()
     }
 
-    async fn read_to_end(resp: Response<Body>) -> bytes::Bytes {
+    /// Sends `n` GETs one after the other, reading each body to its end.
+    async fn get_n(pool: &H1Pool, uri: &Uri, n: usize) {
         use http_body_util::BodyExt;
-        resp.into_body().collect().await.unwrap().to_bytes()
+        for _ in 0..n {
+            let resp = pool.send(0, get(uri.authority().unwrap().as_str())).await;
+            let body = resp.unwrap().into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), "ok");
+        }
     }
 
     #[tokio::test]
     async fn a_connection_is_reused_once_its_body_is_read() {
         let (uri, accepted) = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let pool = pool(uri.clone());
-        let host = uri.authority().unwrap().as_str();
-        for _ in 0..5 {
-            let resp = pool.send(0, get(host)).await.unwrap();
-            assert_eq!(read_to_end(resp).await, "ok");
-        }
+        get_n(&pool, &uri, 5).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(pool.idle[0].len(), 1);
     }
@@ -304,11 +305,7 @@ mod tests {
         let (uri, accepted) =
             upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
         let pool = pool(uri.clone());
-        let host = uri.authority().unwrap().as_str();
-        for _ in 0..3 {
-            let resp = pool.send(0, get(host)).await.unwrap();
-            assert_eq!(read_to_end(resp).await, "ok");
-        }
+        get_n(&pool, &uri, 3).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
