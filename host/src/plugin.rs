@@ -13,6 +13,7 @@ mod exchange;
 mod host_api;
 pub mod kv;
 pub mod limiter;
+mod names;
 pub mod pool;
 pub mod runtime;
 mod signature;

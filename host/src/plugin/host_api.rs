@@ -9,6 +9,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::types::{Header, Level};
 use super::bindings::{ContextRes, RequestHeadRes, ResponseHeadRes, host, types};
+use super::names::HeaderNames;
 use super::state::PluginState;
 
 fn get(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
@@ -33,10 +34,15 @@ fn all(headers: &HeaderMap) -> Vec<Header> {
         .collect()
 }
 
-fn parse(plugin: &str, name: &str, value: Vec<u8>) -> Option<(HeaderName, HeaderValue)> {
+fn parse(
+    names: &mut HeaderNames,
+    plugin: &str,
+    name: &str,
+    value: Vec<u8>,
+) -> Option<(HeaderName, HeaderValue)> {
     // The value is owned already: validate it in place instead of copying.
     match (
-        HeaderName::from_bytes(name.as_bytes()),
+        names.parse(name),
         HeaderValue::from_maybe_shared(bytes::Bytes::from(value)),
     ) {
         (Ok(n), Ok(v)) => Some((n, v)),
@@ -129,7 +135,7 @@ impl types::HostContext for PluginState {
             return;
         };
         for h in headers {
-            if let Some(pair) = parse(plugin, &h.name, h.value) {
+            if let Some(pair) = parse(&mut self.names, plugin, &h.name, h.value) {
                 e.response_headers.retain(|(n, _)| *n != pair.0);
                 e.response_headers.push(pair);
             }
@@ -187,7 +193,7 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
+        if let Some((n, v)) = parse(&mut self.names, &self.shared.name, &name, value) {
             self.edit_req(|h| {
                 h.insert(n, v);
             });
@@ -195,7 +201,7 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<RequestHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
+        if let Some((n, v)) = parse(&mut self.names, &self.shared.name, &name, value) {
             self.edit_req(|h| {
                 h.append(n, v);
             });
@@ -272,7 +278,7 @@ impl types::HostResponseHead for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
+        if let Some((n, v)) = parse(&mut self.names, &self.shared.name, &name, value) {
             self.edit_resp(|h| {
                 h.insert(n, v);
             });
@@ -280,7 +286,7 @@ impl types::HostResponseHead for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<ResponseHeadRes>, name: String, value: Vec<u8>) {
-        if let Some((n, v)) = parse(&self.shared.name, &name, value) {
+        if let Some((n, v)) = parse(&mut self.names, &self.shared.name, &name, value) {
             self.edit_resp(|h| {
                 h.append(n, v);
             });

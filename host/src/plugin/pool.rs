@@ -188,6 +188,7 @@ impl Pool {
             ticks: 0,
             tick_budget: ticks_for(INIT_TIMEOUT),
             exchange: None,
+            names: Default::default(),
             shared: self.shared.clone(),
         };
         let mut store = Store::new(&self.engine, state);

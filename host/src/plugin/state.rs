@@ -81,6 +81,8 @@ pub struct PluginState {
     pub(crate) tick_budget: u64,
     /// The exchange of the call in progress (none between calls).
     pub(crate) exchange: Option<Box<Exchange>>,
+    /// Header names this instance has set, parsed once.
+    pub(crate) names: super::names::HeaderNames,
     pub(crate) shared: Arc<PluginShared>,
 }
 

@@ -165,10 +165,13 @@ impl H1Pool {
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    let lease = Some(Lease {
-                        sender,
-                        home: home.clone(),
-                    });
+                    // After a 101 the connection belongs to the upgraded
+                    // protocol: it must never carry another request.
+                    let lease =
+                        (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
+                            sender,
+                            home: home.clone(),
+                        });
                     return Ok(resp.map(|inner| Body::Upstream(Leased { inner, lease })));
                 }
                 Err(mut e) => match e.take_message() {
