@@ -134,12 +134,9 @@ impl http_body::Body for Body {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            Self::Upstream(l) => match Pin::new(&mut l.inner).poll_frame(cx) {
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            Self::Upstream(l) => Pin::new(&mut l.inner)
+                .poll_frame(cx)
+                .map_err(BodyError::from),
             Self::Counted(c) => {
                 let polled = Pin::new(&mut c.inner).poll_frame(cx);
                 match &polled {

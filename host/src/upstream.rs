@@ -126,9 +126,10 @@ impl Upstream {
                     let req = absolute(req, target);
                     match client.request(req).await {
                         Ok(resp) => Ok(resp.map(|b| Body::Upstream(Leased::unpooled(b)))),
-                        Err(e) if is_too_large(&e) => Err(UpstreamError::BodyTooLarge),
-                        Err(e) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
-                        Err(e) => Err(UpstreamError::Failed(error_chain(&e))),
+                        Err(e) if e.is_connect() && !is_too_large(&e) => {
+                            Err(UpstreamError::Connect(error_chain(&e)))
+                        }
+                        Err(e) => Err(failed(&e)),
                     }
                 }
             }
@@ -182,6 +183,16 @@ fn client_tls(tls: &UpstreamTls, https: bool) -> Result<ClientConfig, TlsError> 
             )
             .map_err(|e| TlsError::Config(format!("client certificate: {e}"))),
         None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A failure after the connection was open: the request body past its limit,
+/// or anything else that broke the exchange.
+fn failed(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+    if is_too_large(e) {
+        UpstreamError::BodyTooLarge
+    } else {
+        UpstreamError::Failed(error_chain(e))
     }
 }
 

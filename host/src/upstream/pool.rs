@@ -18,8 +18,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
-use super::{UpstreamError, error_chain};
-use crate::body::{Body, is_too_large};
+use super::{UpstreamError, error_chain, failed};
+use crate::body::Body;
 
 /// Idle connections of one instance, most recently used last.
 #[derive(Debug)]
@@ -200,15 +200,6 @@ impl H1Pool {
             }
         });
         Ok(sender)
-    }
-}
-
-/// A failure after the connection was open.
-fn failed(e: &hyper::Error) -> UpstreamError {
-    if is_too_large(e) {
-        UpstreamError::BodyTooLarge
-    } else {
-        UpstreamError::Failed(error_chain(e))
     }
 }
 
