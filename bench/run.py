@@ -127,17 +127,13 @@ backend be
         shutil.copy(TAG_A, self.work / "plugins" / "tag.wasm")
         self.gatehouse("gatehouse", "")
         self.gatehouse("gatehouse-h2", "", tls=True)
-        chain = (f'      - {{ name: jwt-auth, config: {{ algorithms: [HS256], secret: "{JWT_SECRET}" }} }}\n'
-                 "      - { name: rate-limit, config: { limits: [{ scope: consumer, limit: 1000000000, window: 1s }] } }\n"
-                 "      - { name: acl, config: { require_any: [bench] } }\n")
-        self.gatehouse("gatehouse-chain", "    plugins:\n" + chain)
+        self.gatehouse("gatehouse-chain", CHAIN)
         self.gatehouse("gatehouse-swap", "    plugins:\n      - { name: tag }\n")
         # A limit never reached: the cost of counting, not of refusing.
         self.spawn("redis", ["redis-server", "--port", str(PORTS["redis"]), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no"])
         for backend in ("local", "redis"):
-            self.gatehouse(f"gatehouse-rl-{backend}", "    plugins:\n      - { name: rate-limit, config: { backend: "
-                           + backend + ", limits: [{ scope: ip, limit: 1000000000, window: 1s }] } }\n")
+            self.gatehouse(f"gatehouse-rl-{backend}", rate_limit_plugins(backend))
         for name, port in PORTS.items():
             if name == "redis":
                 continue
@@ -161,18 +157,7 @@ backend be
         conf = self.work / f"{name}.yaml"
         tls_keys = (f', tls: {{ certificates: [{{ cert_file: "{self.work}/tls.pem", key_file: "{self.work}/tls.key" }}] }}'
                     if tls else "")
-        conf.write_text(f"""listeners: [{{ addr: "127.0.0.1:{PORTS[name]}"{tls_keys} }}]
-workers: 1
-redis: {{ url: "redis://127.0.0.1:{PORTS['redis']}" }}
-plugin_dir: ./plugins
-services:
-  - name: up
-    instances: [{{ url: "http://127.0.0.1:{PORTS['upstream']}" }}]
-routes:
-  - id: all
-    match: {{ path: /* }}
-    upstream: up
-{plugins}""")
+        conf.write_text(gatehouse_config(PORTS[name], PORTS["upstream"], PORTS["redis"], tls_keys, plugins))
         self.spawn(name, [str(GATEHOUSE), "run", "-c", str(conf)], env={**os.environ, "GATEHOUSE_LOG": "warn"})
 
     def stop(self):
@@ -195,6 +180,38 @@ def bench_token():
     body = b64(json.dumps({"sub": "bench", "scope": "bench", "exp": int(time.time()) + 86400}).encode())
     sig = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(sig)}"
+
+
+def gatehouse_config(port, upstream, redis, tls_keys, plugins):
+    """One worker, one route to the upstream, `plugins` attached to it."""
+    return f"""listeners: [{{ addr: "127.0.0.1:{port}"{tls_keys} }}]
+workers: 1
+redis: {{ url: "redis://127.0.0.1:{redis}" }}
+plugin_dir: ./plugins
+services:
+  - name: up
+    instances: [{{ url: "http://127.0.0.1:{upstream}" }}]
+routes:
+  - id: all
+    match: {{ path: /* }}
+    upstream: up
+{plugins}"""
+
+
+# The issue's 3-plugin chain: jwt-auth HS256, rate-limit on the local backend (by
+# consumer, never reached: the cost of counting), request-transform (a header
+# removed, two set, one from the consumer attribute).
+CHAIN = ("    plugins:\n"
+         f'      - {{ name: jwt-auth, config: {{ algorithms: [HS256], secret: "{JWT_SECRET}" }} }}\n'
+         "      - { name: rate-limit, config: { limits: [{ scope: consumer, limit: 1000000000, window: 1s }] } }\n"
+         "      - { name: request-transform, config: { headers: { remove: [x-debug],"
+         ' set: { x-consumer: "{consumer}", x-gateway: gatehouse } } } }\n')
+
+
+def rate_limit_plugins(backend):
+    """rate-limit alone, by client IP, on `backend`, with a limit never reached."""
+    return ("    plugins:\n      - { name: rate-limit, config: { backend: "
+            + backend + ", limits: [{ scope: ip, limit: 1000000000, window: 1s }] } }\n")
 
 
 # Every target gets the same request, token included (only the chain reads it).
@@ -442,7 +459,7 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_
         f"config per plugin (identical attachments share one instance pool), {mem['distinct'] / 1024:.1f} MB with "
         f"3,000 distinct configs (3,000 pools, one warm instance each) (target < 256 MB)",
         "",
-        "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + acl.",
+        "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + request-transform (one header removed, two set).",
     ]
     if tls_rows:
         lines += [
