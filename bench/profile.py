@@ -73,7 +73,7 @@ def main():
     procs = [subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "up.conf")])]
     try:
         gw = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(run.GATEHOUSE), "run",
+            ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}", str(run.GATEHOUSE), "run",
              "-c", str(work / "gw.yaml")], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={"GATEHOUSE_LOG": "warn", "PATH": "/usr/bin:/bin"})
         procs.append(gw)
