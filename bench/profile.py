@@ -26,6 +26,9 @@ import run  # noqa: E402  (same folder: the cases and the token)
 
 UPSTREAM, GATEWAY = 18180, 18183
 CASES = {"plain": "", "chain": run.CHAIN, "rate-limit": run.rate_limit_plugins("local")}
+# Each plugin of the chain alone (the chain's own config lines).
+for line in run.CHAIN.splitlines()[1:]:
+    CASES[line.split("name: ", 1)[1].split(",", 1)[0]] = "    plugins:\n" + line + "\n"
 
 
 def load(requests, conns):

@@ -10,7 +10,6 @@ mod config;
 use config::{Config, OnBackendError, Scope};
 use gatehouse_plugin_sdk::host::{self, LimitDecision, LimitRequest};
 use gatehouse_plugin_sdk::*;
-use std::fmt::Write as _;
 
 struct RateLimit {
     config: Config,
@@ -106,7 +105,7 @@ impl Plugin for RateLimit {
 /// back to the client IP, so anonymous traffic is never unlimited.
 fn key_for(i: usize, scope: &[Scope], ctx: &Context, req: &Request) -> String {
     let mut key = String::with_capacity(48);
-    let _ = write!(key, "{i}");
+    push_u64(&mut key, i as u64);
     for s in scope {
         key.push('|');
         match s {
@@ -142,22 +141,56 @@ fn push2(key: &mut String, prefix: &str, value: &str) {
     key.push_str(value);
 }
 
-/// The IETF draft headers and the `X-RateLimit-*` ones.
+/// The IETF draft headers and the `X-RateLimit-*` ones. Built without
+/// `format!`: on every request, `core::fmt` cost the guest more than the
+/// rest of the plugin.
 fn headers_for(name: &str, window_ms: u64, d: &LimitDecision) -> [(&'static str, String); 5] {
     let reset_s = d.reset_ms.div_ceil(1000);
+    let quoted = |parts: &[(&str, u64)]| {
+        let mut v = String::with_capacity(name.len() + 24);
+        v.push('"');
+        v.push_str(name);
+        v.push('"');
+        for (label, n) in parts {
+            v.push_str(label);
+            push_u64(&mut v, *n);
+        }
+        v
+    };
+    let number = |n: u64| {
+        let mut v = String::with_capacity(20);
+        push_u64(&mut v, n);
+        v
+    };
     [
         (
             "ratelimit-policy",
-            format!("\"{name}\";q={};w={}", d.limit, window_ms.div_ceil(1000)),
+            quoted(&[(";q=", d.limit.into()), (";w=", window_ms.div_ceil(1000))]),
         ),
         (
             "ratelimit",
-            format!("\"{name}\";r={};t={reset_s}", d.remaining),
+            quoted(&[(";r=", d.remaining.into()), (";t=", reset_s)]),
         ),
-        ("x-ratelimit-limit", d.limit.to_string()),
-        ("x-ratelimit-remaining", d.remaining.to_string()),
-        ("x-ratelimit-reset", reset_s.to_string()),
+        ("x-ratelimit-limit", number(d.limit.into())),
+        ("x-ratelimit-remaining", number(d.remaining.into())),
+        ("x-ratelimit-reset", number(reset_s)),
     ]
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 fn too_many(ctx: &Context, name: &str, window_ms: u64, d: &LimitDecision) -> Action {
@@ -192,6 +225,16 @@ mod tests {
         assert_eq!(h[1], ("ratelimit", "\"per-ip\";r=42;t=2".to_string()));
         assert_eq!(h[3], ("x-ratelimit-remaining", "42".to_string()));
         assert_eq!(h[4], ("x-ratelimit-reset", "2".to_string()));
+        assert_eq!(h[2], ("x-ratelimit-limit", "100".to_string()));
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 1000, 4_294_967_295, u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
     }
 }
 
