@@ -315,8 +315,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=None)
     args = ap.parse_args()
     rounds = args.rounds or (1 if args.smoke else 5)
-    seconds = args.seconds or (2 if args.smoke else 6)
-    fixed_seconds = 2 if args.smoke else 8
+    # 5 rounds of 4 s (3 for HTTP/2) keep a full run under 5 minutes; 6 s rounds took 6.
+    seconds = args.seconds or (2 if args.smoke else 4)
+    fixed_seconds = 2 if args.smoke else 5
+    started = time.monotonic()
     targets = ["upstream", "nginx", "haproxy", "gatehouse", "gatehouse-chain", "gatehouse-rl-local",
                "gatehouse-rl-redis"]
     labels = {"upstream": "direct (nginx return 200)", "nginx": "nginx proxy", "haproxy": "HAProxy",
@@ -337,7 +339,7 @@ def main():
             if shutil.which("oha"):
                 for t in TLS_TARGETS:
                     oha_h2(f"https://127.0.0.1:{PORTS[t]}/", 1)
-                tls_rows = measure(stack, TLS_TARGETS, rounds,
+                tls_rows = measure(stack, TLS_TARGETS, min(rounds, 3),
                                    lambda t: oha_h2(f"https://127.0.0.1:{PORTS[t]}/", seconds))
             if shutil.which("oha"):
                 for r in rows:
@@ -350,8 +352,20 @@ def main():
             logs.mkdir(parents=True, exist_ok=True)
             for f in Path(work).glob("*.log"):
                 shutil.copy(f, logs / f.name)
+    instructions = count_instructions(400 if args.smoke else 4000)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
-    report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows)
+    report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows, instructions,
+           time.monotonic() - started)
+
+
+def count_instructions(requests):
+    """User-space instructions per request under callgrind (bench/instructions.py):
+    the figure a noisy VM does not move. Empty without valgrind."""
+    if not shutil.which("valgrind"):
+        return {}
+    import instructions as callgrind  # bench/instructions.py, beside this file
+    counts = {case: callgrind.per_request(case, requests) for case in ("nginx", "plain", "chain")}
+    return {**counts, "requests": requests}
 
 
 def hot_swap(work, seconds):
@@ -409,7 +423,8 @@ def memory(work):
     return {"idle": idle, "shared": rss_kib(head + routes(False), work), "distinct": rss_kib(head + routes(True), work)}
 
 
-def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows=()):
+def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_rows=(), instructions=None,
+           elapsed=0.0):
     by = {r["name"]: r for r in rows}
     direct = by["upstream"]
     lines = [
@@ -418,7 +433,8 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}. "
         f"Load average before/after: {' '.join(load_before)} / {' '.join(load_after)}.",
         f"Each proxy: one worker, pinned with the upstream to cpu1; wrk -t1 -c32 pinned to cpu0, "
-        f"{rounds} interleaved rounds × {seconds}s; fixed rate {rate} req/s with oha --latency-correction.",
+        f"{rounds} interleaved rounds × {seconds}s; fixed rate {rate} req/s with oha --latency-correction. "
+        f"The whole run took {elapsed / 60:.1f} minutes.",
         "",
         "| target | req/s (median) | spread | p50 µs | p99 µs | CPU µs/req | fixed-rate p50 / p99 / p99.9 µs | added p50 µs | failed |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -461,10 +477,20 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_
         "",
         "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + request-transform (one header removed, two set).",
     ]
+    if instructions:
+        i = instructions
+        lines += [
+            "",
+            f"User-space instructions per request under callgrind ({i['requests']:,} keep-alive requests after a "
+            "warm-up, every thread; bench/instructions.py): "
+            f"nginx proxy {i['nginx'] / 1000:.1f}k, gatehouse no plugins {i['plain'] / 1000:.1f}k "
+            f"(**{i['plain'] / i['nginx']:.2f}×** nginx), 3-plugin chain {i['chain'] / 1000:.1f}k "
+            f"({i['chain'] / i['plain']:.2f}× no plugins).",
+        ]
     if tls_rows:
         lines += [
             "",
-            "HTTP/2 over TLS (ECDSA P-256 certificate, oha --http2 -c32 pinned to cpu0; upstream hop HTTP/1.1):",
+            f"HTTP/2 over TLS (ECDSA P-256 certificate, oha --http2 -c32 pinned to cpu0, {min(rounds, 3)} interleaved rounds; upstream hop HTTP/1.1):",
             "",
             "| target | req/s (median) | spread | p50 µs | p99 µs | CPU µs/req | failed |",
             "|---|---|---|---|---|---|---|",
