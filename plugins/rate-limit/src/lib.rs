@@ -142,8 +142,8 @@ fn push2(key: &mut String, prefix: &str, value: &str) {
 }
 
 /// The IETF draft headers and the `X-RateLimit-*` ones. Built without
-/// `format!`: on every request, `core::fmt` cost the guest more than the
-/// rest of the plugin.
+/// `format!`: `core::fmt` cost ~2.3k guest instructions on every request
+/// (callgrind), a fifth of the plugin's own work.
 fn headers_for(name: &str, window_ms: u64, d: &LimitDecision) -> [(&'static str, String); 5] {
     let reset_s = d.reset_ms.div_ceil(1000);
     let quoted = |parts: &[(&str, u64)]| {
