@@ -99,6 +99,7 @@ def per_request(case, requests=4000, conns=16, keep=None):
 
 
 def upstream_conf(work):
+    """The `return 200` upstream every case proxies to (as in `bench/run`)."""
     conf = work / "up.conf"
     conf.write_text(
         f"worker_processes 1; daemon off; pid {work}/up.pid; error_log {work}/logs/up.err warn;\n"
@@ -129,7 +130,8 @@ def main():
     args = ap.parse_args()
     for case in args.cases:
         per = per_request(case, args.requests, args.conns, args.keep)
-        print(f"{case}: {per / 1000:.1f}k instructions per request ({args.requests} requests, {args.conns} connections)")
+        sent = args.requests // args.conns * args.conns
+        print(f"{case}: {per / 1000:.1f}k instructions per request ({sent} requests, {args.conns} connections)")
 
 
 def summary(dump):
