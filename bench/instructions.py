@@ -8,7 +8,7 @@ thread) by that number. Cases are the ones `bench/run` measures by wall clock,
 plus `nginx` (its proxy worker, for the same comparison in instructions) and
 each plugin of the chain alone.
 
-    bench/instructions.py [nginx|plain|chain|rate-limit|<plugin>...] [--requests N] [--keep DIR]
+    bench/instructions.py [nginx|plain|chain|rate-limit|<plugin>-alone...] [--requests N] [--keep DIR]
 
 `--keep DIR` leaves the callgrind output there for `callgrind_annotate`.
 """
@@ -27,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (same folder: the cases and the token)
 
 UPSTREAM, GATEWAY = 18180, 18183
-CASES = {"plain": "", "chain": run.CHAIN, "rate-limit": run.rate_limit_plugins("local")}
-# Each plugin of the chain alone (the chain's own config lines).
-for line in run.CHAIN.splitlines()[1:]:
-    CASES[line.split("name: ", 1)[1].split(",", 1)[0]] = "    plugins:\n" + line + "\n"
+CASES = {"plain": "", "chain": run.CHAIN, "rate-limit": run.rate_limit_plugins("local"),
+         # Each plugin of the chain alone, with its chain config (rate-limit by consumer).
+         **{f"{name}-alone": run.plugins_block(line) for name, line in run.CHAIN_PLUGINS.items()}}
 
 
 def load(requests, conns):
@@ -72,7 +71,8 @@ def per_request(case, requests=4000, conns=16, keep=None):
             argv = [*valgrind, "nginx", "-p", str(work), "-c", str(nginx_proxy_conf(work))]
         else:
             shutil.copytree(run.PLUGINS, work / "plugins")
-            (work / "gw.yaml").write_text(run.gatehouse_config(GATEWAY, UPSTREAM, 18186, "", CASES[case]))
+            (work / "gw.yaml").write_text(
+                run.gatehouse_config(GATEWAY, UPSTREAM, run.PORTS["redis"], "", CASES[case]))
             argv = [*valgrind, str(run.GATEHOUSE), "run", "-c", str(work / "gw.yaml")]
         proxy = subprocess.Popen(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  env={"GATEHOUSE_LOG": "warn", "PATH": "/usr/sbin:/usr/bin:/bin"})
@@ -99,25 +99,20 @@ def per_request(case, requests=4000, conns=16, keep=None):
 
 
 def upstream_conf(work):
-    """The `return 200` upstream every case proxies to (as in `bench/run`)."""
+    """The `return 200` upstream every case proxies to (`bench/run`'s own)."""
     conf = work / "up.conf"
-    conf.write_text(
-        f"worker_processes 1; daemon off; pid {work}/up.pid; error_log {work}/logs/up.err warn;\n"
-        "events { worker_connections 4096; }\n"
-        f"http {{ access_log off; server {{ listen 127.0.0.1:{UPSTREAM}; keepalive_requests 1000000;"
-        ' location / { return 200 "ok"; } } }\n')
+    conf.write_text(f"worker_processes 1; daemon off; pid {work}/up.pid; error_log {work}/logs/up.err warn;\n"
+                    "events { worker_connections 4096; }\n"
+                    f"http {{ access_log off; {run.upstream_server(UPSTREAM)} }}\n")
     return conf
 
 
 def nginx_proxy_conf(work):
-    """The same proxy `bench/run` measures (upstream keep-alive), in one process."""
+    """The nginx proxy `bench/run` measures, in one process (no master)."""
     conf = work / "proxy.conf"
-    conf.write_text(
-        f"master_process off; daemon off; pid {work}/proxy.pid; error_log {work}/logs/proxy.err warn;\n"
-        "events { worker_connections 4096; }\n"
-        f"http {{ access_log off; upstream up {{ server 127.0.0.1:{UPSTREAM}; keepalive 64; }}\n"
-        f"  server {{ listen 127.0.0.1:{GATEWAY}; keepalive_requests 1000000;\n"
-        '    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }\n')
+    conf.write_text(f"master_process off; daemon off; pid {work}/proxy.pid; error_log {work}/logs/proxy.err warn;\n"
+                    "events { worker_connections 4096; }\n"
+                    f"http {{ access_log off; {run.nginx_proxy_server(GATEWAY, UPSTREAM)} }}\n")
     return conf
 
 

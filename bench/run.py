@@ -88,9 +88,7 @@ class Stack:
         up = PORTS["upstream"]
         (self.work / "logs").mkdir(exist_ok=True)
         common = "worker_processes 1; daemon off; pid {pid}; error_log {work}/logs/{name}.err warn;"
-        self.nginx_conf("upstream", common, f"""
-            server {{ listen 127.0.0.1:{up} backlog=4096; keepalive_requests 1000000;
-                      location / {{ return 200 "ok"; }} }}""")
+        self.nginx_conf("upstream", common, upstream_server(up))
         # One self-signed certificate for both TLS targets (ECDSA P-256, like most sites).
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                         "-nodes", "-keyout", str(self.work / "tls.key"), "-out", str(self.work / "tls.pem"),
@@ -101,10 +99,7 @@ class Stack:
             server {{ listen 127.0.0.1:{PORTS['nginx-h2']} ssl http2 backlog=4096; keepalive_requests 1000000;
                       ssl_certificate {self.work}/tls.pem; ssl_certificate_key {self.work}/tls.key;
                       location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
-        self.nginx_conf("nginx", common, f"""
-            upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
-            server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096; keepalive_requests 1000000;
-                      location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+        self.nginx_conf("nginx", common, nginx_proxy_server(PORTS["nginx"], up))
         (self.work / "haproxy.cfg").write_text(f"""
 global
     nbthread 1
@@ -198,20 +193,42 @@ routes:
 {plugins}"""
 
 
-# The issue's 3-plugin chain: jwt-auth HS256, rate-limit on the local backend (by
-# consumer, never reached: the cost of counting), request-transform (a header
-# removed, two set, one from the consumer attribute).
-CHAIN = ("    plugins:\n"
-         f'      - {{ name: jwt-auth, config: {{ algorithms: [HS256], secret: "{JWT_SECRET}" }} }}\n'
-         "      - { name: rate-limit, config: { limits: [{ scope: consumer, limit: 1000000000, window: 1s }] } }\n"
-         "      - { name: request-transform, config: { headers: { remove: [x-debug],"
-         ' set: { x-consumer: "{consumer}", x-gateway: gatehouse } } } }\n')
+def upstream_server(port):
+    """The nginx `return 200` upstream every proxy forwards to."""
+    return f"""
+            server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000;
+                      location / {{ return 200 "ok"; }} }}"""
+
+
+def nginx_proxy_server(port, upstream):
+    """nginx as the reverse proxy under test, with upstream keep-alive."""
+    return f"""
+            upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+            server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000;
+                      location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}"""
+
+
+def plugins_block(*attachments):
+    """A route's `plugins:` list from attachment lines."""
+    return "    plugins:\n" + "".join(f"      - {a}\n" for a in attachments)
+
+
+# The issue's 3-plugin chain, by plugin: jwt-auth HS256, rate-limit on the local
+# backend (by consumer, never reached: the cost of counting), request-transform
+# (a header removed, two set, one from the consumer attribute).
+CHAIN_PLUGINS = {
+    "jwt-auth": f'{{ name: jwt-auth, config: {{ algorithms: [HS256], secret: "{JWT_SECRET}" }} }}',
+    "rate-limit": "{ name: rate-limit, config: { limits: [{ scope: consumer, limit: 1000000000, window: 1s }] } }",
+    "request-transform": "{ name: request-transform, config: { headers: { remove: [x-debug],"
+                         ' set: { x-consumer: "{consumer}", x-gateway: gatehouse } } } }',
+}
+CHAIN = plugins_block(*CHAIN_PLUGINS.values())
 
 
 def rate_limit_plugins(backend):
     """rate-limit alone, by client IP, on `backend`, with a limit never reached."""
-    return ("    plugins:\n      - { name: rate-limit, config: { backend: "
-            + backend + ", limits: [{ scope: ip, limit: 1000000000, window: 1s }] } }\n")
+    return plugins_block("{ name: rate-limit, config: { backend: "
+                         + backend + ", limits: [{ scope: ip, limit: 1000000000, window: 1s }] } }")
 
 
 # Every target gets the same request, token included (only the chain reads it).
