@@ -6,6 +6,7 @@
 mod consumers;
 pub mod document;
 mod handlers;
+mod redact;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -157,7 +158,12 @@ async fn serve(
             }
         };
         let caller = Caller { token };
-        handlers::dispatch(shared, &caller, &method, &segments, &body).await
+        let reply = handlers::dispatch(shared, &caller, &method, &segments, &body).await;
+        if token.is_some_and(|t| t.read_only) {
+            redact::reply(reply)
+        } else {
+            reply
+        }
     };
     finish(reply)
 }

@@ -1,6 +1,7 @@
 //! The body type used in both directions: a stream straight from the peer
 //! (never buffered), or bytes a plugin or the gateway produced.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -14,6 +15,9 @@ pub enum BodyError {
     /// The stream went past its byte limit.
     #[error("body exceeds the limit of {0} bytes")]
     TooLarge(u64),
+    /// The peer sent nothing for longer than `body_read_timeout`.
+    #[error("no request body bytes for {0:?}")]
+    Timeout(std::time::Duration),
     /// The peer's stream failed (reset, bad chunk, ...).
     #[error(transparent)]
     Stream(#[from] hyper::Error),
@@ -24,7 +28,8 @@ pub enum BodyError {
 pub enum Body {
     /// A complete body (possibly empty).
     Full(Option<Bytes>),
-    /// A peer's body, forwarded frame by frame; fails past `limit` bytes.
+    /// A peer's body, forwarded frame by frame; fails past `limit` bytes or
+    /// when the peer goes quiet for longer than `idle`.
     Stream {
         /// The peer's body.
         inner: Incoming,
@@ -32,6 +37,9 @@ pub enum Body {
         remaining: u64,
         /// The configured limit, for the error.
         limit: u64,
+        /// The read timeout between frames (a body sent a byte a minute
+        /// holds a connection, a task and an upstream slot for nothing).
+        idle: Idle,
     },
     /// An upstream's response body; its connection goes back to the pool
     /// once the body has been read to the end.
@@ -95,13 +103,44 @@ impl Body {
         }))
     }
 
-    /// Streams `inner`, failing once more than `limit` bytes went through.
-    pub fn stream(inner: Incoming, limit: u64) -> Self {
+    /// Streams `inner`, failing once more than `limit` bytes went through or
+    /// once nothing arrived for `timeout`.
+    pub fn stream(inner: Incoming, limit: u64, timeout: std::time::Duration) -> Self {
         Self::Stream {
             inner,
             remaining: limit,
             limit,
+            idle: Idle {
+                timeout,
+                timer: None,
+                armed: false,
+            },
         }
+    }
+}
+
+/// The timer of [`Body::Stream`]: made the first time the peer keeps us
+/// waiting (a body that arrives in one go never allocates it), re-armed after
+/// each frame.
+#[derive(Debug)]
+pub struct Idle {
+    timeout: std::time::Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl Idle {
+    /// Ready when the peer has been silent for the whole timeout.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        timer.as_mut().poll(cx)
     }
 }
 
@@ -119,8 +158,10 @@ impl http_body::Body for Body {
                 inner,
                 remaining,
                 limit,
+                idle,
             } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
+                    idle.armed = false;
                     if let Some(data) = frame.data_ref() {
                         let n = data.len() as u64;
                         if n > *remaining {
@@ -132,7 +173,10 @@ impl http_body::Body for Body {
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => match idle.poll_expired(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout(idle.timeout)))),
+                    Poll::Pending => Poll::Pending,
+                },
             },
             Self::Upstream(l) => Pin::new(&mut l.inner)
                 .poll_frame(cx)
@@ -173,9 +217,18 @@ impl http_body::Body for Body {
 
 /// Finds a [`BodyError::TooLarge`] anywhere in an error's source chain.
 pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    find(err, |b| matches!(b, BodyError::TooLarge(_)))
+}
+
+/// Finds a [`BodyError::Timeout`] anywhere in an error's source chain.
+pub fn is_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    find(err, |b| matches!(b, BodyError::Timeout(_)))
+}
+
+fn find(err: &(dyn std::error::Error + 'static), f: impl Fn(&BodyError) -> bool) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
-        if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))) {
+        if e.downcast_ref::<BodyError>().is_some_and(&f) {
             return true;
         }
         cur = e.source();

@@ -28,9 +28,15 @@ pub enum GatewayError {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Refused at ingress: the path or authority has no canonical form.
+    #[error("bad request: {0}")]
+    Request(#[from] crate::accept::RequestError),
     /// The request body is over the limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending its body (`limits.body_read_timeout`).
+    #[error("request body read timed out")]
+    BodyTimeout,
     /// The service has no healthy instance.
     #[error("no healthy instance of service `{0}`")]
     NoHealthyUpstream(std::sync::Arc<str>),
@@ -62,6 +68,10 @@ impl GatewayError {
         match self {
             Self::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Request(e) => (StatusCode::BAD_REQUEST, e.code()),
+            Self::BodyTimeout | Self::Upstream(UpstreamError::BodyTimeout) => {
+                (StatusCode::REQUEST_TIMEOUT, "request_body_timeout")
+            }
             Self::PayloadTooLarge | Self::Upstream(UpstreamError::BodyTooLarge) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -94,8 +104,13 @@ impl GatewayError {
     /// Where the failure came from.
     pub fn origin(&self) -> Origin {
         match self {
-            Self::NoRoute | Self::BadRequest(_) | Self::PayloadTooLarge => Origin::Downstream,
-            Self::Upstream(UpstreamError::BodyTooLarge) => Origin::Downstream,
+            Self::NoRoute | Self::BadRequest(_) | Self::Request(_) | Self::PayloadTooLarge => {
+                Origin::Downstream
+            }
+            Self::Upstream(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => {
+                Origin::Downstream
+            }
+            Self::BodyTimeout => Origin::Downstream,
             Self::Plugin(PluginError::BodyTooLarge(_)) => Origin::Downstream,
             Self::NoHealthyUpstream(_)
             | Self::CircuitOpen { .. }
@@ -126,7 +141,12 @@ pub fn render(err: &GatewayError, request_id: &str) -> Response<Body> {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
     }
-    if matches!(err, GatewayError::BadRequest(_)) {
+    if matches!(
+        err,
+        GatewayError::BadRequest(_)
+            | GatewayError::BodyTimeout
+            | GatewayError::Upstream(UpstreamError::BodyTimeout)
+    ) {
         // The connection's framing can no longer be trusted.
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

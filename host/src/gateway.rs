@@ -83,6 +83,8 @@ pub struct Shared {
     live_hash: Mutex<Option<[u8; 32]>>,
     /// The last swap error of each plugin, cleared by a good swap.
     plugin_errors: Mutex<std::collections::HashMap<String, String>>,
+    /// Open connections per client address, for `limits.max_connections_per_ip`.
+    pub per_ip: Arc<crate::listener::PerIp>,
 }
 
 fn digest(text: &str) -> [u8; 32] {
@@ -255,7 +257,11 @@ impl Shared {
         if attachments.is_empty() {
             return Ok(0);
         }
-        let path = match PluginRuntime::locate(&snap.config.plugin_dir, name) {
+        let path = match PluginRuntime::locate(
+            &snap.config.plugin_dir,
+            name,
+            snap.config.allow_precompiled,
+        ) {
             Ok(p) => p,
             Err(LoadError::Missing { .. }) => return Ok(0),
             Err(e) => return Err(e.to_string()),
@@ -280,8 +286,21 @@ impl Shared {
             ));
         }
         let n = pools.len();
+        let declares_more = pools.iter().any(|(_, p)| {
+            p.identity_headers()
+                .iter()
+                .any(|h| !snap.ingress.strip.contains(h))
+        });
         for (a, pool) in pools {
             a.swap(pool);
+        }
+        if declares_more {
+            // The new version asserts an identity header the running snapshot
+            // does not strip yet: rebuild it (the swapped pools are reused).
+            let next = Snapshot::build((*snap.config).clone(), &self.runtime, Some(&snap))
+                .await
+                .map_err(|e| format!("rebuilding the snapshot for new identity headers: {e:?}"))?;
+            self.snapshot.store(Arc::new(next));
         }
         self.runtime.prune();
         Ok(n)
@@ -360,6 +379,7 @@ impl Gateway {
             versions,
             live_hash: Mutex::new(Some(digest(&text))),
             plugin_errors: Mutex::default(),
+            per_ip: Arc::default(),
             unmatched: metrics.route(&Arc::from(crate::metrics::UNMATCHED)),
             metrics,
             telemetry,

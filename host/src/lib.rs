@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! client ─► listener   accept, TLS (SNI, mTLS, ALPN), HTTP/1.1 + h2, limits
+//!        ─► accept     one canonical request: path, authority, identity headers
 //!        ─► router     host → path trie → methods/headers → priority
 //!        ─► plugin     chain on-request, in order; a plugin may answer
 //!        ─► balancer   healthy instances only; breaker; bulkhead
@@ -18,6 +19,7 @@
 //! - [`snapshot`]: the immutable unit a request runs on; built whole, swapped whole.
 //! - [`router`], [`plugin`], [`balancer`], [`upstream`]: one module per stage.
 //! - [`listener`], [`tls`], [`proxy`]: connections, TLS and the request path.
+//! - [`accept`]: the canonical request (path canonicaliser, Host rules, identity stripping).
 //! - [`resilience`]: health, outlier ejection, circuit breaker, bulkhead, retries.
 //! - [`gateway`], [`reload`]: the running process, config reload and plugin hot swap.
 //! - [`error`]: the one place errors become HTTP responses.
@@ -25,6 +27,7 @@
 //! - [`admin`], [`versions`]: the admin API and config versions.
 //! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
 
+pub mod accept;
 pub mod admin;
 pub mod balancer;
 pub mod body;

@@ -1,25 +1,37 @@
-//! Listeners: accept TCP connections, terminate TLS when configured (ALPN
-//! `h2` / `http/1.1`), and serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge
-//! on cleartext) with the configured protection limits. First stage of the
-//! flow; graceful drain on shutdown.
+//! Listeners: accept TCP connections (within the connection caps), terminate
+//! TLS when configured (ALPN `h2` / `http/1.1`), and serve HTTP/1.1 and
+//! HTTP/2 (h2c with prior knowledge on cleartext) with the configured
+//! protection limits. First stage of the flow; graceful drain on shutdown.
+
+mod admit;
+mod idle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+pub use admit::PerIp;
 
 use crate::gateway::Shared;
 use crate::proxy::{self, ConnInfo, TlsConn, peer_value};
 use crate::tls::{PeerIdentity, TlsServer};
+
+/// What every connection task of one listener holds: the shutdown signal,
+/// and a sender whose drop tells the drain that the connection is gone.
+#[derive(Clone)]
+struct Drain {
+    shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
 
 /// Accepts connections on `listener` until `shutdown` flips, then waits up to the
 /// drain timeout for in-flight requests to finish.
@@ -29,7 +41,12 @@ pub async fn run(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let (alive, mut gone) = mpsc::channel::<()>(1);
+    let drain = Drain {
+        shutdown: shutdown.clone(),
+        alive,
+    };
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -44,53 +61,65 @@ pub async fn run(
                 continue;
             }
         };
+        let limits = shared.snapshot().limits;
+        let slot = match admit::admit(&limits, &open, &shared.per_ip, remote.ip()) {
+            Ok(s) => s,
+            Err(refusal) => {
+                let m = &shared.metrics;
+                let counter = match refusal {
+                    admit::Refusal::Listener => &m.connections_rejected_listener,
+                    admit::Refusal::PerIp => &m.connections_rejected_per_ip,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, ?refusal, "connection refused at accept");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
+        let conn = Conn {
+            shared: shared.clone(),
+            drain: drain.clone(),
+            slot,
+        };
         match &tls {
             None => {
-                let conn = ConnInfo {
+                let info = ConnInfo {
                     remote,
                     client: remote.ip(),
                     peer_value: peer_value(remote.ip()),
                     scheme: "http",
                     tls: None,
                 };
-                serve(stream, conn, shared.clone(), watcher);
+                serve(stream, info, conn);
             }
             Some(tls) => {
-                tokio::spawn(handshake(
-                    stream,
-                    remote,
-                    tls.clone(),
-                    shared.clone(),
-                    watcher,
-                ));
+                tokio::spawn(handshake(stream, remote, tls.clone(), conn));
             }
         }
     }
     drop(listener);
-    let drain = shared.snapshot().limits.drain_timeout;
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(drain);
+    let limit = shared.snapshot().limits.drain_timeout;
+    // Every connection task holds a sender: `recv` ends when the last is gone.
+    if tokio::time::timeout(limit, gone.recv()).await.is_err() {
         tracing::warn!(
-            ?drain,
+            drain = ?limit,
             "drain deadline passed; closing remaining connections"
         );
     }
 }
 
+/// What a connection carries from accept to its end.
+struct Conn {
+    shared: Arc<Shared>,
+    drain: Drain,
+    slot: admit::Slot,
+}
+
 /// Runs the TLS handshake off the accept loop, bounded by the header read
 /// timeout (a client that never finishes it holds nothing for long).
-async fn handshake(
-    stream: TcpStream,
-    remote: SocketAddr,
-    tls: Arc<TlsServer>,
-    shared: Arc<Shared>,
-    watcher: Watcher,
-) {
-    let limit = shared.snapshot().limits.header_read_timeout;
+async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, conn: Conn) {
+    let limit = conn.shared.snapshot().limits.header_read_timeout;
     let stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -108,7 +137,7 @@ async fn handshake(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(PeerIdentity::from_cert);
-    let conn = ConnInfo {
+    let info = ConnInfo {
         remote,
         client: remote.ip(),
         peer_value: peer_value(remote.ip()),
@@ -118,21 +147,33 @@ async fn handshake(
             client_cert_header: tls.client_cert_header().cloned(),
         })),
     };
-    serve(stream, conn, shared, watcher);
+    serve(stream, info, conn);
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (chosen by the client's preface) on one connection.
-fn serve<I>(io: I, conn: ConnInfo, shared: Arc<Shared>, watcher: Watcher)
+fn serve<I>(io: I, info: ConnInfo, conn: Conn)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn {
+        shared,
+        drain,
+        slot,
+    } = conn;
     let limits = shared.snapshot().limits;
-    let remote = conn.remote;
-    let metrics = &shared.metrics.clone();
+    let remote = info.remote;
+    let metrics = shared.metrics.clone();
+    let activity = Arc::new(idle::Activity::new());
+    let seen = activity.clone();
     let svc = service_fn(move |req| {
         let shared = shared.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy::serve(shared, conn, req).await) }
+        let info = info.clone();
+        let request = seen.start();
+        async move {
+            let resp = proxy::serve(shared, info, req).await;
+            drop(request);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -144,17 +185,59 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(limits.h2_keepalive_interval)
+        .keep_alive_timeout(limits.h2_keepalive_timeout)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
-    let conn = watcher.watch(conn);
-    let metrics = metrics.clone();
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_active.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, %remote, "connection ended with an error");
+        let _slot = slot;
+        let _alive = drain.alive;
+        let mut shutdown = drain.shutdown;
+        let deadlines = idle::Deadlines {
+            first_request: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+            close_grace: limits.drain_timeout,
+        };
+        let mut conn = std::pin::pin!(conn);
+        // Armed once a graceful close started: the connection gets this long.
+        let mut closing: Option<tokio::time::Instant> = None;
+        loop {
+            let wake = closing.or_else(|| activity.deadline(&deadlines));
+            // With a request in flight, look again after the shorter limit.
+            let wake =
+                wake.unwrap_or_else(|| tokio::time::Instant::now() + deadlines.first_request);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = shutdown.changed(), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + deadlines.close_grace);
+                }
+                // The last request ended: loop to arm the idle deadline.
+                _ = activity.quiet.notified(), if closing.is_none() => {}
+                _ = tokio::time::sleep_until(wake) => {
+                    if closing.is_some() {
+                        tracing::debug!(%remote, "connection did not close in time; dropped");
+                        break;
+                    }
+                    let quiet = activity
+                        .deadline(&deadlines)
+                        .is_some_and(|at| at <= tokio::time::Instant::now());
+                    if quiet {
+                        tracing::debug!(%remote, "connection idle; closing");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
         }
         metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
     });

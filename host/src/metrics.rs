@@ -106,6 +106,10 @@ pub struct LimitMetrics {
     pub limited: AtomicU64,
     /// Checks the backend could not answer.
     pub backend_errors: AtomicU64,
+    /// Local rate-limit keys evicted to stay within `plugin_state.rate_limit_keys`.
+    pub evicted: AtomicU64,
+    /// Key-value entries evicted to stay within `plugin_state.kv_keys`/`kv_bytes`.
+    pub kv_evicted: AtomicU64,
 }
 
 /// Metrics a plugin records through `counter-add` and `histogram-record`.
@@ -191,6 +195,10 @@ pub struct Metrics {
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.
     pub connections_total: AtomicU64,
+    /// Connections closed at accept: the listener's `max_connections` was reached.
+    pub connections_rejected_listener: AtomicU64,
+    /// Connections closed at accept: the address's `max_connections_per_ip` was reached.
+    pub connections_rejected_per_ip: AtomicU64,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: AtomicU64,
     /// Spans dropped because the exporter fell behind.

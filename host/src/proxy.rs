@@ -118,6 +118,9 @@ pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) 
         });
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    // Our own HTTP version, not the upstream's (RFC 9110 §6.2): an HTTP/1.0
+    // upstream must not hand its version, and its connection rules, to the client.
+    *resp.version_mut() = http::Version::HTTP_11;
     resp
 }
 
@@ -130,7 +133,8 @@ async fn handle(
 ) -> Result<Response<Body>, GatewayError> {
     let upgrade_to = upgrade::requested(req.headers());
     let client_upgrade = upgrade_to.is_some().then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    crate::accept::accept(&snap.ingress, &mut parts)?;
     conn.client = headers::client_ip(
         conn.remote.ip(),
         &parts.headers,
@@ -145,11 +149,6 @@ async fn handle(
         .unwrap_or("");
     let host = normalize_host(raw_host);
     let path = parts.uri.path();
-    if has_dot_segment(path) {
-        return Err(GatewayError::BadRequest(
-            "path contains `.` or `..` segments",
-        ));
-    }
     let key = RequestKey {
         host: &host,
         method: &parts.method,
@@ -182,12 +181,13 @@ async fn handle(
         host.into()
     };
     let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id, upgrade_to);
+    let body = Body::stream(body, limit, snap.limits.body_read_timeout);
     let body = match &trail.bytes_in {
-        None => Body::stream(body, limit),
+        None => body,
         Some(n) => {
             let n = n.clone();
             let report = move |bytes| n.store(bytes, std::sync::atomic::Ordering::Relaxed);
-            Body::counted(Body::stream(body, limit), Box::new(report))
+            Body::counted(body, Box::new(report))
         }
     };
     if route.chain.is_empty() {
@@ -214,9 +214,4 @@ fn no_host() -> Arc<str> {
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// `.` and `..` segments could walk a request past a route's prefix upstream.
-fn has_dot_segment(path: &str) -> bool {
-    path.contains("/.") && path.split('/').any(|s| s == "." || s == "..")
 }

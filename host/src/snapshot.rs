@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::accept::Ingress;
 use crate::balancer::{Balancer, Instance, ip_hash, stable_hash};
 use crate::config::{
     AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey,
@@ -142,6 +143,8 @@ pub struct Snapshot {
     pub router: Router,
     /// Routes by index (as the router returns them).
     pub routes: Vec<Route>,
+    /// What `accept` does to every request.
+    pub ingress: Ingress,
     /// Listener limits.
     pub limits: Limits,
     /// Services in config order.
@@ -165,18 +168,26 @@ impl Snapshot {
         let mut loader = Loader::new(runtime, previous);
         let mut errors = Vec::new();
         let mut global = Vec::new();
+        let mut global_counters = Vec::new();
         for (i, a) in config.global_plugins.iter().enumerate() {
             match loader.attachment(a, &config).await {
-                Ok(att) => global.push(att),
+                Ok(att) => {
+                    global.push(att);
+                    global_counters.push(counter(a, "*", i));
+                }
                 Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e)),
             }
         }
         let mut routes = Vec::with_capacity(config.routes.len());
         for (ri, r) in config.routes.iter().enumerate() {
             let mut items = global.clone();
+            let mut counters = global_counters.clone();
             for (pi, a) in r.plugins.iter().enumerate() {
                 match loader.attachment(a, &config).await {
-                    Ok(att) => items.push(att),
+                    Ok(att) => {
+                        items.push(att);
+                        counters.push(counter(a, &r.id, pi));
+                    }
                     Err(e) => {
                         errors.push(ConfigError::new(format!("routes[{ri}].plugins[{pi}]"), e))
                     }
@@ -187,7 +198,7 @@ impl Snapshot {
                 .iter()
                 .map(|a| metrics.plugin(&a.config().name, &r.id))
                 .collect();
-            let chain = Chain::new(items, plugin_metrics);
+            let chain = Chain::new(items, plugin_metrics, counters);
             routes.push(route(r, &services, chain, metrics.route(&r.id)));
         }
         if !errors.is_empty() {
@@ -196,9 +207,12 @@ impl Snapshot {
         if let Err(e) = runtime.use_redis(config.redis.as_ref()) {
             return Err(vec![ConfigError::new("redis", e)]);
         }
+        runtime.use_state_bounds(config.plugin_state);
+        let ingress = ingress(&config, &routes);
         Ok(Self {
             router,
             routes,
+            ingress,
             limits: config.limits,
             services,
             config: Arc::new(config),
@@ -317,19 +331,20 @@ impl<'a> Loader<'a> {
         cfg: &AttachmentConfig,
         config: &Config,
     ) -> Result<Arc<Attachment>, String> {
-        let path = match PluginRuntime::locate(&config.plugin_dir, &cfg.name) {
-            Ok(p) => p,
-            Err(_) if cfg.optional => {
-                tracing::info!(
-                    plugin = &*cfg.name,
-                    "optional plugin not present yet; serving without it"
-                );
-                let att = Arc::new(Attachment::new(cfg.clone(), None));
-                self.runtime.register(&att);
-                return Ok(att);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
+        let path =
+            match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
+                Ok(p) => p,
+                Err(_) if cfg.optional => {
+                    tracing::info!(
+                        plugin = &*cfg.name,
+                        "optional plugin not present yet; serving without it"
+                    );
+                    let att = Arc::new(Attachment::new(cfg.clone(), None));
+                    self.runtime.register(&att);
+                    return Ok(att);
+                }
+                Err(e) => return Err(e.to_string()),
+            };
         let rt = self.runtime.clone();
         let name = cfg.name.clone();
         let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
@@ -349,6 +364,37 @@ impl<'a> Loader<'a> {
         let att = Arc::new(Attachment::new(cfg.clone(), Some(pool)));
         self.runtime.register(&att);
         Ok(att)
+    }
+}
+
+/// An attachment's rate-limit namespace: the `counter` it shares on purpose,
+/// or its own place in the config (`<route>#<position>`; `*#<i>` for the
+/// global chain, one counter across routes as it is one attachment).
+fn counter(a: &AttachmentConfig, route: &str, position: usize) -> Arc<str> {
+    match &a.counter {
+        Some(name) => format!("counter:{name}").into(),
+        None => format!("{route}#{position}").into(),
+    }
+}
+
+/// The ingress rules: the config's, plus every identity header a plugin of
+/// this snapshot declared and every listener's client-certificate header.
+fn ingress(config: &Config, routes: &[Route]) -> Ingress {
+    let mut strip = config.strip_request_headers.clone();
+    let tls = config.listeners.iter().filter_map(|l| l.tls.as_ref());
+    strip.extend(tls.filter_map(|t| t.client_cert_header.clone()));
+    for r in routes {
+        for a in r.chain.items() {
+            if let Some(pool) = a.pool() {
+                strip.extend(pool.identity_headers().iter().cloned());
+            }
+        }
+    }
+    strip.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    strip.dedup();
+    Ingress {
+        escaped_slashes: config.escaped_slashes,
+        strip,
     }
 }
 

@@ -36,6 +36,9 @@ pub enum UpstreamError {
     /// The request body went past the listener's limit while streaming.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client stopped sending its request body (`body_read_timeout`).
+    #[error("request body read timed out")]
+    BodyTimeout,
     /// The connection failed after it was opened (reset, protocol error).
     #[error("upstream connection failed: {0}")]
     Failed(String),
@@ -126,7 +129,11 @@ impl Upstream {
                     let req = absolute(req, target);
                     match client.request(req).await {
                         Ok(resp) => Ok(resp.map(|b| Body::Upstream(Leased::unpooled(b)))),
-                        Err(e) if e.is_connect() && !is_too_large(&e) => {
+                        Err(e)
+                            if e.is_connect()
+                                && !is_too_large(&e)
+                                && !crate::body::is_timed_out(&e) =>
+                        {
                             Err(UpstreamError::Connect(error_chain(&e)))
                         }
                         Err(e) => Err(failed(&e)),
@@ -191,6 +198,8 @@ fn client_tls(tls: &UpstreamTls, https: bool) -> Result<ClientConfig, TlsError> 
 fn failed(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
     if is_too_large(e) {
         UpstreamError::BodyTooLarge
+    } else if crate::body::is_timed_out(e) {
+        UpstreamError::BodyTimeout
     } else {
         UpstreamError::Failed(error_chain(e))
     }

@@ -52,8 +52,8 @@ pub use response::Response;
 pub mod host {
     pub use crate::bindings::gatehouse::plugin::host::{
         Algorithm, Backend, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm,
-        counter_add, histogram_record, kv_delete, kv_get, kv_set, log, monotonic_ns, now_ms,
-        rate_limit, verify_signature,
+        counter_add, histogram_record, identity_header, kv_delete, kv_get, kv_set, log,
+        monotonic_ns, now_ms, rate_limit, verify_signature,
     };
 }
 
@@ -109,6 +109,13 @@ pub mod __private {
     use super::*;
     use std::sync::OnceLock;
 
+    /// A hook on an instance whose `init` never succeeded: trap, so that the
+    /// attachment's `on_error` decides (fail closed by default), instead of
+    /// letting the request through unchecked.
+    pub fn uninitialized() -> ! {
+        panic!("gatehouse plugin: hook called on an instance without a usable config")
+    }
+
     pub fn init<P: Plugin>(cell: &OnceLock<P>, config: String) -> Result<Features, String> {
         // The path (`limits[0].window`) tells the operator which key is wrong.
         let de = &mut serde_json::Deserializer::from_str(&config);
@@ -143,25 +150,25 @@ macro_rules! export_plugin {
             fn on_request(ctx: &$crate::Context, req: &$crate::Request) -> $crate::Action {
                 match __GATEHOUSE_PLUGIN.get() {
                     Some(p) => $crate::Plugin::on_request(p, ctx, req),
-                    None => $crate::Action::Continue,
+                    None => $crate::__private::uninitialized(),
                 }
             }
             fn on_request_body(ctx: &$crate::Context, req: &$crate::Request, body: ::std::vec::Vec<u8>) -> $crate::BodyAction {
                 match __GATEHOUSE_PLUGIN.get() {
                     Some(p) => $crate::Plugin::on_request_body(p, ctx, req, body),
-                    None => $crate::BodyAction::Continue,
+                    None => $crate::__private::uninitialized(),
                 }
             }
             fn on_response(ctx: &$crate::Context, req: &$crate::Request, resp: &$crate::ResponseHeadRef) -> $crate::ResponseAction {
                 match __GATEHOUSE_PLUGIN.get() {
                     Some(p) => $crate::Plugin::on_response(p, ctx, req, resp),
-                    None => $crate::ResponseAction::Continue,
+                    None => $crate::__private::uninitialized(),
                 }
             }
             fn on_response_body(ctx: &$crate::Context, resp: &$crate::ResponseHeadRef, body: ::std::vec::Vec<u8>) -> $crate::BodyAction {
                 match __GATEHOUSE_PLUGIN.get() {
                     Some(p) => $crate::Plugin::on_response_body(p, ctx, resp, body),
-                    None => $crate::BodyAction::Continue,
+                    None => $crate::__private::uninitialized(),
                 }
             }
         }

@@ -27,6 +27,16 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// A `Cookie` header value without cookie `name`; `None` when nothing is left.
+pub fn cookie_without(header: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.split_once('=').map_or(*c, |(k, _)| k) != name)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +57,10 @@ mod tests {
     fn cookies() {
         assert_eq!(cookie("a=1; token=abc.def; b=2", "token"), Some("abc.def"));
         assert_eq!(cookie("a=1", "token"), None);
+        assert_eq!(
+            cookie_without("a=1; token=abc.def; b=2", "token").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(cookie_without("token=x", "token"), None);
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::raw::{exchange, status_of};
 use crate::support::*;
 
 async fn gateway(up: &Upstream) -> TestGateway {
@@ -15,22 +16,6 @@ async fn gateway(up: &Upstream) -> TestGateway {
         up.url()
     ))
     .await
-}
-
-/// Sends `raw` and returns what the server answered before closing (or 3 s).
-async fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(raw).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_of(resp: &str) -> u16 {
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,7 +51,8 @@ async fn sigterm_drains_in_flight_requests() {
 async fn compiled_components_are_cached_and_cwasm_swaps_in() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
-    let gw = GatewayProcess::spawn(&tagged_route(&up), &[("tag", &a)]);
+    let yaml = format!("allow_precompiled: true\n{}", tagged_route(&up));
+    let gw = GatewayProcess::spawn(&yaml, &[("tag", &a)]);
     let cache: Vec<_> = std::fs::read_dir(gw.plugin_dir().join(".gatehouse-cache"))
         .expect("cache dir")
         .collect();

@@ -25,5 +25,6 @@ mod reload;
 mod resilience;
 mod routing;
 mod sandbox;
+mod security;
 mod streaming;
 mod tls;

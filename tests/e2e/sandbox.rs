@@ -82,6 +82,7 @@ fn kit_attachment(max_instances: usize, config: &str) -> gatehouse::config::Atta
         body_limit: 1 << 20,
         optional: false,
         allow_read: vec![],
+        counter: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn exchange() -> Box<gatehouse::plugin::Exchange> {
         },
         resp: None,
         response_headers: Vec::new(),
+        counter: "r#0".into(),
     })
 }
 

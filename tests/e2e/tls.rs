@@ -168,7 +168,7 @@ async fn mtls_required_refuses_clients_without_a_trusted_certificate() {
     let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         echoed["headers"]["x-client-cert"],
-        "Subject=\"CN=alice\";URI=spiffe://test/alice"
+        "Subject=\"CN=alice\";URI=\"spiffe://test/alice\""
     );
     assert_eq!(echoed["headers"]["x-seen-subject"], "CN=alice");
     // Without one, or with one from another CA: no request gets through.

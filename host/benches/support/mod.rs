@@ -43,6 +43,7 @@ pub fn attachment(name: &str, config: &str) -> AttachmentConfig {
         body_limit: 1 << 20,
         optional: false,
         allow_read: vec![],
+        counter: None,
     }
 }
 
@@ -69,5 +70,6 @@ pub fn exchange(headers: usize) -> Box<Exchange> {
         },
         resp: None,
         response_headers: Vec::new(),
+        counter: "r#0".into(),
     })
 }

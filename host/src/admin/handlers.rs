@@ -44,7 +44,19 @@ pub async fn dispatch(
             match n.parse().ok().and_then(|n| shared.versions.get(n)) {
                 Some(v) => {
                     write(shared, caller, |doc| {
+                        // Consumers and their keys stay as they are now: a
+                        // rollback must not bring back a key revoked since.
+                        let consumers = doc.get_mut("consumers").map(Value::take);
                         *doc = v.document;
+                        match (doc.as_object_mut(), consumers) {
+                            (Some(d), Some(c)) => {
+                                d.insert("consumers".into(), c);
+                            }
+                            (Some(d), None) => {
+                                d.remove("consumers");
+                            }
+                            (None, _) => {}
+                        }
                         Ok(())
                     })
                     .await
@@ -258,6 +270,15 @@ async fn attachments(
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        // The list may have changed since `index` was checked (a concurrent
+        // DELETE): check again under the control lock, which `write` holds.
+        let fits = index.is_none_or(|i| i < list.len() || method == "PUT" && i == list.len());
+        if !fits {
+            return Err(not_found(
+                "plugin attachment",
+                &index.unwrap_or(0).to_string(),
+            ));
+        }
         match (method, index) {
             ("POST", None) => list.push(item),
             ("PUT", Some(i)) if i == list.len() => list.push(item),

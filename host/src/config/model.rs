@@ -36,6 +36,36 @@ pub struct Config {
     pub tracing: Option<super::TracingConfig>,
     /// The admin listener (read at start).
     pub admin: Option<super::AdminConfig>,
+    /// What `%2F`, `%5C` and a backslash in a request path get (`path_normalization.escaped_slashes`).
+    pub escaped_slashes: crate::accept::EscapedSlashes,
+    /// Headers removed from every request before routing (`strip_request_headers`),
+    /// besides those plugins declare and the TLS client-certificate header.
+    pub strip_request_headers: Vec<HeaderName>,
+    /// Bounds on each plugin's host-side state (`plugin_state`).
+    pub plugin_state: PluginStateBounds,
+    /// Load `<name>.cwasm` (precompiled native code) from `plugin_dir`. Default false.
+    pub allow_precompiled: bool,
+}
+
+/// Bounds on what one plugin keeps in the host, per plugin name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginStateBounds {
+    /// Local rate-limit keys. Default 100,000.
+    pub rate_limit_keys: usize,
+    /// Key-value entries. Default 100,000.
+    pub kv_keys: usize,
+    /// Key-value bytes (keys + values). Default 64 MiB.
+    pub kv_bytes: usize,
+}
+
+impl Default for PluginStateBounds {
+    fn default() -> Self {
+        Self {
+            rate_limit_keys: crate::plugin::limiter::DEFAULT_MAX_KEYS,
+            kv_keys: crate::plugin::kv::DEFAULT_MAX_KEYS,
+            kv_bytes: crate::plugin::kv::DEFAULT_MAX_BYTES,
+        }
+    }
 }
 
 /// The Redis server shared by gateway nodes (distributed rate limits).
@@ -68,6 +98,21 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// How long in-flight requests may finish after SIGTERM. Default 30s.
     pub drain_timeout: Duration,
+    /// Longest wait for the next bytes of a request body; past it 408. Default 30s.
+    pub body_read_timeout: Duration,
+    /// A connection with no request for this long is closed (HTTP/2; HTTP/1.1
+    /// idle keep-alive ends at `header_read_timeout`). Default 3m.
+    pub idle_timeout: Duration,
+    /// HTTP/2 PING interval on idle connections. Default 30s.
+    pub h2_keepalive_interval: Duration,
+    /// An unanswered HTTP/2 PING closes the connection after this. Default 10s.
+    pub h2_keepalive_timeout: Duration,
+    /// Open connections per listener; beyond it new ones are closed at
+    /// accept. Default 10,000.
+    pub max_connections: usize,
+    /// Open connections per client address, over all listeners; `None`
+    /// (default): no per-address cap (clients behind one NAT share an address).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for Limits {
@@ -77,6 +122,12 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1 << 30,
             drain_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(180),
+            h2_keepalive_interval: Duration::from_secs(30),
+            h2_keepalive_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -267,6 +318,9 @@ pub struct AttachmentConfig {
     pub optional: bool,
     /// Host directories the plugin may read (read-only, preopened under the same path).
     pub allow_read: Vec<PathBuf>,
+    /// The rate-limit counter namespace shared on purpose (`counter:`); `None`:
+    /// the attachment counts on its own (route id and position).
+    pub counter: Option<Arc<str>>,
 }
 
 /// Default deadline per plugin call.

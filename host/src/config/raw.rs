@@ -68,6 +68,26 @@ pub struct RawConfig {
     pub tracing: Option<RawTracing>,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
+    pub path_normalization: Option<RawPathNormalization>,
+    pub plugin_state: Option<RawPluginState>,
+    #[serde(default)]
+    pub allow_precompiled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginState {
+    pub rate_limit_keys: Option<usize>,
+    pub kv_keys: Option<usize>,
+    pub kv_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPathNormalization {
+    pub escaped_slashes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +237,12 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_body_bytes: Option<u64>,
     pub drain_timeout: Option<Dur>,
+    pub body_read_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub h2_keepalive_interval: Option<Dur>,
+    pub h2_keepalive_timeout: Option<Dur>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +260,7 @@ pub struct RawAttachment {
     pub optional: bool,
     #[serde(default)]
     pub allow_read: Vec<PathBuf>,
+    pub counter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use super::model::*;
 use super::raw::*;
 
 mod edge;
+mod ingress;
 mod observe;
 
 /// Collects errors while walking the raw document.
@@ -104,6 +105,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
             &mut errs,
         );
     }
+    let escaped_slashes = ingress::escaped_slashes(raw.path_normalization.as_ref(), &mut errs);
+    let strip_request_headers = ingress::strip_headers(&raw.strip_request_headers, &mut errs);
+    let plugin_state = ingress::plugin_state(raw.plugin_state.as_ref(), &mut errs);
     if raw.workers == Some(0) {
         errs.push("workers", "must be at least 1");
     }
@@ -123,6 +127,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         access_log,
         tracing,
         admin,
+        escaped_slashes,
+        strip_request_headers,
+        plugin_state,
+        allow_precompiled: raw.allow_precompiled,
     })
 }
 
@@ -184,11 +192,49 @@ fn limits(l: &RawLimits, errs: &mut Errors) -> Limits {
     if max_header_bytes < 8192 {
         errs.push("limits.max_header_bytes", "must be at least 8192");
     }
+    let positive = |v: Option<super::duration::Dur>,
+                    default: Duration,
+                    key: &str,
+                    errs: &mut Errors| match v.map(|x| x.0) {
+        Some(x) if x.is_zero() => {
+            errs.push(format!("limits.{key}"), "must be more than 0");
+            default
+        }
+        Some(x) => x,
+        None => default,
+    };
+    if l.max_connections == Some(0) {
+        errs.push("limits.max_connections", "must be at least 1");
+    }
+    if l.max_connections_per_ip == Some(0) {
+        errs.push("limits.max_connections_per_ip", "must be at least 1");
+    }
     Limits {
         header_read_timeout: l.header_read_timeout.map_or(d.header_read_timeout, |x| x.0),
         max_header_bytes,
         max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
         drain_timeout: l.drain_timeout.map_or(d.drain_timeout, |x| x.0),
+        body_read_timeout: positive(
+            l.body_read_timeout,
+            d.body_read_timeout,
+            "body_read_timeout",
+            errs,
+        ),
+        idle_timeout: positive(l.idle_timeout, d.idle_timeout, "idle_timeout", errs),
+        h2_keepalive_interval: positive(
+            l.h2_keepalive_interval,
+            d.h2_keepalive_interval,
+            "h2_keepalive_interval",
+            errs,
+        ),
+        h2_keepalive_timeout: positive(
+            l.h2_keepalive_timeout,
+            d.h2_keepalive_timeout,
+            "h2_keepalive_timeout",
+            errs,
+        ),
+        max_connections: l.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_ip: l.max_connections_per_ip,
     }
 }
 
@@ -535,6 +581,7 @@ fn attachments(
                 body_limit: a.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
                 optional: a.optional,
                 allow_read: a.allow_read.iter().map(|d| base.join(d)).collect(),
+                counter: ingress::counter(a.counter.as_deref(), &p, errs),
             })
         })
         .collect()

@@ -210,6 +210,21 @@ pub fn render(shared: &Shared) -> String {
         "",
         m.connections_total.load(Ordering::Relaxed),
     );
+    o.family(
+        "gatehouse_connections_rejected_total",
+        "counter",
+        "Downstream connections closed at accept, by the cap they hit.",
+    );
+    for (reason, n) in [
+        ("max_connections", &m.connections_rejected_listener),
+        ("max_connections_per_ip", &m.connections_rejected_per_ip),
+    ] {
+        o.sample(
+            "gatehouse_connections_rejected_total",
+            &format!("reason=\"{reason}\""),
+            n.load(Ordering::Relaxed),
+        );
+    }
 
     let plugins = read(&m.plugins);
     let pr = |p: &str, r: &str| format!("plugin=\"{}\",route=\"{}\"", escape(p), escape(r));
@@ -278,6 +293,20 @@ pub fn render(shared: &Shared) -> String {
             o.sample(
                 "gatehouse_rate_limit_decisions_total",
                 &format!("plugin=\"{}\",decision=\"{d}\"", escape(p)),
+                n.load(Ordering::Relaxed),
+            );
+        }
+    }
+    o.family(
+        "gatehouse_plugin_state_evictions_total",
+        "counter",
+        "Entries evicted from a plugin's host-side state to stay within its bounds, by plugin and store (rate_limit, kv).",
+    );
+    for (p, l) in &read(&m.limits) {
+        for (store, n) in [("rate_limit", &l.evicted), ("kv", &l.kv_evicted)] {
+            o.sample(
+                "gatehouse_plugin_state_evictions_total",
+                &format!("plugin=\"{}\",store=\"{store}\"", escape(p)),
                 n.load(Ordering::Relaxed),
             );
         }

@@ -59,6 +59,7 @@ impl Attachment {
 pub struct Chain {
     items: Arc<[Arc<Attachment>]>,
     metrics: Arc<[Arc<PluginMetrics>]>,
+    counters: Arc<[Arc<str>]>,
 }
 
 /// A response a plugin produced.
@@ -102,12 +103,19 @@ pub enum BodyFlow {
 }
 
 impl Chain {
-    /// A chain of `items` in order; `metrics` holds one entry per item.
-    pub fn new(items: Vec<Arc<Attachment>>, metrics: Vec<Arc<PluginMetrics>>) -> Self {
+    /// A chain of `items` in order; `metrics` and `counters` (each
+    /// attachment's rate-limit namespace) hold one entry per item.
+    pub fn new(
+        items: Vec<Arc<Attachment>>,
+        metrics: Vec<Arc<PluginMetrics>>,
+        counters: Vec<Arc<str>>,
+    ) -> Self {
         debug_assert_eq!(items.len(), metrics.len());
+        debug_assert_eq!(items.len(), counters.len());
         Self {
             items: items.into(),
             metrics: metrics.into(),
+            counters: counters.into(),
         }
     }
 
@@ -126,6 +134,7 @@ impl Chain {
         ChainRun {
             pools: self.items.iter().map(|a| a.pool()).collect(),
             metrics: self.metrics.clone(),
+            counters: self.counters.clone(),
             ran: 0,
             calls: None,
         }
@@ -137,6 +146,7 @@ impl Chain {
 pub struct ChainRun {
     pools: Vec<Option<Arc<Pool>>>,
     metrics: Arc<[Arc<PluginMetrics>]>,
+    counters: Arc<[Arc<str>]>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
     /// Calls made, when the request is traced.
@@ -212,6 +222,7 @@ impl ChainRun {
             self.ran = i + 1;
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
+            ex.counter = self.counters[i].clone();
             let (back, result) = invoke(pool, m, &mut self.calls, ex, Call::Request).await;
             ex = back;
             match result {
@@ -245,15 +256,20 @@ impl ChainRun {
         let Self {
             pools,
             metrics,
+            counters,
             ran,
             calls,
         } = self;
-        let ran = pools[..*ran].iter().zip(metrics.iter());
-        for (pool, m) in ran.rev() {
+        let ran = pools[..*ran]
+            .iter()
+            .zip(metrics.iter())
+            .zip(counters.iter());
+        for ((pool, m), counter) in ran.rev() {
             let Some(pool) = pool else { continue };
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
+            ex.counter = counter.clone();
             let (back, result) = invoke(pool, m, calls, ex, Call::Response).await;
             ex = back;
             match result {
@@ -288,19 +304,22 @@ impl ChainRun {
         let Self {
             pools: all,
             metrics,
+            counters,
             calls,
             ..
         } = self;
-        let mut pools: Vec<(&Arc<Pool>, &Arc<PluginMetrics>)> = all[..upto]
+        let mut pools: Vec<(&Arc<Pool>, &Arc<PluginMetrics>, &Arc<str>)> = all[..upto]
             .iter()
             .zip(metrics.iter())
-            .filter_map(|(p, m)| Some((p.as_ref()?, m)))
-            .filter(|(p, _)| p.features().contains(f))
+            .zip(counters.iter())
+            .filter_map(|((p, m), c)| Some((p.as_ref()?, m, c)))
+            .filter(|(p, _, _)| p.features().contains(f))
             .collect();
         if reverse {
             pools.reverse();
         }
-        for (pool, m) in pools {
+        for (pool, m, counter) in pools {
+            ex.counter = counter.clone();
             let call = if reverse {
                 Call::ResponseBody(body.to_vec())
             } else {
@@ -362,6 +381,10 @@ async fn invoke(
     }
     let result = match result {
         Ok(outcome) => Ok(Some(outcome)),
+        // Every instance taken is load, not a broken plugin: skipping under
+        // `allow` would let a flood of requests past an auth or rate-limit
+        // plugin. It answers 503 `plugin_busy` whatever `on_error` says.
+        Err(e @ PluginError::Busy { .. }) => Err(e),
         Err(e) => match pool.config().on_error {
             OnError::Allow => {
                 tracing::warn!(plugin = &*pool.config().name, error = %e, "plugin failed; skipped (on_error: allow)");

@@ -336,12 +336,31 @@ impl host::Host for PluginState {
         self.shared.custom.histogram_record(&name, value);
     }
 
+    fn identity_header(&mut self, name: String) {
+        if self.exchange.is_some() {
+            return;
+        }
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) if !self.identity_headers.contains(&n) => self.identity_headers.push(n),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                plugin = &*self.shared.name,
+                header = name,
+                "plugin declared an invalid identity header; ignored"
+            ),
+        }
+    }
+
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
         self.shared.kv.get(&key)
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
-        self.shared.kv.set(key, value, ttl_ms);
+        let evicted = self.shared.kv.set(key, value, ttl_ms);
+        if evicted > 0 {
+            let m = &self.shared.limits.kv_evicted;
+            m.fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn kv_delete(&mut self, key: String) {
@@ -358,9 +377,25 @@ impl host::Host for PluginState {
         super::signature::verify(algorithm, &key, &message, &signature)
     }
 
-    async fn rate_limit(&mut self, req: host::LimitRequest) -> Result<host::LimitDecision, String> {
+    async fn rate_limit(
+        &mut self,
+        mut req: host::LimitRequest,
+    ) -> Result<host::LimitDecision, String> {
+        // The attachment's namespace first: a key can only name a counter of
+        // the attachment (or shared `counter`) making the call.
+        if let Some(ex) = &self.exchange {
+            req.key.insert(0, '|');
+            req.key.insert_str(0, &ex.counter);
+        }
         let decision = match req.backend {
-            host::Backend::Local => Ok(self.shared.rate.check(&req)),
+            host::Backend::Local => {
+                let (decision, evicted) = self.shared.rate.check(&req);
+                if evicted > 0 {
+                    let m = &self.shared.limits.evicted;
+                    m.fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(decision)
+            }
             host::Backend::Redis => match self.shared.redis.load_full() {
                 None => Err("backend `redis` needs `redis.url` in the gateway config".into()),
                 Some(redis) => redis.check(&self.shared.name, &req).await,

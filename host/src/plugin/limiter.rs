@@ -4,5 +4,5 @@
 pub mod local;
 pub mod redis;
 
-pub use local::RateLimiter;
+pub use local::{DEFAULT_MAX_KEYS, RateLimiter};
 pub use redis::RedisLimiter;

@@ -65,6 +65,8 @@ pub struct Pool {
     contended: AtomicBool,
     permits: Semaphore,
     features: Features,
+    /// Identity headers the plugin declared in `init`.
+    identity_headers: Vec<http::HeaderName>,
     /// Content hash of the component this pool runs (hex, for logs).
     pub version: Arc<str>,
     /// When this version was started (admin API).
@@ -101,11 +103,13 @@ impl Pool {
             preparing: AtomicBool::new(false),
             contended: AtomicBool::new(false),
             features: Features::empty(),
+            identity_headers: Vec::new(),
             version,
             loaded_at: std::time::SystemTime::now(),
         };
-        let (slot, features) = pool.instantiate().await?;
+        let (mut slot, features) = pool.instantiate().await?;
         pool.features = features;
+        pool.identity_headers = std::mem::take(&mut slot.store.data_mut().identity_headers);
         pool.idle
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,6 +120,11 @@ impl Pool {
     /// What the plugin asked for in `init`.
     pub fn features(&self) -> Features {
         self.features
+    }
+
+    /// The request headers the plugin declared as identity in `init`.
+    pub fn identity_headers(&self) -> &[http::HeaderName] {
+        &self.identity_headers
     }
 
     /// The attachment this pool serves.
@@ -180,15 +189,13 @@ impl Pool {
         let state = PluginState {
             wasi: wasi.build(),
             table: Default::default(),
-            limiter: MemoryLimiter {
-                cap: self.cfg.memory_limit,
-                peak: 0,
-            },
+            limiter: MemoryLimiter::new(self.cfg.memory_limit),
             deadline: Instant::now() + INIT_TIMEOUT,
             ticks: 0,
             tick_budget: ticks_for(INIT_TIMEOUT),
             exchange: None,
             names: Default::default(),
+            identity_headers: Vec::new(),
             shared: self.shared.clone(),
         };
         let mut store = Store::new(&self.engine, state);

@@ -58,6 +58,16 @@ pub enum LoadError {
         /// What wasmtime said.
         message: String,
     },
+    /// Only a `.cwasm` exists and the config does not allow precompiled plugins.
+    #[error(
+        "plugin `{name}`: {path} is precompiled native code; set `allow_precompiled: true` to load it, or provide {name}.wasm"
+    )]
+    Precompiled {
+        /// Plugin name.
+        name: String,
+        /// The `.cwasm` found.
+        path: String,
+    },
     /// Instantiation or `init` failed.
     #[error("plugin `{name}`: {message}")]
     Init {
@@ -82,6 +92,7 @@ pub struct PluginRuntime {
     linker: Linker<PluginState>,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
+    bounds: Mutex<crate::config::PluginStateBounds>,
     redis: Arc<ArcSwapOption<RedisLimiter>>,
     attachments: Mutex<Vec<Weak<Attachment>>>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -143,6 +154,7 @@ impl PluginRuntime {
             linker,
             compiled: Mutex::default(),
             shared: Mutex::default(),
+            bounds: Mutex::default(),
             redis: Arc::default(),
             attachments: Mutex::default(),
             metrics: Arc::default(),
@@ -161,15 +173,22 @@ impl PluginRuntime {
         &self.engine
     }
 
-    /// Finds `<name>.cwasm` or `<name>.wasm` in `dir` (the newer if both exist).
-    pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, LoadError> {
+    /// Finds `<name>.wasm` in `dir`, or with `allow_precompiled` also
+    /// `<name>.cwasm` (the newer if both exist). A `.cwasm` is native code that
+    /// runs outside the sandbox's checks, so it loads only when the operator
+    /// opted in.
+    pub fn locate(dir: &Path, name: &str, allow_precompiled: bool) -> Result<PathBuf, LoadError> {
         let wasm = dir.join(format!("{name}.wasm"));
         let cwasm = dir.join(format!("{name}.cwasm"));
         let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         match (mtime(&wasm), mtime(&cwasm)) {
-            (Some(w), Some(c)) => Ok(if c >= w { cwasm } else { wasm }),
-            (Some(_), None) => Ok(wasm),
-            (None, Some(_)) => Ok(cwasm),
+            (Some(w), Some(c)) if allow_precompiled => Ok(if c >= w { cwasm } else { wasm }),
+            (Some(_), _) => Ok(wasm),
+            (None, Some(_)) if allow_precompiled => Ok(cwasm),
+            (None, Some(_)) => Err(LoadError::Precompiled {
+                name: name.into(),
+                path: cwasm.display().to_string(),
+            }),
             (None, None) => Err(LoadError::Missing {
                 name: name.into(),
                 dir: dir.display().to_string(),
@@ -282,19 +301,34 @@ impl PluginRuntime {
 
     /// The state a plugin keeps across instances, routes and versions.
     pub fn shared(&self, name: &Arc<str>) -> Arc<PluginShared> {
+        let bounds = *self.bounds.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(name.clone())
             .or_insert_with(|| {
+                let kv = Kv::default();
+                kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
+                let rate = RateLimiter::default();
+                rate.set_max_keys(bounds.rate_limit_keys);
                 Arc::new(PluginShared {
                     name: name.clone(),
-                    kv: Arc::new(Kv::default()),
-                    rate: Arc::new(RateLimiter::default()),
+                    kv: Arc::new(kv),
+                    rate: Arc::new(rate),
                     redis: self.redis.clone(),
                     limits: self.metrics.limits(name),
                     custom: self.metrics.custom(name),
                 })
             })
             .clone()
+    }
+
+    /// Applies `plugin_state` bounds to every plugin's state, present and future.
+    pub fn use_state_bounds(&self, bounds: crate::config::PluginStateBounds) {
+        *self.bounds.lock().unwrap_or_else(|p| p.into_inner()) = bounds;
+        let map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        for s in map.values() {
+            s.kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
+            s.rate.set_max_keys(bounds.rate_limit_keys);
+        }
     }
 
     /// Points the Redis rate-limit backend at `config` (from a snapshot that is

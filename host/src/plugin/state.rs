@@ -32,27 +32,54 @@ pub struct PluginShared {
     pub custom: Arc<crate::metrics::PluginCustom>,
 }
 
-/// Refuses linear-memory growth past the attachment's cap and remembers the peak,
-/// so that an instance that grew large is recycled instead of reused.
+/// Refuses linear-memory growth past the attachment's cap, counting every
+/// linear memory of the instance together (a component holds several core
+/// modules, each may have its own), bounds how many tables, memories and
+/// instances one store may create, and remembers the peak, so that an
+/// instance that grew large is recycled instead of reused.
 #[derive(Debug)]
 pub struct MemoryLimiter {
-    /// Hard cap in bytes.
+    /// Hard cap in bytes, for all linear memories together.
     pub cap: usize,
-    /// Largest size any memory reached.
+    /// Bytes of linear memory the instance holds now.
+    pub used: usize,
+    /// The most `used` has been.
     pub peak: usize,
+}
+
+/// Core instances per store (Python components hold 14, QuickJS 8, Rust 3).
+pub const MAX_INSTANCES: usize = 64;
+/// Linear memories per store.
+pub const MAX_MEMORIES: usize = 32;
+/// Tables per store.
+pub const MAX_TABLES: usize = 64;
+/// Elements per table.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl MemoryLimiter {
+    /// A limiter for one instance with `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            used: 0,
+            peak: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        let total = (self.used - current.min(self.used)).saturating_add(desired);
+        if total > self.cap {
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.used = total;
+        self.peak = self.peak.max(total);
         Ok(true)
     }
 
@@ -62,7 +89,19 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -83,6 +122,8 @@ pub struct PluginState {
     pub(crate) exchange: Option<Box<Exchange>>,
     /// Header names this instance has set, parsed once.
     pub(crate) names: super::names::HeaderNames,
+    /// Identity headers the plugin declared in `init`.
+    pub(crate) identity_headers: Vec<http::HeaderName>,
     pub(crate) shared: Arc<PluginShared>,
 }
 
@@ -92,5 +133,30 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_count_together() {
+        let mut l = MemoryLimiter::new(10 << 20);
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(
+            l.memory_growing(0, 4 << 20, None).unwrap(),
+            "a second memory"
+        );
+        assert!(
+            !l.memory_growing(0, 4 << 20, None).unwrap(),
+            "a third is over the cap"
+        );
+        assert!(
+            l.memory_growing(4 << 20, 6 << 20, None).unwrap(),
+            "growing one by 2 MiB fits"
+        );
+        assert!(!l.memory_growing(6 << 20, 7 << 20, None).unwrap());
+        assert_eq!(l.peak, 10 << 20);
     }
 }

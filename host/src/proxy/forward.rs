@@ -140,6 +140,7 @@ async fn replayable(body: Body, max: usize) -> Result<Result<Bytes, Body>, Gatew
             match Limited::new(body, max).collect().await {
                 Ok(c) => Ok(Ok(c.to_bytes())),
                 Err(e) if crate::body::is_too_large(&*e) => Err(GatewayError::PayloadTooLarge),
+                Err(e) if crate::body::is_timed_out(&*e) => Err(GatewayError::BodyTimeout),
                 Err(_) => Err(GatewayError::BadRequest("request body could not be read")),
             }
         }
@@ -250,7 +251,7 @@ impl<'a> Try<'a> {
         let outcome = match &result {
             Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),
             Ok(_) => Some(Outcome::Success),
-            Err(UpstreamError::BodyTooLarge) => None,
+            Err(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => None,
             Err(_) => Some(Outcome::Failure),
         };
         if let Some(outcome) = outcome {

@@ -76,6 +76,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// proxy added) past every trusted hop; the first untrusted address is the
 /// client. Entries left of it were written by the client and are never believed.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if trusted.is_empty() || !is_trusted(&peer) {
         return peer;
@@ -86,7 +88,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
             return client;
         };
         for entry in list.rsplit(',') {
-            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            let Some(ip) = forwarded_ip(entry.trim()) else {
                 return client;
             };
             client = ip;
@@ -96,6 +98,29 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443` (proxies write all of these).
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        return port_ok
+            .then(|| ip.parse::<std::net::Ipv6Addr>().ok())
+            .flatten()
+            .map(IpAddr::V6);
+    }
+    entry
+        .parse::<std::net::SocketAddrV4>()
+        .ok()
+        .map(|a| IpAddr::V4(*a.ip()))
 }
 
 /// The peer address as a header value, made once per connection (it is what
@@ -262,6 +287,51 @@ mod tests {
             client_ip(peer, &h, &trusted),
             "10.1.1.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn mapped_peers_and_entries_with_ports_are_understood() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7:5678"),
+        );
+        assert_eq!(
+            client_ip(mapped, &h, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("[2001:db8::1]:443, 10.1.1.1:80"),
+        );
+        assert_eq!(
+            client_ip(mapped, &h, &trusted),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("[2001:db8::2]"));
+        assert_eq!(
+            client_ip(mapped, &h, &trusted),
+            "2001:db8::2".parse::<IpAddr>().unwrap()
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("::ffff:198.51.100.9"),
+        );
+        assert_eq!(
+            client_ip(mapped, &h, &trusted),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        // An untrusted mapped peer is reported in its IPv4 form.
+        let outsider: IpAddr = "::ffff:198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_ip(outsider, &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        for junk in ["[2001:db8::1", "[2001:db8::1]:x", "1.2.3.4:", "host:80"] {
+            assert_eq!(forwarded_ip(junk), None, "{junk}");
+        }
     }
 
     #[test]

@@ -170,6 +170,7 @@ async fn run_chain(
         req: head,
         resp: None,
         response_headers: Vec::new(),
+        counter: route.id.clone(),
     });
     let (mut ex, flow) = run.on_request(ex).await;
     if trail.reports() {
@@ -187,6 +188,12 @@ async fn run_chain(
             match body {
                 Err(r) => Answer::Plugin(r),
                 Ok(body) => {
+                    if run.response_body_limit().is_some() {
+                        // A body hook edits what it can read: ask the upstream
+                        // for an uncompressed answer rather than let a
+                        // compressed one pass unedited.
+                        ex.req.headers.remove(header::ACCEPT_ENCODING);
+                    }
                     let req = if run.wants_response() {
                         ex.req.clone()
                     } else {
@@ -270,6 +277,7 @@ async fn request_body(
     };
     let bytes = collect(body, limit).await.map_err(|e| match e {
         CollectError::TooLarge => GatewayError::Plugin(PluginError::BodyTooLarge(limit)),
+        CollectError::TimedOut => GatewayError::BodyTimeout,
         CollectError::Stream(m) => GatewayError::Plugin(PluginError::Body(m)),
     })?;
     let (mut ex, flow) = run.on_request_body(ex, bytes).await;
@@ -296,6 +304,7 @@ fn replaced(resp: &mut Option<ResponseHead>, b: Bytes) -> Body {
 
 enum CollectError {
     TooLarge,
+    TimedOut,
     Stream(String),
 }
 
@@ -309,6 +318,7 @@ async fn collect(body: Body, limit: usize) -> Result<Bytes, CollectError> {
             Err(CollectError::TooLarge)
         }
         Err(e) if crate::body::is_too_large(&*e) => Err(CollectError::TooLarge),
+        Err(e) if crate::body::is_timed_out(&*e) => Err(CollectError::TimedOut),
         Err(e) => Err(CollectError::Stream(e.to_string())),
     }
 }

@@ -46,19 +46,32 @@ impl PeerIdentity {
     }
 
     /// The forwarded header's value, in the shape of Envoy's
-    /// `x-forwarded-client-cert`: `Subject="...";DNS=a;URI=b`.
+    /// `x-forwarded-client-cert`: `Subject="...";DNS="a";URI="b"`. Every value
+    /// is quoted, with `"` and `\` escaped, so that a subject or SAN holding
+    /// `;`, `,`, `=` or `"` cannot add a field or an element of its own.
     pub fn header_value(&self) -> Option<HeaderValue> {
-        let mut v = format!("Subject=\"{}\"", self.subject.replace('"', "\\\""));
+        let mut v = String::with_capacity(64);
+        push_field(&mut v, "Subject", &self.subject);
         for san in &self.sans {
             if let Some((kind, value)) = san.split_once(':') {
                 v.push(';');
-                v.push_str(kind);
-                v.push('=');
-                v.push_str(value);
+                push_field(&mut v, kind, value);
             }
         }
         HeaderValue::from_str(&v).ok()
     }
+}
+
+fn push_field(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push_str("=\"");
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 fn ip(bytes: &[u8]) -> Option<std::net::IpAddr> {
@@ -66,5 +79,23 @@ fn ip(bytes: &[u8]) -> Option<std::net::IpAddr> {
         4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
         16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_quoted_and_escaped() {
+        let id = PeerIdentity {
+            subject: "CN=a\";URI=spiffe://evil,O=x".into(),
+            sans: vec!["URI:spiffe://t/a;DNS=evil".into(), "DNS:b\\\"c".into()],
+        };
+        let v = id.header_value().unwrap();
+        assert_eq!(
+            v.to_str().unwrap(),
+            r#"Subject="CN=a\";URI=spiffe://evil,O=x";URI="spiffe://t/a;DNS=evil";DNS="b\\\"c""#
+        );
     }
 }

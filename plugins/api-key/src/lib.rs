@@ -88,13 +88,18 @@ impl Plugin for ApiKey {
             .enumerate()
             .map(|(i, k)| key(k).map_err(|e| format!("keys[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let upstream_headers = c
+            .upstream_headers
+            .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())]));
+        // The gateway strips these from every request on every route.
+        for header in upstream_headers.values() {
+            host::identity_header(header);
+        }
         Ok(ApiKey {
             header: c.header.unwrap_or_else(|| "x-api-key".into()),
             query: c.query,
             keys,
-            upstream_headers: c
-                .upstream_headers
-                .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())])),
+            upstream_headers,
         })
     }
 

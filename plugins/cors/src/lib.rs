@@ -45,6 +45,11 @@ impl Origin {
         if s == "*" {
             return Ok(Self::Any);
         }
+        // Sandboxed iframes, `file:` pages and some redirects send `Origin:
+        // null`; any page can make itself one, so it is allowed only by name.
+        if s == "null" {
+            return Ok(Self::Exact(s.into()));
+        }
         let Some((scheme, host)) = s.split_once("://") else {
             return Err(format!(
                 "origin `{s}` needs a scheme, like https://app.example.com"
@@ -65,7 +70,7 @@ impl Origin {
 
     fn matches(&self, origin: &str) -> bool {
         match self {
-            Self::Any => true,
+            Self::Any => origin != "null",
             Self::Exact(o) => o.eq_ignore_ascii_case(origin),
             Self::Subdomains { scheme, suffix } => {
                 let o = origin.to_ascii_lowercase();
@@ -93,14 +98,11 @@ impl Cors {
         self.origins.iter().any(|o| o.matches(origin))
     }
 
-    /// The `Access-Control-Allow-Origin` value: `*` only for any-origin
-    /// without credentials; otherwise the origin itself (hence `Vary: Origin`).
+    /// The `Access-Control-Allow-Origin` value: `*` for any-origin (never
+    /// with credentials: a config error); otherwise the origin itself (hence
+    /// `Vary: Origin`).
     fn allow_origin<'a>(&self, origin: &'a str) -> &'a str {
-        if self.any && !self.credentials {
-            "*"
-        } else {
-            origin
-        }
+        if self.any { "*" } else { origin }
     }
 
     fn preflight(&self, req: &Request, origin: &str) -> Response {
@@ -146,6 +148,14 @@ impl Plugin for Cors {
             .iter()
             .map(|o| Origin::parse(o))
             .collect::<Result<Vec<_>, _>>()?;
+        let any = origins.iter().any(|o| matches!(o, Origin::Any));
+        if any && c.credentials {
+            // Browsers refuse `*` with credentials; reflecting every origin
+            // instead would hand any site the user's cookies.
+            return Err(
+                "`origins: [\"*\"]` cannot be combined with `credentials: true`: list the origins that may send credentials".into(),
+            );
+        }
         let methods: Vec<String> = if c.methods.is_empty() {
             vec!["GET".into(), "HEAD".into(), "POST".into()]
         } else {
@@ -153,7 +163,7 @@ impl Plugin for Cors {
         };
         let join = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
         Ok(Cors {
-            any: origins.iter().any(|o| matches!(o, Origin::Any)),
+            any,
             origins,
             methods_value: methods.join(", "),
             methods,
@@ -219,6 +229,11 @@ mod tests {
         );
         assert!(Origin::parse("app.example.com").is_err());
         assert!(Origin::parse("https://a*.example.com").is_err());
+        assert!(
+            !Origin::parse("*").unwrap().matches("null"),
+            "null only by name"
+        );
+        assert!(Origin::parse("null").unwrap().matches("null"));
     }
 }
 

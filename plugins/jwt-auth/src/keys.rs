@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{AlgorithmFamily, DecodingKey};
 
 /// One usable key.
 pub struct Key {
@@ -13,6 +13,8 @@ pub struct Key {
     pub kid: Option<String>,
     /// The decoding key (knows its family: HMAC, RSA, EC, Ed).
     pub key: DecodingKey,
+    /// The one algorithm a JWK's `alg` allows it for (`None`: any of its family).
+    pub alg: Option<jsonwebtoken::Algorithm>,
 }
 
 /// Parses a PEM public key of any supported family.
@@ -25,22 +27,43 @@ pub fn from_pem(pem: &str) -> Result<DecodingKey, String> {
 }
 
 /// Parses a JWKS document; keys of unsupported types are an error, not skipped,
-/// so that a typo cannot silently disable a key.
+/// so that a typo cannot silently disable a key. Keys published for
+/// encryption (`"use": "enc"`, or `key_ops` without `verify`) are left out:
+/// they never verify a signature (RFC 7517 §4.2, §4.3). A key's `alg`
+/// restricts it to that algorithm (§4.4).
 pub fn from_jwks(text: &str) -> Result<Vec<Key>, String> {
+    use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
     let set: JwkSet =
         serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
-    set.keys
-        .iter()
-        .map(|jwk| {
-            let kid = jwk.common.key_id.clone();
-            DecodingKey::from_jwk(jwk)
-                .map(|key| Key {
-                    kid: kid.clone(),
-                    key,
-                })
-                .map_err(|e| format!("JWKS key {}: {e}", kid.as_deref().unwrap_or("without kid")))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(set.keys.len());
+    for jwk in &set.keys {
+        let kid = jwk.common.key_id.clone();
+        let name = || kid.clone().unwrap_or_else(|| "without kid".into());
+        let for_signatures = match &jwk.common.public_key_use {
+            None | Some(PublicKeyUse::Signature) => true,
+            Some(_) => false,
+        };
+        let verifies = jwk
+            .common
+            .key_operations
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|o| matches!(o, KeyOperations::Verify)));
+        if !for_signatures || !verifies {
+            continue;
+        }
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => Some(jsonwebtoken::Algorithm::try_from(a).map_err(|_| {
+                format!(
+                    "JWKS key {}: `alg` {a} is not a signature algorithm",
+                    name()
+                )
+            })?),
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {}: {e}", name()))?;
+        out.push(Key { kid, key, alg });
+    }
+    Ok(out)
 }
 
 /// A JWKS file and what was last read from it.
@@ -113,7 +136,8 @@ fn read(path: &str) -> Result<(Vec<Key>, Stamp), String> {
     Ok((from_jwks(&text)?, stamp))
 }
 
-/// Whether `key` can verify tokens of `family`.
-pub fn fits(key: &Key, family: AlgorithmFamily) -> bool {
-    key.key.family() == family
+/// Whether `key` can verify tokens of `alg`: its family, and its JWK `alg`
+/// when it has one.
+pub fn fits(key: &Key, alg: jsonwebtoken::Algorithm) -> bool {
+    key.key.family() == alg.family() && key.alg.is_none_or(|a| a == alg)
 }

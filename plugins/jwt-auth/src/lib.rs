@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cache::{Attributes, TokenCache};
 use config::{ClaimNames, Config, TokenSource};
-use gatehouse_plugin_sdk::params::{cookie, query_param, query_without};
+use gatehouse_plugin_sdk::params::{cookie, cookie_without, query_param, query_without};
 use gatehouse_plugin_sdk::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keys::{JwksFile, Key};
@@ -37,7 +37,7 @@ struct JwtAuth {
 /// Where the token was found, so that it can be removed before the upstream.
 enum Found {
     Header(String),
-    Cookie,
+    Cookie(String),
     Query(String),
 }
 
@@ -66,6 +66,7 @@ impl Plugin for JwtAuth {
             keys.push(Key {
                 kid: None,
                 key: keys::from_pem(pem)?,
+                alg: None,
             });
         }
         for (i, k) in c.keys.iter().enumerate() {
@@ -74,6 +75,7 @@ impl Plugin for JwtAuth {
                 (None, Some(pem)) => Key {
                     kid: k.kid.clone(),
                     key: keys::from_pem(pem).map_err(|e| format!("keys[{i}]: {e}"))?,
+                    alg: None,
                 },
                 _ => {
                     return Err(format!(
@@ -129,6 +131,10 @@ impl Plugin for JwtAuth {
             .upstream_headers
             .clone()
             .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())]));
+        // The gateway strips these from every request on every route.
+        for header in upstream_headers.values() {
+            host::identity_header(header);
+        }
         Ok(JwtAuth {
             verifier: Verifier {
                 algorithms,
@@ -176,7 +182,18 @@ impl Plugin for JwtAuth {
                     let rest = req.query().and_then(|q| query_without(&q, &name));
                     let _ = req.set_query(rest.as_deref());
                 }
-                Found::Cookie => {}
+                Found::Cookie(name) => {
+                    let kept: Vec<String> = req
+                        .header_all("cookie")
+                        .iter()
+                        .filter_map(|c| std::str::from_utf8(c).ok())
+                        .filter_map(|c| cookie_without(c, &name))
+                        .collect();
+                    req.remove_header("cookie");
+                    for c in kept {
+                        req.append_header("cookie", c.as_bytes());
+                    }
+                }
             }
         }
         Action::Continue
@@ -221,7 +238,7 @@ impl JwtAuth {
                 .filter_map(|c| std::str::from_utf8(c).ok())
                 .find_map(|c| cookie(c, name).map(str::to_string))
         {
-            return Some((v, Found::Cookie));
+            return Some((v, Found::Cookie(name.clone())));
         }
         if let Some(name) = &s.query
             && let Some(v) = req
@@ -246,6 +263,7 @@ fn secret_key(kid: Option<String>, secret: &str) -> Result<Key, String> {
     Ok(Key {
         kid,
         key: DecodingKey::from_secret(secret.as_bytes()),
+        alg: None,
     })
 }
 

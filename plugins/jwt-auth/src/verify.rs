@@ -21,6 +21,9 @@ pub enum Failure {
     Malformed(&'static str),
     /// `alg` not in the allow-list (including `none`).
     AlgorithmNotAllowed,
+    /// A `crit` header names extensions this verifier does not implement
+    /// (it implements none; RFC 7515 §4.1.11).
+    UnsupportedCritical,
     /// `kid` names no configured key.
     UnknownKid,
     /// No configured key of the token's algorithm family.
@@ -49,6 +52,7 @@ impl Failure {
             Self::TooLarge => "token too large".into(),
             Self::Malformed(why) => format!("malformed token: {why}"),
             Self::AlgorithmNotAllowed => "algorithm not allowed".into(),
+            Self::UnsupportedCritical => "unsupported critical header".into(),
             Self::UnknownKid => "unknown key id".into(),
             Self::NoKey => "no key for this algorithm".into(),
             Self::BadSignature => "invalid signature".into(),
@@ -111,6 +115,12 @@ impl Verifier {
             .ok()
             .filter(|a| self.algorithms.contains(a))
             .ok_or(Failure::AlgorithmNotAllowed)?;
+        // No extension is implemented, so any `crit` must be refused. `jku`,
+        // `x5u`, `jwk` and `x5c` are never read: a key comes only from the
+        // config, never from the token that it is supposed to verify.
+        if head.get("crit").is_some() {
+            return Err(Failure::UnsupportedCritical);
+        }
         let kid = head.get("kid").and_then(Value::as_str);
 
         let mut validation = self.validation.clone();
@@ -134,9 +144,8 @@ impl Verifier {
         validation: &Validation,
         file_keys: Option<&Vec<Key>>,
     ) -> Result<Map<String, Value>, Failure> {
-        let family = alg.family();
         let all = self.keys.iter().chain(file_keys.into_iter().flatten());
-        let fitting: Vec<&Key> = all.filter(|k| fits(k, family)).collect();
+        let fitting: Vec<&Key> = all.filter(|k| fits(k, alg)).collect();
         // A token's kid picks the key of that kid; keys configured without a
         // kid (a single `secret` or `public_key`) answer to any kid.
         let candidates: Vec<&Key> = match kid {

@@ -20,6 +20,15 @@ pub struct Config {
     pub on_backend_error: OnBackendError,
     /// Every limit is checked; the first to deny answers.
     pub limits: Vec<Limit>,
+    /// IPv6 clients are counted by this prefix (default 64: one counter per
+    /// /64, since a single host is commonly given a whole /64 and could
+    /// otherwise mint a fresh key per request). 128 counts each address.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 
 /// Limiting algorithm.
@@ -104,18 +113,31 @@ impl Config {
             if l.limit.is_none() && l.tiers.is_empty() {
                 return Err(format!("limits[{i}]: set `limit`, `tiers`, or both"));
             }
+            // A request without a tier (or with an unlisted one) must still be
+            // limited: fail closed, never unlimited.
+            if l.limit.is_none() && !l.tiers.contains_key("default") {
+                return Err(format!(
+                    "limits[{i}]: `tiers` without `limit` needs a `default` tier for requests without a known tier"
+                ));
+            }
             if l.limit == Some(0) || l.tiers.values().any(|&v| v == 0) {
                 return Err(format!("limits[{i}]: limits must be at least 1"));
             }
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err("`ipv6_prefix` must be between 1 and 128".into());
         }
         Ok(())
     }
 }
 
 impl Limit {
-    /// The limit for a request of `tier` (`None`: this limit does not apply).
+    /// The limit for a request of `tier`: its tier's, else `limit`, else the
+    /// `default` tier (validation guarantees one of the last two).
     pub fn limit_for(&self, tier: Option<&str>) -> Option<u32> {
-        tier.and_then(|t| self.tiers.get(t).copied()).or(self.limit)
+        tier.and_then(|t| self.tiers.get(t).copied())
+            .or(self.limit)
+            .or_else(|| self.tiers.get("default").copied())
     }
 
     /// The name shown in headers.
@@ -188,6 +210,28 @@ pub fn parse_window(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiers_without_a_default_are_refused() {
+        let parse = |j: &str| serde_json::from_str::<Config>(j).unwrap().validate();
+        let err = parse(r#"{"limits":[{"scope":"consumer","window":"1m","tiers":{"free":5}}]}"#);
+        assert!(err.unwrap_err().contains("default"));
+        let c: Config = serde_json::from_str(
+            r#"{"limits":[{"scope":"consumer","window":"1m","tiers":{"free":5,"default":2}}]}"#,
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.limits[0].limit_for(None), Some(2));
+        assert_eq!(c.limits[0].limit_for(Some("gold")), Some(2));
+        assert_eq!(c.limits[0].limit_for(Some("free")), Some(5));
+        let with_limit =
+            r#"{"limits":[{"scope":"ip","window":"1m","limit":9,"tiers":{"free":5}}]}"#;
+        assert!(parse(with_limit).is_ok());
+        assert!(
+            parse(r#"{"ipv6_prefix":0,"limits":[{"scope":"ip","window":"1m","limit":1}]}"#)
+                .is_err()
+        );
+    }
 
     #[test]
     fn windows_and_scopes_parse() {

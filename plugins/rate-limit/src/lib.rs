@@ -51,7 +51,7 @@ impl Plugin for RateLimit {
                 continue;
             };
             let request = LimitRequest {
-                key: key_for(i, &limit.scope, ctx, req),
+                key: key_for(i, &limit.scope, self.config.ipv6_prefix, ctx, req),
                 algorithm: self.config.algorithm.into(),
                 backend: self.config.backend.into(),
                 limit: max,
@@ -103,23 +103,23 @@ impl Plugin for RateLimit {
 /// The counter key for one request: the limit's index, then the scope's parts,
 /// joined with `|`. A consumer scope without an authenticated consumer falls
 /// back to the client IP, so anonymous traffic is never unlimited.
-fn key_for(i: usize, scope: &[Scope], ctx: &Context, req: &Request) -> String {
+fn key_for(i: usize, scope: &[Scope], v6: u8, ctx: &Context, req: &Request) -> String {
     let mut key = String::with_capacity(48);
     push_u64(&mut key, i as u64);
     for s in scope {
         key.push('|');
         match s {
-            Scope::Ip => push_ip(&mut key, ctx),
+            Scope::Ip => push_ip(&mut key, v6, ctx),
             Scope::Consumer => match ctx.attribute("consumer") {
                 Some(c) => push2(&mut key, "consumer:", &c),
-                None => push_ip(&mut key, ctx),
+                None => push_ip(&mut key, v6, ctx),
             },
             Scope::ApiKey => match ctx
                 .attribute("api_key_id")
                 .or_else(|| ctx.attribute("consumer"))
             {
                 Some(k) => push2(&mut key, "key:", &k),
-                None => push_ip(&mut key, ctx),
+                None => push_ip(&mut key, v6, ctx),
             },
             Scope::Route => push2(&mut key, "route:", &ctx.route_id()),
             Scope::Header(h) => {
@@ -132,8 +132,22 @@ fn key_for(i: usize, scope: &[Scope], ctx: &Context, req: &Request) -> String {
     key
 }
 
-fn push_ip(key: &mut String, ctx: &Context) {
-    push2(key, "ip:", &ctx.client_ip());
+fn push_ip(key: &mut String, v6: u8, ctx: &Context) {
+    let ip = ctx.client_ip();
+    key.push_str("ip:");
+    match ip.parse::<std::net::Ipv6Addr>() {
+        Ok(addr) if v6 < 128 && addr.to_ipv4_mapped().is_none() => push_v6_prefix(key, addr, v6),
+        _ => key.push_str(&ip),
+    }
+}
+
+/// `addr` masked to its first `bits` bits, then `/bits`.
+fn push_v6_prefix(key: &mut String, addr: std::net::Ipv6Addr, bits: u8) {
+    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+    let net = std::net::Ipv6Addr::from(u128::from(addr) & mask);
+    key.push_str(&net.to_string());
+    key.push('/');
+    push_u64(key, u64::from(bits));
 }
 
 fn push2(key: &mut String, prefix: &str, value: &str) {
@@ -226,6 +240,19 @@ mod tests {
         assert_eq!(h[3], ("x-ratelimit-remaining", "42".to_string()));
         assert_eq!(h[4], ("x-ratelimit-reset", "2".to_string()));
         assert_eq!(h[2], ("x-ratelimit-limit", "100".to_string()));
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_prefix() {
+        let key = |ip: &str, bits| {
+            let mut k = String::new();
+            push_v6_prefix(&mut k, ip.parse().unwrap(), bits);
+            k
+        };
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9", 64), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9", 48), "2001:db8:1::/48");
+        assert_eq!(key("2001:db8::1", 1), "::/1");
     }
 
     #[test]

@@ -206,18 +206,29 @@ impl Plugin for Transform {
     }
 
     fn on_request_body(&self, ctx: &Context, req: &Request, body: Vec<u8>) -> BodyAction {
+        // Fail closed: a body the configured edits cannot be applied to is
+        // refused, never forwarded unedited (a removed field would reach the
+        // upstream). Only an empty body has nothing to edit.
+        if body.is_empty() {
+            return BodyAction::Continue;
+        }
+        let encoded = req
+            .header_str("content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         let is_json = req
             .header_str("content-type")
             .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        if !is_json {
-            return BodyAction::Continue;
+        if encoded || !is_json {
+            return refuse(
+                ctx,
+                415,
+                "the body edits of this route need an uncompressed JSON body",
+            );
         }
-        let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
-            return BodyAction::Continue;
+        let doc = serde_json::from_slice::<Value>(&body);
+        let Ok(mut doc @ Value::Object(_)) = doc else {
+            return refuse(ctx, 400, "the body is not a JSON object");
         };
-        if !doc.is_object() {
-            return BodyAction::Continue;
-        }
         for path in &self.body_remove {
             remove_field(&mut doc, path);
         }
@@ -230,9 +241,18 @@ impl Plugin for Transform {
         }
         match serde_json::to_vec(&doc) {
             Ok(bytes) => BodyAction::Replace(bytes),
-            Err(_) => BodyAction::Continue,
+            Err(_) => refuse(ctx, 400, "the edited body could not be written"),
         }
     }
+}
+
+fn refuse(ctx: &Context, status: u16, message: &str) -> BodyAction {
+    let body = serde_json::json!({
+        "error": "request_transform_failed",
+        "message": message,
+        "request_id": ctx.request_id(),
+    });
+    Response::json(status, &body).into()
 }
 
 fn set_field(doc: &mut Value, path: &[String], value: Value) {

@@ -57,15 +57,30 @@ impl RequestValidator {
     }
 }
 
-/// `a=1&b=x%20y` as `{"a": "1", "b": "x y"}` (the first value of a repeated name).
-fn query_object(query: &str) -> Value {
-    let mut map = Map::new();
+/// `a=1&b=x%20y` as `{"a": "1", "b": "x y"}`: the first value of each name,
+/// then one more object per further value of a repeated name (that value in
+/// place of the first), so that every value is validated. An upstream that
+/// reads the last value of `?a=ok&a=<attack>` must not get one unchecked.
+fn query_objects(query: &str) -> Vec<Value> {
+    let mut first = Map::new();
+    let mut extra: Vec<(String, String)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.entry(decode(k))
-            .or_insert_with(|| Value::String(decode(v)));
+        let (k, v) = (decode(k), decode(v));
+        if first.contains_key(&k) {
+            extra.push((k, v));
+        } else {
+            first.insert(k, Value::String(v));
+        }
     }
-    Value::Object(map)
+    let mut out = Vec::with_capacity(1 + extra.len());
+    for (k, v) in extra {
+        let mut o = first.clone();
+        o.insert(k, Value::String(v));
+        out.push(Value::Object(o));
+    }
+    out.insert(0, Value::Object(first));
+    out
 }
 
 fn decode(s: &str) -> String {
@@ -124,8 +139,14 @@ impl Plugin for RequestValidator {
 
     fn on_request(&self, ctx: &Context, req: &Request) -> Action {
         if let Some(v) = &self.query {
-            let q = query_object(&req.query().unwrap_or_default());
-            let errors = self.errors(v, &q, "query");
+            let mut errors = Vec::new();
+            for q in query_objects(&req.query().unwrap_or_default()) {
+                for e in self.errors(v, &q, "query") {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
             if !errors.is_empty() {
                 return Self::invalid(ctx, errors).into();
             }
@@ -167,8 +188,11 @@ mod tests {
     #[test]
     fn query_strings_become_objects() {
         assert_eq!(
-            query_object("a=1&b=x%20y+z&a=2&flag"),
-            serde_json::json!({ "a": "1", "b": "x y z", "flag": "" })
+            query_objects("a=1&b=x%20y+z&a=2&flag"),
+            vec![
+                serde_json::json!({ "a": "1", "b": "x y z", "flag": "" }),
+                serde_json::json!({ "a": "2", "b": "x y z", "flag": "" }),
+            ]
         );
         assert_eq!(decode("100%"), "100%");
     }

@@ -1,7 +1,8 @@
 //! `response-transform`: edits the response before the client sees it —
 //! headers (remove, set, add; e.g. drop `server`, add security headers) and
 //! fields of JSON bodies (an allow-list or a deny-list of top-level fields,
-//! renames). Non-JSON bodies pass untouched.
+//! renames). With JSON edits configured, a body that cannot be edited
+//! (another type, compressed, malformed, not an object) becomes a 502.
 
 use std::collections::BTreeMap;
 
@@ -93,20 +94,23 @@ impl Plugin for Transform {
         ResponseAction::Continue
     }
 
-    fn on_response_body(
-        &self,
-        _ctx: &Context,
-        resp: &ResponseHeadRef,
-        body: Vec<u8>,
-    ) -> BodyAction {
+    fn on_response_body(&self, ctx: &Context, resp: &ResponseHeadRef, body: Vec<u8>) -> BodyAction {
+        // Fail closed: the fields `deny` hides must never reach the client
+        // because the body came compressed, in another type or malformed.
+        if body.is_empty() {
+            return BodyAction::Continue;
+        }
+        let encoded = resp
+            .header_str("content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         let is_json = resp
             .header_str("content-type")
             .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        if !is_json {
-            return BodyAction::Continue;
+        if encoded || !is_json {
+            return failed(ctx);
         }
         let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) else {
-            return BodyAction::Continue;
+            return failed(ctx);
         };
         let j = &self.0.json;
         if !j.allow.is_empty() {
@@ -122,9 +126,18 @@ impl Plugin for Transform {
         }
         match serde_json::to_vec(&Value::Object(map)) {
             Ok(bytes) => BodyAction::Replace(bytes),
-            Err(_) => BodyAction::Continue,
+            Err(_) => failed(ctx),
         }
     }
+}
+
+/// 502 `response_transform_failed`: the upstream's answer could not be edited.
+fn failed(ctx: &Context) -> BodyAction {
+    let body = serde_json::json!({
+        "error": "response_transform_failed",
+        "request_id": ctx.request_id(),
+    });
+    Response::json(502, &body).into()
 }
 
 export_plugin!(Transform);

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod load;
 pub mod plugins;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod tls;
 pub mod upstream;

@@ -32,6 +32,12 @@ pub enum Behavior {
     HopByHop,
     /// Sends a response head promising 1 MiB, 1 KiB of it, then resets the connection.
     ResetMidResponse,
+    /// 200 with this `Content-Type`, `Content-Encoding` (when not empty) and body.
+    Fixed {
+        content_type: &'static str,
+        encoding: &'static str,
+        body: &'static [u8],
+    },
 }
 
 /// A request as the upstream saw it.
@@ -271,6 +277,17 @@ impl Ctx {
         }
         match &self.behavior {
             Behavior::Status(s) => Response::builder().status(*s).body(full("")).unwrap(),
+            Behavior::Fixed {
+                content_type,
+                encoding,
+                body,
+            } => {
+                let mut b = Response::builder().header("content-type", *content_type);
+                if !encoding.is_empty() {
+                    b = b.header("content-encoding", *encoding);
+                }
+                b.body(full(Bytes::from_static(body))).unwrap()
+            }
             Behavior::Stream(total) => {
                 let total = *total;
                 let chunk = Bytes::from(vec![b'x'; 64 * 1024]);

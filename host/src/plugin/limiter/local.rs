@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::plugin::bindings::host::{Algorithm, LimitDecision, LimitRequest};
@@ -24,12 +25,18 @@ enum State {
     },
 }
 
-/// Sharded local counters, keyed by the plugin's key string.
+/// Default bound on the keys one plugin's local limiter holds.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// Sharded local counters, keyed by the plugin's key string, bounded in
+/// number: a client that mints a new key per request (spoofed headers, many
+/// addresses) cannot grow the process without limit.
 #[derive(Debug)]
 pub struct RateLimiter {
     shards: Vec<Mutex<HashMap<String, (State, u64)>>>,
     hasher: RandomState,
     epoch: Instant,
+    max_keys: AtomicUsize,
 }
 
 impl Default for RateLimiter {
@@ -38,30 +45,66 @@ impl Default for RateLimiter {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             epoch: Instant::now(),
+            max_keys: AtomicUsize::new(DEFAULT_MAX_KEYS),
         }
     }
 }
 
 impl RateLimiter {
-    /// Checks and counts `req` now.
-    pub fn check(&self, req: &LimitRequest) -> LimitDecision {
+    /// Sets the bound on keys (`plugin_state.rate_limit_keys`).
+    pub fn set_max_keys(&self, n: usize) {
+        self.max_keys.store(n.max(SHARDS), Ordering::Relaxed);
+    }
+
+    /// Checks and counts `req` now; also says how many keys were evicted.
+    pub fn check(&self, req: &LimitRequest) -> (LimitDecision, usize) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.check_at(req, now)
     }
 
-    /// Checks and counts `req` at `now_ms` (milliseconds on this limiter's clock).
-    pub fn check_at(&self, req: &LimitRequest, now_ms: u64) -> LimitDecision {
+    /// Checks and counts `req` at `now_ms` (milliseconds on this limiter's
+    /// clock). A new key in a full shard first sweeps idle keys, then evicts
+    /// the least recently used eighth of the shard (amortised: one sort per
+    /// shard/8 new keys, not a scan per request).
+    pub fn check_at(&self, req: &LimitRequest, now_ms: u64) -> (LimitDecision, usize) {
         let i = (self.hasher.hash_one(&req.key) as usize) % SHARDS;
+        let per_shard = (self.max_keys.load(Ordering::Relaxed) / SHARDS).max(1);
         let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= SWEEP_AT {
+        let mut evicted = 0;
+        if let Some(entry) = shard.get_mut(&req.key) {
+            entry.1 = now_ms;
+            return (decide(&mut entry.0, req, now_ms), 0);
+        }
+        if shard.len() >= SWEEP_AT.min(per_shard) {
             let window = req.window_ms.max(1);
             shard.retain(|_, (_, last)| now_ms.saturating_sub(*last) < 2 * window);
+        }
+        if shard.len() >= per_shard {
+            let mut ages: Vec<u64> = shard.values().map(|(_, last)| *last).collect();
+            let n = (per_shard / 8).max(1).min(ages.len());
+            ages.select_nth_unstable(n - 1);
+            let cutoff = ages[n - 1];
+            let before = shard.len();
+            let mut budget = n;
+            shard.retain(|_, (_, last)| {
+                let evict = *last <= cutoff && budget > 0;
+                budget -= usize::from(evict);
+                !evict
+            });
+            evicted = before - shard.len();
         }
         let entry = shard
             .entry(req.key.clone())
             .or_insert_with(|| (initial(req, now_ms), now_ms));
-        entry.1 = now_ms;
-        decide(&mut entry.0, req, now_ms)
+        (decide(&mut entry.0, req, now_ms), evicted)
+    }
+
+    /// Keys held (for tests and the admin API).
+    pub fn keys(&self) -> usize {
+        let lock = |s: &Mutex<HashMap<String, (State, u64)>>| {
+            s.lock().unwrap_or_else(|p| p.into_inner()).len()
+        };
+        self.shards.iter().map(lock).sum()
     }
 }
 
@@ -169,34 +212,59 @@ mod tests {
     fn token_bucket_admits_burst_then_refills() {
         let l = RateLimiter::default();
         let r = req(Algorithm::TokenBucket, 5, 1000);
-        let allowed = (0..8).filter(|_| l.check_at(&r, 0).allowed).count();
+        let allowed = (0..8).filter(|_| l.check_at(&r, 0).0.allowed).count();
         assert_eq!(allowed, 5);
-        let d = l.check_at(&r, 0);
+        let (d, _) = l.check_at(&r, 0);
         assert!(!d.allowed);
         assert_eq!(d.retry_after_ms, 200);
         // 200 ms later exactly one token is back.
-        assert!(l.check_at(&r, 200).allowed);
-        assert!(!l.check_at(&r, 200).allowed);
+        assert!(l.check_at(&r, 200).0.allowed);
+        assert!(!l.check_at(&r, 200).0.allowed);
     }
 
     #[test]
     fn sliding_window_weighs_previous_window() {
         let l = RateLimiter::default();
         let r = req(Algorithm::SlidingWindow, 10, 1000);
-        assert_eq!((0..15).filter(|_| l.check_at(&r, 0).allowed).count(), 10);
+        assert_eq!((0..15).filter(|_| l.check_at(&r, 0).0.allowed).count(), 10);
         // Halfway through the next window, half of the previous 10 still count.
-        assert_eq!((0..15).filter(|_| l.check_at(&r, 1500).allowed).count(), 5);
+        assert_eq!(
+            (0..15).filter(|_| l.check_at(&r, 1500).0.allowed).count(),
+            5
+        );
         // Two windows later everything is forgotten.
-        assert_eq!((0..15).filter(|_| l.check_at(&r, 3600).allowed).count(), 10);
+        assert_eq!(
+            (0..15).filter(|_| l.check_at(&r, 3600).0.allowed).count(),
+            10
+        );
+    }
+
+    #[test]
+    fn keys_are_bounded_and_the_oldest_go_first() {
+        let l = RateLimiter::default();
+        l.set_max_keys(SHARDS * 64);
+        let mut r = req(Algorithm::TokenBucket, 1, 60_000);
+        r.key = "old".into();
+        assert!(l.check_at(&r, 0).0.allowed);
+        let mut evicted = 0;
+        for n in 0..20_000u64 {
+            r.key = format!("k{n}");
+            evicted += l.check_at(&r, 1 + n).1;
+        }
+        assert!(l.keys() <= SHARDS * 64, "{} keys", l.keys());
+        assert!(evicted >= 20_000 - SHARDS * 64, "{evicted} evicted");
+        // The oldest key was evicted: it starts afresh (allowed again).
+        r.key = "old".into();
+        assert!(l.check_at(&r, 30_000).0.allowed);
     }
 
     #[test]
     fn keys_are_isolated() {
         let l = RateLimiter::default();
         let mut a = req(Algorithm::TokenBucket, 1, 1000);
-        assert!(l.check_at(&a, 0).allowed);
-        assert!(!l.check_at(&a, 0).allowed);
+        assert!(l.check_at(&a, 0).0.allowed);
+        assert!(!l.check_at(&a, 0).0.allowed);
         a.key = "other".into();
-        assert!(l.check_at(&a, 0).allowed);
+        assert!(l.check_at(&a, 0).0.allowed);
     }
 }

@@ -1,0 +1,47 @@
+//! Raw bytes over TCP, for requests an HTTP client would normalise itself
+//! (encoded paths, duplicate headers, absolute-form targets, slow senders).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `raw` and returns everything the server answered before closing
+/// (or before 3 s passed).
+pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET <target>` with `Host: a` and `Connection: close`, as raw bytes.
+pub async fn get_raw(addr: SocketAddr, target: &str) -> String {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    exchange(addr, req.as_bytes()).await
+}
+
+/// The status code of a raw response (0 when there was none).
+pub fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the server closed `s` within `within` (EOF or reset).
+pub async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
