@@ -203,13 +203,11 @@ where
             close_grace: limits.drain_timeout,
         };
         let mut conn = std::pin::pin!(conn);
-        // Armed once a graceful close started: the connection gets this long.
-        let mut closing: Option<tokio::time::Instant> = None;
+        let timer = tokio::time::sleep_until(activity.first_check(&deadlines));
+        let mut timer = std::pin::pin!(timer);
+        // Set once a graceful close started: the timer then bounds it.
+        let mut closing = false;
         loop {
-            let wake = closing.or_else(|| activity.deadline(&deadlines));
-            // With a request in flight, look again after the shorter limit.
-            let wake =
-                wake.unwrap_or_else(|| tokio::time::Instant::now() + deadlines.first_request);
             tokio::select! {
                 done = conn.as_mut() => {
                     if let Err(e) = done {
@@ -217,24 +215,26 @@ where
                     }
                     break;
                 }
-                _ = shutdown.changed(), if closing.is_none() => {
+                _ = shutdown.changed(), if !closing => {
                     conn.as_mut().graceful_shutdown();
-                    closing = Some(tokio::time::Instant::now() + deadlines.close_grace);
+                    closing = true;
+                    timer.as_mut().reset(tokio::time::Instant::now() + deadlines.close_grace);
                 }
-                // The last request ended: loop to arm the idle deadline.
-                _ = activity.quiet.notified(), if closing.is_none() => {}
-                _ = tokio::time::sleep_until(wake) => {
-                    if closing.is_some() {
+                () = timer.as_mut() => {
+                    if closing {
                         tracing::debug!(%remote, "connection did not close in time; dropped");
                         break;
                     }
-                    let quiet = activity
-                        .deadline(&deadlines)
-                        .is_some_and(|at| at <= tokio::time::Instant::now());
-                    if quiet {
-                        tracing::debug!(%remote, "connection idle; closing");
-                        conn.as_mut().graceful_shutdown();
-                        closing = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    let now = tokio::time::Instant::now();
+                    match activity.deadline(&deadlines) {
+                        Some(at) if at <= now => {
+                            tracing::debug!(%remote, "connection idle; closing");
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                            timer.as_mut().reset(now + Duration::from_secs(1));
+                        }
+                        Some(at) => timer.as_mut().reset(at),
+                        None => timer.as_mut().reset(now + deadlines.idle),
                     }
                 }
             }

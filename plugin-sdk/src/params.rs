@@ -37,6 +37,14 @@ pub fn cookie_without(header: &str, name: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
+/// Whether a body with these `Content-Type` and `Content-Encoding` values is
+/// JSON a plugin can read as it is (JSON type, no encoding but `identity`).
+pub fn is_plain_json(content_type: Option<&str>, content_encoding: Option<&str>) -> bool {
+    let json = content_type.is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+    let plain = content_encoding.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"));
+    json && plain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +59,18 @@ mod tests {
         );
         assert_eq!(query_without("key=x", "key"), None);
         assert_eq!(query_without("keys=x", "key").as_deref(), Some("keys=x"));
+    }
+
+    #[test]
+    fn plain_json() {
+        assert!(is_plain_json(Some("application/json; charset=utf-8"), None));
+        assert!(is_plain_json(
+            Some("application/problem+json"),
+            Some("identity")
+        ));
+        assert!(!is_plain_json(Some("application/json"), Some("gzip")));
+        assert!(!is_plain_json(Some("text/plain"), None));
+        assert!(!is_plain_json(None, None));
     }
 
     #[test]

@@ -65,19 +65,7 @@ async fn compiled_components_are_cached_and_cwasm_swaps_in() {
     };
     assert_eq!(tag().await, "a");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["plugin", "compile"])
-        .arg(&b)
-        .arg("-o")
-        .arg(gw.plugin_dir().join("tag.cwasm"))
-        .env("GATEHOUSE_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    precompile(&b, &gw.plugin_dir().join("tag.cwasm"));
     assert!(
         eventually(Duration::from_secs(10), async || tag().await == "b").await,
         "the .cwasm was swapped in"

@@ -20,17 +20,18 @@ pub struct Deadlines {
     pub close_grace: Duration,
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Requests in flight on one connection and when the last one ended. Kept
+/// with two atomics and one clock read per request: the connection's timer is
+/// re-armed lazily, when it fires, never per request (a timer-wheel insert
+/// and a task wake-up per request cost more than the rest of this stage).
 #[derive(Debug)]
 pub struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
-    /// Milliseconds after `opened` when a request last started or ended;
-    /// `u64::MAX` until the first request.
-    last_ms: AtomicU64,
-    /// Told when the last request in flight ends, so that the connection's
-    /// task re-arms its idle deadline.
-    pub quiet: tokio::sync::Notify,
+    /// Requests started so far.
+    started: AtomicU64,
+    /// Milliseconds after `opened` when a request last ended.
+    last_end_ms: AtomicU64,
 }
 
 /// One request in flight; ends on drop.
@@ -39,10 +40,9 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.quiet.notify_one();
-        }
+        let ms = self.0.opened.elapsed().as_millis() as u64;
+        self.0.last_end_ms.store(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -52,32 +52,36 @@ impl Activity {
         Self {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(u64::MAX),
-            quiet: tokio::sync::Notify::new(),
+            started: AtomicU64::new(0),
+            last_end_ms: AtomicU64::new(0),
         }
-    }
-
-    fn touch(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Marks a request as started (its head is complete).
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
+        self.started.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    /// When the connection should close if nothing happens before, as seen at
-    /// `now`: `None` while a request is in flight.
+    /// The first time the connection's timer should look.
+    pub fn first_check(&self, d: &Deadlines) -> Instant {
+        self.opened + d.first_request.min(d.idle)
+    }
+
+    /// When the connection should close if nothing happens before: `None`
+    /// while a request is in flight (look again after `idle`).
     pub fn deadline(&self, d: &Deadlines) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(match self.last_ms.load(Ordering::Relaxed) {
-            u64::MAX => self.opened + d.first_request,
-            ms => self.opened + Duration::from_millis(ms) + d.idle,
+        Some(match self.started.load(Ordering::Relaxed) {
+            0 => self.opened + d.first_request,
+            _ => {
+                self.opened
+                    + Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed))
+                    + d.idle
+            }
         })
     }
 }
@@ -95,6 +99,7 @@ mod tests {
         };
         let a = Arc::new(Activity::new());
         let opened = Instant::now();
+        assert_eq!(a.first_check(&d), opened + Duration::from_secs(1));
         assert_eq!(a.deadline(&d), Some(opened + Duration::from_secs(1)));
         tokio::time::advance(Duration::from_millis(500)).await;
         let req = a.start();

@@ -212,13 +212,11 @@ impl Plugin for Transform {
         if body.is_empty() {
             return BodyAction::Continue;
         }
-        let encoded = req
-            .header_str("content-encoding")
-            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        let is_json = req
-            .header_str("content-type")
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        if encoded || !is_json {
+        let (ct, ce) = (
+            req.header_str("content-type"),
+            req.header_str("content-encoding"),
+        );
+        if !params::is_plain_json(ct.as_deref(), ce.as_deref()) {
             return refuse(
                 ctx,
                 415,

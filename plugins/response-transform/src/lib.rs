@@ -100,13 +100,11 @@ impl Plugin for Transform {
         if body.is_empty() {
             return BodyAction::Continue;
         }
-        let encoded = resp
-            .header_str("content-encoding")
-            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        let is_json = resp
-            .header_str("content-type")
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        if encoded || !is_json {
+        let (ct, ce) = (
+            resp.header_str("content-type"),
+            resp.header_str("content-encoding"),
+        );
+        if !params::is_plain_json(ct.as_deref(), ce.as_deref()) {
             return failed(ctx);
         }
         let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) else {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::raw::{exchange, status_of};
+use crate::support::raw::{exchange, h2_client, status_of};
 use crate::support::*;
 
 /// Two open routes by host: `public.example` → `public`, `admin.example` → `admin`.
@@ -75,14 +75,7 @@ async fn userinfo_in_the_target_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_host_that_disagrees_with_authority_is_refused() {
     let (gw, public, admin) = by_host().await;
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _driver) = h2_client(gw.addr).await;
     let req = |host: &'static str| {
         http::Request::builder()
             .uri("http://admin.example/x")

@@ -280,19 +280,7 @@ async fn precompiled_plugins_load_only_when_allowed() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let dir = tempfile::tempdir().unwrap();
     let cwasm = dir.path().join("tag.cwasm");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["plugin", "compile"])
-        .arg(plugin_path("tag-a"))
-        .arg("-o")
-        .arg(&cwasm)
-        .env("GATEHOUSE_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    precompile(&plugin_path("tag-a"), &cwasm);
     let only_cwasm = async |yaml: String| {
         let (dir, path) = crate::support::gateway::prepare_dir(&yaml, &[]);
         std::fs::copy(&cwasm, dir.path().join("plugins/tag.cwasm")).unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::raw::{closed_within, status_of};
+use crate::support::raw::{closed_within, h2_client, status_of};
 use crate::support::*;
 
 async fn gateway(limits: &str) -> (TestGateway, Upstream) {
@@ -44,16 +44,29 @@ async fn an_h2_client_that_sends_only_the_preface_is_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_never_answers_pings_is_closed() {
+    // Long header and idle limits: only the unanswered PING can close it.
+    let limits = "header_read_timeout: 20s, idle_timeout: 20s, h2_keepalive_interval: 500ms, h2_keepalive_timeout: 500ms";
+    let (gw, _up) = gateway(limits).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(H2_PREFACE).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(6)).await,
+        "still open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_h2_connection_is_closed_after_idle_timeout() {
     let (gw, up) = gateway("idle_timeout: 1s, header_read_timeout: 5s").await;
-    let tcp = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    let driver = tokio::spawn(conn);
+    let (mut send, driver) = h2_client(gw.addr).await;
     let req = http::Request::builder()
         .uri(gw.url("/x"))
         .body(http_body_util::Empty::<bytes::Bytes>::new())

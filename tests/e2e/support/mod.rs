@@ -20,7 +20,7 @@ pub use client::{get, request};
 pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
 pub use load::Load;
-pub use plugins::plugin_path;
+pub use plugins::{plugin_path, precompile};
 pub use process::GatewayProcess;
 pub use redis::RedisServer;
 pub use upstream::{Behavior, Recorded, Upstream};

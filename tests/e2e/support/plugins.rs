@@ -65,3 +65,20 @@ pub fn plugin_path(name: &str) -> PathBuf {
     assert!(path.exists(), "{} missing after build", path.display());
     path
 }
+
+/// Precompiles the component at `wasm` to `out` with `gatehouse plugin compile`.
+pub fn precompile(wasm: &std::path::Path, out: &std::path::Path) {
+    let done = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugin", "compile"])
+        .arg(wasm)
+        .arg("-o")
+        .arg(out)
+        .env("GATEHOUSE_LOG", "off")
+        .output()
+        .expect("run gatehouse plugin compile");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}

@@ -45,3 +45,21 @@ pub async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     .await
     .is_ok()
 }
+
+/// An HTTP/2 (prior knowledge) client connection to `addr`, and the task
+/// driving it (ends when the server closes the connection).
+pub async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    (send, tokio::spawn(conn))
+}
