@@ -1,7 +1,6 @@
 //! The process around the request path: graceful drain on SIGTERM, the compile
 //! cache, and precompiled `.cwasm` plugins.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;

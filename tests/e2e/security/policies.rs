@@ -97,6 +97,46 @@ async fn ipv6_clients_share_a_counter_per_64() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minted_rate_limit_keys_are_bounded_and_evictions_counted() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let head = format!(
+        "{}trusted_proxies: [127.0.0.1]\nplugin_state: {{ rate_limit_keys: 64 }}\n",
+        crate::observability::ADMIN
+    );
+    let gw = start_with(
+        &json_routes(&up, &head, &[("r", "/*", vec![limit(5)])]),
+        &["rate-limit"],
+    )
+    .await;
+    // One new key per request, as a client rotating spoofable addresses would.
+    for i in 0..400u32 {
+        let raw = format!(
+            "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.{}.{}.1\r\nConnection: close\r\n\r\n",
+            i / 256,
+            i % 256
+        );
+        assert_eq!(status_of(&exchange(gw.addr, raw.as_bytes()).await), 200);
+    }
+    let metrics = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", crate::observability::TOKEN)],
+        bytes::Bytes::new(),
+    )
+    .await
+    .text();
+    let evicted: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"gatehouse_plugin_state_evictions_total{plugin="rate-limit",store="rate_limit"} "#)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(evicted >= 400 - 64, "{evicted} evicted: {metrics}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_any_origin_with_credentials_is_a_load_error() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let err = load_error(
