@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, ConfigErrors};
-use crate::plugin::{PluginRuntime, runtime::LoadError};
+use crate::plugin::PluginRuntime;
 use crate::snapshot::Snapshot;
 
 /// Why the gateway could not start.
@@ -205,8 +205,9 @@ impl Shared {
 
     /// Swaps `snap` in and records `text` as the new version.
     fn go_live(&self, snap: Snapshot, text: &str, author: &str) -> u64 {
+        let live = snap.versions();
         self.snapshot.store(Arc::new(snap));
-        self.runtime.prune();
+        self.runtime.prune(&live);
         *self.live_hash.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest(text));
         let doc = crate::admin::document::parse(&self.config_path, text).unwrap_or_default();
         self.versions.push(doc, author)
@@ -247,62 +248,27 @@ impl Shared {
         result.map(|_| ())
     }
 
+    /// Builds the snapshot with plugin `name` loaded again from its file
+    /// (everything else carried over) and swaps it in like a config reload;
+    /// requests in flight finish on the snapshot they started with.
     async fn try_swap(&self, name: &str) -> Result<usize, String> {
         let snap = self.snapshot();
-        let attachments: Vec<_> = snap
-            .attachments()
-            .into_iter()
-            .filter(|a| &*a.config().name == name)
-            .collect();
-        if attachments.is_empty() {
+        if !snap.attachments().iter().any(|a| &*a.config().name == name) {
             return Ok(0);
         }
-        let path = match PluginRuntime::locate(
-            &snap.config.plugin_dir,
-            name,
-            snap.config.allow_precompiled,
-        ) {
-            Ok(p) => p,
-            Err(LoadError::Missing { .. }) => return Ok(0),
-            Err(e) => return Err(e.to_string()),
-        };
-        let rt = self.runtime.clone();
-        let owned = name.to_string();
-        let compiled = tokio::task::spawn_blocking(move || rt.compile(&owned, &path))
+        let next = snap
+            .with_plugin(name, &self.runtime)
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut pools = Vec::with_capacity(attachments.len());
-        for a in &attachments {
-            if a.version().as_deref() == Some(&*compiled.version) {
-                continue;
-            }
-            pools.push((
-                a,
-                self.runtime
-                    .start_pool(&compiled, a.config())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ));
-        }
-        let n = pools.len();
-        let declares_more = pools.iter().any(|(_, p)| {
-            p.identity_headers()
-                .iter()
-                .any(|h| !snap.ingress.strip.contains(h))
-        });
-        for (a, pool) in pools {
-            a.swap(pool);
-        }
-        if declares_more {
-            // The new version asserts an identity header the running snapshot
-            // does not strip yet: rebuild it (the swapped pools are reused).
-            let next = Snapshot::build((*snap.config).clone(), &self.runtime, Some(&snap))
-                .await
-                .map_err(|e| format!("rebuilding the snapshot for new identity headers: {e:?}"))?;
+            .map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                list.join("; ")
+            })?;
+        let n = next.changed_attachments(&snap, name);
+        if n > 0 {
+            let live = next.versions();
             self.snapshot.store(Arc::new(next));
+            self.runtime.prune(&live);
         }
-        self.runtime.prune();
         Ok(n)
     }
 }

@@ -163,9 +163,50 @@ impl Snapshot {
         runtime: &Arc<PluginRuntime>,
         previous: Option<&Snapshot>,
     ) -> Result<Self, Vec<ConfigError>> {
+        let loader = Loader::new(runtime, previous, None);
+        Self::build_with(config, runtime, loader, previous).await
+    }
+
+    /// The snapshot after plugin `name`'s file changed: this one's config,
+    /// with every attachment of `name` loaded again from its file and every
+    /// other attachment, service and setting carried over as it is (their
+    /// files are not read). The hot swap: nothing in `self` changes.
+    pub async fn with_plugin(
+        &self,
+        name: &str,
+        runtime: &Arc<PluginRuntime>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let loader = Loader::new(runtime, Some(self), Some(name));
+        Self::build_with((*self.config).clone(), runtime, loader, Some(self)).await
+    }
+
+    /// How many attachments of plugin `name` here are not in `other` (new
+    /// versions, or optional plugins whose file appeared).
+    pub fn changed_attachments(&self, other: &Snapshot, name: &str) -> usize {
+        let before = other.attachments();
+        self.attachments()
+            .iter()
+            .filter(|a| &*a.config().name == name)
+            .filter(|a| !before.iter().any(|b| Arc::ptr_eq(a, b)))
+            .count()
+    }
+
+    /// Versions of every plugin this snapshot runs (what the compile cache keeps).
+    pub fn versions(&self) -> Vec<Arc<str>> {
+        self.attachments()
+            .iter()
+            .filter_map(|a| a.version())
+            .collect()
+    }
+
+    async fn build_with(
+        config: Config,
+        runtime: &Arc<PluginRuntime>,
+        mut loader: Loader<'_>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, Vec<ConfigError>> {
         let router = Router::build(&config.routes)?;
         let services = services(&config, previous, runtime.metrics())?;
-        let mut loader = Loader::new(runtime, previous);
         let mut errors = Vec::new();
         let mut global = Vec::new();
         let mut global_counters = Vec::new();
@@ -293,10 +334,17 @@ struct Loader<'a> {
     runtime: &'a Arc<PluginRuntime>,
     built: HashMap<String, Arc<Attachment>>,
     previous: HashMap<String, Arc<Attachment>>,
+    /// A hot swap: only this plugin's files are read; every other attachment
+    /// found in `previous` is carried over untouched.
+    only: Option<&'a str>,
 }
 
 impl<'a> Loader<'a> {
-    fn new(runtime: &'a Arc<PluginRuntime>, previous: Option<&Snapshot>) -> Self {
+    fn new(
+        runtime: &'a Arc<PluginRuntime>,
+        previous: Option<&Snapshot>,
+        only: Option<&'a str>,
+    ) -> Self {
         let previous = previous
             .map(|s| {
                 s.attachments()
@@ -309,6 +357,7 @@ impl<'a> Loader<'a> {
             runtime,
             built: HashMap::new(),
             previous,
+            only,
         }
     }
 
@@ -331,6 +380,11 @@ impl<'a> Loader<'a> {
         cfg: &AttachmentConfig,
         config: &Config,
     ) -> Result<Arc<Attachment>, String> {
+        if self.only.is_some_and(|n| n != &*cfg.name)
+            && let Some(prev) = self.previous.get(&key(cfg))
+        {
+            return Ok(prev.clone());
+        }
         let path =
             match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
                 Ok(p) => p,
@@ -339,9 +393,7 @@ impl<'a> Loader<'a> {
                         plugin = &*cfg.name,
                         "optional plugin not present yet; serving without it"
                     );
-                    let att = Arc::new(Attachment::new(cfg.clone(), None));
-                    self.runtime.register(&att);
-                    return Ok(att);
+                    return Ok(Arc::new(Attachment::new(cfg.clone(), None)));
                 }
                 Err(e) => return Err(e.to_string()),
             };
@@ -361,9 +413,7 @@ impl<'a> Loader<'a> {
             .start_pool(&compiled, cfg)
             .await
             .map_err(|e| e.to_string())?;
-        let att = Arc::new(Attachment::new(cfg.clone(), Some(pool)));
-        self.runtime.register(&att);
-        Ok(att)
+        Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
     }
 }
 

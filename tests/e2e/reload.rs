@@ -130,3 +130,47 @@ fn gateway_replace(gw: &GatewayProcess, name: &str, src: &std::path::Path) {
     let bytes = std::fs::read(src).unwrap();
     crate::support::gateway::replace_file(&gw.plugin_dir().join(format!("{name}.wasm")), &bytes);
 }
+
+/// A hot swap builds a new snapshot: the one requests in flight hold is never
+/// edited, and plugins other than the swapped one are carried over as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_swap_leaves_the_running_snapshot_untouched() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
+    let yaml = format!(
+        "{}  - id: other\n    match: {{ path: /other }}\n    upstream: s\n    plugins: [{{ name: other }}]\n",
+        tagged_route(&up)
+    );
+    let gw = TestGateway::start_with_plugins(&yaml, &[("tag", &a), ("other", &a)]).await;
+    let before = gw.shared().snapshot();
+    let version = |s: &gatehouse::snapshot::Snapshot, name: &str| {
+        let all = s.attachments();
+        let found = all.iter().find(|x| &*x.config().name == name).unwrap();
+        (found.version(), std::sync::Arc::as_ptr(found))
+    };
+    let (old_tag, _) = version(&before, "tag");
+    let (_, old_other) = version(&before, "other");
+    gw.install_plugin("tag", &b);
+    let swapped = eventually(Duration::from_secs(10), async || {
+        get(&gw.url("/")).await.json()["headers"]["x-tag"] == "b"
+    })
+    .await;
+    assert!(swapped, "the new version never served");
+    let after = gw.shared().snapshot();
+    assert!(
+        !std::sync::Arc::ptr_eq(&before, &after),
+        "a new snapshot went live"
+    );
+    assert_eq!(
+        version(&before, "tag").0,
+        old_tag,
+        "the old snapshot was not edited"
+    );
+    assert_ne!(version(&after, "tag").0, old_tag);
+    assert_eq!(
+        version(&after, "other").1,
+        old_other,
+        "other plugins carried over"
+    );
+    gw.stop().await;
+}

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
@@ -15,22 +14,20 @@ use crate::config::{AttachmentConfig, OnError};
 use crate::metrics::PluginMetrics;
 use std::sync::atomic::Ordering;
 
-/// A plugin attached to a route with its config; its running version can be
-/// swapped while requests are in flight.
+/// A plugin attached to a route with its config and the pool running it.
+/// Immutable: a hot swap builds a new snapshot with a new attachment, and
+/// requests in flight keep the one they started with.
 #[derive(Debug)]
 pub struct Attachment {
     cfg: AttachmentConfig,
-    current: ArcSwapOption<Pool>,
+    pool: Option<Arc<Pool>>,
 }
 
 impl Attachment {
     /// An attachment running `pool` (or nothing yet, for an optional plugin whose
     /// file is missing).
     pub fn new(cfg: AttachmentConfig, pool: Option<Arc<Pool>>) -> Self {
-        Self {
-            cfg,
-            current: ArcSwapOption::new(pool),
-        }
+        Self { cfg, pool }
     }
 
     /// The attachment's config.
@@ -38,19 +35,14 @@ impl Attachment {
         &self.cfg
     }
 
-    /// Switches to a new version; requests in flight keep the old one.
-    pub fn swap(&self, pool: Arc<Pool>) {
-        self.current.store(Some(pool));
-    }
-
     /// The running version's hash, if any.
     pub fn version(&self) -> Option<Arc<str>> {
-        self.current.load().as_ref().map(|p| p.version.clone())
+        self.pool.as_ref().map(|p| p.version.clone())
     }
 
     /// The running pool, if any.
     pub fn pool(&self) -> Option<Arc<Pool>> {
-        self.current.load_full()
+        self.pool.clone()
     }
 }
 

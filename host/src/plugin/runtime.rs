@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -13,7 +13,6 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::{Plugin, PluginPre};
-use super::chain::Attachment;
 use super::kv::Kv;
 use super::limiter::{RateLimiter, RedisLimiter};
 use super::pool::Pool;
@@ -94,7 +93,6 @@ pub struct PluginRuntime {
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
     bounds: Mutex<crate::config::PluginStateBounds>,
     redis: Arc<ArcSwapOption<RedisLimiter>>,
-    attachments: Mutex<Vec<Weak<Attachment>>>,
     metrics: Arc<crate::metrics::Metrics>,
     stop: Arc<AtomicBool>,
     ticker: std::sync::Once,
@@ -156,7 +154,6 @@ impl PluginRuntime {
             shared: Mutex::default(),
             bounds: Mutex::default(),
             redis: Arc::default(),
-            attachments: Mutex::default(),
             metrics: Arc::default(),
             stop,
             ticker: std::sync::Once::new(),
@@ -387,32 +384,11 @@ impl PluginRuntime {
         })
     }
 
-    /// Remembers `a` so that a hot swap of its plugin reaches it.
-    pub fn register(&self, a: &Arc<Attachment>) {
-        let mut list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(a));
-    }
-
-    /// Live attachments of plugin `name`.
-    pub fn attachments_of(&self, name: &str) -> Vec<Arc<Attachment>> {
-        let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
-        list.iter()
-            .filter_map(Weak::upgrade)
-            .filter(|a| &*a.config().name == name)
-            .collect()
-    }
-
-    /// Drops compiled components no longer used by any attachment, so that
-    /// memory does not grow across swaps.
-    pub fn prune(&self) {
-        let live: Vec<Arc<str>> = {
-            let list = self.attachments.lock().unwrap_or_else(|p| p.into_inner());
-            list.iter()
-                .filter_map(Weak::upgrade)
-                .filter_map(|a| a.version())
-                .collect()
-        };
+    /// Drops compiled components that no attachment of the live snapshot
+    /// (`live`: their versions) uses, so that memory does not grow across
+    /// swaps. Pools of older snapshots still serving requests keep their own
+    /// handle on what they run.
+    pub fn prune(&self, live: &[Arc<str>]) {
         self.lock_compiled()
             .retain(|_, c| live.contains(&c.version));
     }
