@@ -4,23 +4,24 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The test plugins and the hello example; the built-in plugins are every
+/// folder of `plugins/` (the one list of them, shared with `scripts/`).
+const TEST_PLUGINS: &[&str] = &["testkit", "tag-a", "tag-b", "hello-plugin"];
+
 /// Every plugin crate the tests use, built in one cargo invocation.
-const PLUGINS: &[&str] = &[
-    "testkit",
-    "tag-a",
-    "tag-b",
-    "rate-limit",
-    "jwt-auth",
-    "api-key",
-    "acl",
-    "ip-restriction",
-    "cors",
-    "request-size-limit",
-    "request-transform",
-    "response-transform",
-    "request-validator",
-    "hello-plugin",
-];
+fn crates() -> Vec<String> {
+    let mut out: Vec<String> = TEST_PLUGINS.iter().map(|s| s.to_string()).collect();
+    let dir = workspace().join("plugins");
+    let mut builtins: Vec<String> = std::fs::read_dir(&dir)
+        .expect("plugins/")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    builtins.sort();
+    out.extend(builtins);
+    out
+}
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -48,8 +49,8 @@ pub fn plugin_path(name: &str) -> PathBuf {
             "wasm32-wasip2",
             "--quiet",
         ]);
-        for p in PLUGINS {
-            cmd.args(["-p", p]);
+        for p in crates() {
+            cmd.args(["-p", &p]);
         }
         let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
         if out.status.success() {
