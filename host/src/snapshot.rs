@@ -388,6 +388,11 @@ impl<'a> Loader<'a> {
         let path =
             match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
                 Ok(p) => p,
+                // A hot swap never unloads: a file removed from `plugin_dir`
+                // leaves the running version serving, as a broken one does.
+                Err(_) if self.only.is_some() && self.previous.contains_key(&key(cfg)) => {
+                    return Ok(self.previous[&key(cfg)].clone());
+                }
                 Err(_) if cfg.optional => {
                     tracing::info!(
                         plugin = &*cfg.name,

@@ -174,3 +174,25 @@ async fn a_plugin_swap_leaves_the_running_snapshot_untouched() {
     );
     gw.stop().await;
 }
+
+/// Removing a plugin's file is not a swap: the running version keeps serving,
+/// an optional plugin included (its policy must not vanish with the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_plugin_file_leaves_the_running_version_serving() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let yaml = format!(
+        "services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag, optional: true }}]\n",
+        up.url()
+    );
+    let gw = TestGateway::start_with_plugins(&yaml, &[("tag", &plugin_path("tag-a"))]).await;
+    let tag = async || get(&gw.url("/")).await.json()["headers"]["x-tag"].clone();
+    assert_eq!(tag().await, "a");
+    std::fs::remove_file(gw.plugin_dir().join("tag.wasm")).unwrap();
+    // Give the watcher time to see the removal and act on it.
+    let swaps = || gw.shared().stats.swaps_ok.load(Ordering::Relaxed);
+    let before = swaps();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tag().await, "a", "still served by the loaded version");
+    assert_eq!(swaps(), before, "nothing was swapped");
+    gw.stop().await;
+}
