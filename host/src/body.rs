@@ -132,15 +132,18 @@ pub struct Idle {
 impl Idle {
     /// Ready when the peer has been silent for the whole timeout.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
             timer.as_mut().reset(deadline);
             self.armed = true;
         }
-        timer.as_mut().poll(cx)
+        // Armed above, so the timer exists; without one, fail as timed out.
+        self.timer
+            .as_mut()
+            .map_or(Poll::Ready(()), |t| t.as_mut().poll(cx))
     }
 }
 

@@ -78,6 +78,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let conn = Conn {
             shared: shared.clone(),
+            limits,
             drain: drain.clone(),
             slot,
         };
@@ -112,6 +113,8 @@ pub async fn run(
 /// What a connection carries from accept to its end.
 struct Conn {
     shared: Arc<Shared>,
+    /// The limits of the snapshot current at accept.
+    limits: crate::config::Limits,
     drain: Drain,
     slot: admit::Slot,
 }
@@ -119,7 +122,7 @@ struct Conn {
 /// Runs the TLS handshake off the accept loop, bounded by the header read
 /// timeout (a client that never finishes it holds nothing for long).
 async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, conn: Conn) {
-    let limit = conn.shared.snapshot().limits.header_read_timeout;
+    let limit = conn.limits.header_read_timeout;
     let stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -157,10 +160,10 @@ where
 {
     let Conn {
         shared,
+        limits,
         drain,
         slot,
     } = conn;
-    let limits = shared.snapshot().limits;
     let remote = info.remote;
     let metrics = shared.metrics.clone();
     let activity = Arc::new(idle::Activity::new());

@@ -102,7 +102,8 @@ fn exchange() -> Box<gatehouse::plugin::Exchange> {
         },
         resp: None,
         response_headers: Vec::new(),
-        counter: "r#0".into(),
+        counters: vec!["r#0".into()].into(),
+        attachment: 0,
     })
 }
 

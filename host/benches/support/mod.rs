@@ -70,6 +70,7 @@ pub fn exchange(headers: usize) -> Box<Exchange> {
         },
         resp: None,
         response_headers: Vec::new(),
-        counter: "r#0".into(),
+        counters: vec!["r#0".into()].into(),
+        attachment: 0,
     })
 }

@@ -116,6 +116,12 @@ impl Chain {
         self.items.is_empty()
     }
 
+    /// Each attachment's rate-limit namespace, by position (shared by every
+    /// request on the route: one reference count per request, not per call).
+    pub fn counters(&self) -> Arc<[Arc<str>]> {
+        self.counters.clone()
+    }
+
     /// The attachments in order.
     pub fn items(&self) -> &[Arc<Attachment>] {
         &self.items
@@ -126,7 +132,6 @@ impl Chain {
         ChainRun {
             pools: self.items.iter().map(|a| a.pool()).collect(),
             metrics: self.metrics.clone(),
-            counters: self.counters.clone(),
             ran: 0,
             calls: None,
         }
@@ -138,7 +143,6 @@ impl Chain {
 pub struct ChainRun {
     pools: Vec<Option<Arc<Pool>>>,
     metrics: Arc<[Arc<PluginMetrics>]>,
-    counters: Arc<[Arc<str>]>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
     /// Calls made, when the request is traced.
@@ -214,7 +218,7 @@ impl ChainRun {
             self.ran = i + 1;
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
-            ex.counter = self.counters[i].clone();
+            ex.attachment = i;
             let (back, result) = invoke(pool, m, &mut self.calls, ex, Call::Request).await;
             ex = back;
             match result {
@@ -248,20 +252,16 @@ impl ChainRun {
         let Self {
             pools,
             metrics,
-            counters,
             ran,
             calls,
         } = self;
-        let ran = pools[..*ran]
-            .iter()
-            .zip(metrics.iter())
-            .zip(counters.iter());
-        for ((pool, m), counter) in ran.rev() {
+        let ran = pools[..*ran].iter().zip(metrics.iter()).enumerate();
+        for (i, (pool, m)) in ran.rev() {
             let Some(pool) = pool else { continue };
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
-            ex.counter = counter.clone();
+            ex.attachment = i;
             let (back, result) = invoke(pool, m, calls, ex, Call::Response).await;
             ex = back;
             match result {
@@ -296,22 +296,21 @@ impl ChainRun {
         let Self {
             pools: all,
             metrics,
-            counters,
             calls,
             ..
         } = self;
-        let mut pools: Vec<(&Arc<Pool>, &Arc<PluginMetrics>, &Arc<str>)> = all[..upto]
+        let mut pools: Vec<(usize, &Arc<Pool>, &Arc<PluginMetrics>)> = all[..upto]
             .iter()
             .zip(metrics.iter())
-            .zip(counters.iter())
-            .filter_map(|((p, m), c)| Some((p.as_ref()?, m, c)))
-            .filter(|(p, _, _)| p.features().contains(f))
+            .enumerate()
+            .filter_map(|(i, (p, m))| Some((i, p.as_ref()?, m)))
+            .filter(|(_, p, _)| p.features().contains(f))
             .collect();
         if reverse {
             pools.reverse();
         }
-        for (pool, m, counter) in pools {
-            ex.counter = counter.clone();
+        for (i, pool, m) in pools {
+            ex.attachment = i;
             let call = if reverse {
                 Call::ResponseBody(body.to_vec())
             } else {

@@ -63,10 +63,12 @@ pub struct Exchange {
     pub resp: Option<ResponseHead>,
     /// Headers plugins asked for on the client's response at request time.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
-    /// The rate-limit namespace of the attachment being called: its own
+    /// Each chain attachment's rate-limit namespace, by position: its own
     /// (`<route>#<position>`) or the `counter` it shares on purpose. The host
     /// puts it in front of every key, so no attachment spends another's budget.
-    pub counter: Arc<str>,
+    pub counters: Arc<[Arc<str>]>,
+    /// The chain position of the attachment being called.
+    pub attachment: usize,
 }
 
 impl Exchange {

@@ -383,9 +383,16 @@ impl host::Host for PluginState {
     ) -> Result<host::LimitDecision, String> {
         // The attachment's namespace first: a key can only name a counter of
         // the attachment (or shared `counter`) making the call.
-        if let Some(ex) = &self.exchange {
-            req.key.insert(0, '|');
-            req.key.insert_str(0, &ex.counter);
+        if let Some(ns) = self
+            .exchange
+            .as_ref()
+            .and_then(|ex| ex.counters.get(ex.attachment))
+        {
+            let mut key = String::with_capacity(ns.len() + 1 + req.key.len());
+            key.push_str(ns);
+            key.push('|');
+            key.push_str(&req.key);
+            req.key = key;
         }
         let decision = match req.backend {
             host::Backend::Local => {

@@ -43,14 +43,14 @@ impl Shard {
             return 0;
         }
         let now = Instant::now();
-        let before = self.bytes;
-        self.map.retain(|_, (_, e, _)| e.is_none_or(|e| e > now));
-        self.bytes = self
-            .map
-            .iter()
-            .map(|(k, (v, _, _))| k.len() + v.len())
-            .sum();
-        debug_assert!(self.bytes <= before);
+        let bytes = &mut self.bytes;
+        self.map.retain(|k, (v, e, _)| {
+            let live = e.is_none_or(|e| e > now);
+            if !live {
+                *bytes -= k.len() + v.len();
+            }
+            live
+        });
         let mut evicted = 0;
         if full(self) {
             let mut order: Vec<(Instant, String)> = self

@@ -170,7 +170,8 @@ async fn run_chain(
         req: head,
         resp: None,
         response_headers: Vec::new(),
-        counter: route.id.clone(),
+        counters: route.chain.counters(),
+        attachment: 0,
     });
     let (mut ex, flow) = run.on_request(ex).await;
     if trail.reports() {
