@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
                         for _ in 0..iters {
                             let mut ex = exchange(0);
                             ex.req.headers.insert("authorization", bearer.clone());
-                            let (_, r) = pool.invoke(ex, Call::Request).await;
+                            let r = pool.invoke(&mut ex, Call::Request).await;
                             match r.expect("call") {
                                 Outcome::Request(RequestAction::Continue) => {}
                                 other => panic!("{alg:?}: token refused: {other:?}"),

@@ -123,10 +123,9 @@ fn measure(
         }
         for _ in 0..CALLS {
             let t = Instant::now();
-            let (back, r) = pool.invoke(ex, Call::Request).await;
+            let r = pool.invoke(&mut ex, Call::Request).await;
             calls.push(t.elapsed());
             r.unwrap();
-            ex = back;
         }
     });
     Row {

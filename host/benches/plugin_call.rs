@@ -27,9 +27,7 @@ fn run_chain(
         let start = Instant::now();
         for _ in 0..iters {
             for p in pools {
-                let (back, r) = p.invoke(ex, Call::Request).await;
-                r.expect("call");
-                ex = back;
+                p.invoke(&mut ex, Call::Request).await.expect("call");
             }
         }
         start.elapsed()
@@ -73,7 +71,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     // A new pool starts (instantiates + inits) one instance, then serves the call.
                     let p = runtime.start_pool(&compiled, &cfg).await.expect("pool");
-                    let (_, r) = p.invoke(exchange(0), Call::Request).await;
+                    let r = p.invoke(&mut exchange(0), Call::Request).await;
                     r.expect("call");
                 }
                 start.elapsed()

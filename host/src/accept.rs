@@ -53,7 +53,7 @@ impl RequestError {
 }
 
 /// Makes `parts` canonical in place, or says why it cannot be.
-pub fn accept(rules: &Ingress, parts: &mut http::request::Parts) -> Result<(), RequestError> {
+pub fn canonicalize(rules: &Ingress, parts: &mut http::request::Parts) -> Result<(), RequestError> {
     authority(parts)?;
     let canonical = path::canonicalize(parts.uri.path(), rules.escaped_slashes)?;
     if let std::borrow::Cow::Owned(p) = canonical {
@@ -129,7 +129,7 @@ mod tests {
             "http://api.example.com/x",
             &["evil.example"],
         );
-        accept(&Ingress::default(), &mut p).unwrap();
+        canonicalize(&Ingress::default(), &mut p).unwrap();
         assert_eq!(p.headers[header::HOST], "api.example.com");
     }
 
@@ -137,23 +137,26 @@ mod tests {
     fn host_rules() {
         let rules = Ingress::default();
         let mut two = parts(Version::HTTP_11, "/x", &["a", "b"]);
-        assert_eq!(accept(&rules, &mut two), Err(RequestError::TwoHosts));
+        assert_eq!(canonicalize(&rules, &mut two), Err(RequestError::TwoHosts));
         let mut none = parts(Version::HTTP_11, "/x", &[]);
-        assert_eq!(accept(&rules, &mut none), Err(RequestError::NoHost));
+        assert_eq!(canonicalize(&rules, &mut none), Err(RequestError::NoHost));
         let mut old = parts(Version::HTTP_10, "/x", &[]);
-        assert_eq!(accept(&rules, &mut old), Ok(()));
+        assert_eq!(canonicalize(&rules, &mut old), Ok(()));
         let mut h2 = parts(Version::HTTP_2, "https://a.example/x", &["b.example"]);
-        assert_eq!(accept(&rules, &mut h2), Err(RequestError::HostMismatch));
+        assert_eq!(
+            canonicalize(&rules, &mut h2),
+            Err(RequestError::HostMismatch)
+        );
         let mut h2 = parts(Version::HTTP_2, "https://a.example/x", &["A.example"]);
-        assert_eq!(accept(&rules, &mut h2), Ok(()));
+        assert_eq!(canonicalize(&rules, &mut h2), Ok(()));
         let mut user = parts(Version::HTTP_11, "http://u@a.example/x", &["a.example"]);
-        assert_eq!(accept(&rules, &mut user), Err(RequestError::UserInfo));
+        assert_eq!(canonicalize(&rules, &mut user), Err(RequestError::UserInfo));
     }
 
     #[test]
     fn path_is_rewritten_and_query_kept() {
         let mut p = parts(Version::HTTP_11, "/static/%2e%2e/admin?q=%2e%2e&x", &["a"]);
-        accept(&Ingress::default(), &mut p).unwrap();
+        canonicalize(&Ingress::default(), &mut p).unwrap();
         assert_eq!(p.uri.path(), "/admin");
         assert_eq!(p.uri.query(), Some("q=%2e%2e&x"));
     }
@@ -169,7 +172,7 @@ mod tests {
             .insert("x-consumer-id", HeaderValue::from_static("alice"));
         p.headers
             .append("x-consumer-id", HeaderValue::from_static("bob"));
-        accept(&rules, &mut p).unwrap();
+        canonicalize(&rules, &mut p).unwrap();
         assert!(!p.headers.contains_key("x-consumer-id"));
     }
 }

@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::Body;
 use crate::plugin::PluginError;
+use crate::resilience::retry::TryFailure;
 use crate::upstream::UpstreamError;
 
 /// Where a failure originated; decides status and whether a retry could help.
@@ -121,9 +122,17 @@ impl GatewayError {
         }
     }
 
-    /// Whether sending the request again (to another instance) could succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Upstream(UpstreamError::Connect(_)))
+    /// How a failed try is named in retry conditions (`retries.on`); `None`
+    /// for failures no retry can help (the breaker is open, no instance is
+    /// healthy, the client's body is at fault). The one place retryability
+    /// of an error is decided; the policy decides whether it retries it.
+    pub fn try_failure(&self) -> Option<TryFailure> {
+        match self {
+            Self::Upstream(UpstreamError::Connect(_)) => Some(TryFailure::ConnectFailure),
+            Self::Upstream(UpstreamError::Failed(_)) => Some(TryFailure::Reset),
+            Self::Upstream(UpstreamError::Timeout(_)) => Some(TryFailure::Timeout),
+            _ => None,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod gateway;
 pub mod listener;
 pub mod metrics;

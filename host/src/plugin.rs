@@ -9,7 +9,6 @@
 
 mod bindings;
 pub mod chain;
-mod exchange;
 mod host_api;
 pub mod kv;
 pub mod limiter;
@@ -22,8 +21,7 @@ mod stderr;
 
 /// What hooks answer (as in [`pool::Outcome`]).
 pub use bindings::types::{BodyAction, RequestAction, ResponseAction};
-pub use chain::{Attachment, Chain, ChainRun, Flow};
-pub use exchange::{Exchange, RequestHead, ResponseHead};
+pub use chain::{Attachment, Chain, ChainRun, Flow, PluginResponse};
 pub use runtime::{LoadError, PluginRuntime};
 
 /// Why a plugin call failed; the attachment's `on_error` decides what follows.

@@ -1,26 +1,32 @@
-//! The request path, one call per stage: route → plugin chain (request) →
-//! balancer → upstream → plugin chain (response, reverse) → client.
+//! The request path, one call per stage (see [`handle`]): accept → route →
+//! prepare → request hooks → forward (or a plugin's answer) → respond.
+//! [`serve`] wraps it with what every request gets whatever happens:
+//! an error response, metrics, the access log and spans.
 
+mod accept;
 mod forward;
 mod headers;
-mod stages;
-mod trail;
+mod prepare;
+mod request;
+mod respond;
+mod route;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::error::{GatewayError, render};
+use crate::exchange::{Done, Exchange, Trail};
 use crate::gateway::Shared;
-use crate::router::{RequestKey, normalize_host};
+use crate::plugin::Flow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::trace::TraceContext;
 pub use headers::{X_REQUEST_ID, peer_value};
-use trail::Trail;
+use respond::Answer;
 
 /// What a TLS listener learned in the handshake.
 #[derive(Debug)]
@@ -78,38 +84,40 @@ pub struct ConnInfo {
 pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let snapshot = shared.snapshot();
     let tel = &shared.telemetry;
-    let mut trail = Trail::start(conn.remote.ip());
+    let mut trail = Trail::start();
     if tel.spans.is_some() {
         trail.trace = Some(TraceContext::from_headers(req.headers(), tel.sample_ratio));
     }
     if tel.is_on() {
         trail.bytes_in = Some(Arc::default());
     }
+    let request_id = headers::request_id(req.headers());
+    let mut ex = Exchange::new(request_id, conn.remote.ip(), trail);
     let method = req.method().clone();
     let path = tel.is_on().then(|| req.uri().path().to_string());
-    let request_id = headers::request_id(req.headers());
-    let mut resp = match handle(&snapshot, conn, req, &request_id, &mut trail).await {
+    let mut resp = match handle(&snapshot, &conn, req, &mut ex).await {
         Ok(r) => r,
-        Err(e) => render(&e, request_id.to_str().unwrap_or("")),
+        Err(e) => render(&e, ex.view.request_id.to_str().unwrap_or("")),
     };
-    let elapsed = trail.started.elapsed();
-    let route = trail.route.and_then(|i| snapshot.routes.get(i));
+    let elapsed = ex.trail.started.elapsed();
+    let route = ex.trail.route.and_then(|i| snapshot.routes.get(i));
     match route {
         Some(r) => r.metrics.record(&method, resp.status(), elapsed),
         None => shared.unmatched.record(&method, resp.status(), elapsed),
     }
+    let request_id = std::mem::replace(&mut ex.view.request_id, HeaderValue::from_static(""));
     if let Some(path) = path {
-        let route_id = route.map(|r| r.id.clone());
-        let status = resp.status();
-        let id = request_id.to_str().unwrap_or("").to_string();
-        let shared = shared.clone();
-        let done = trail::Done {
+        let Exchange { view, trail, .. } = ex;
+        let done = Done {
             method,
             path,
-            route_id,
-            status,
-            request_id: id,
+            route_id: route.map(|r| r.id.clone()),
+            status: resp.status(),
+            request_id: request_id.to_str().unwrap_or("").to_string(),
+            client_ip: view.client_ip,
+            attributes: view.attributes,
         };
+        let shared = shared.clone();
         resp = resp.map(move |body| {
             Body::counted(
                 body,
@@ -124,94 +132,21 @@ pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) 
     resp
 }
 
+/// The flow, one call per stage. A route without plugins takes the same
+/// path: its chain has nothing to run.
 async fn handle(
     snap: &Snapshot,
-    mut conn: ConnInfo,
-    mut req: Request<Incoming>,
-    request_id: &HeaderValue,
-    trail: &mut Trail,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
 ) -> Result<Response<Body>, GatewayError> {
-    let upgrade_to = upgrade::requested(req.headers());
-    let client_upgrade = upgrade_to.is_some().then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    crate::accept::accept(&snap.ingress, &mut parts)?;
-    conn.client = headers::client_ip(
-        conn.remote.ip(),
-        &parts.headers,
-        &snap.config.trusted_proxies,
-    );
-    trail.client_ip = conn.client;
-    let raw_host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = normalize_host(raw_host);
-    let path = parts.uri.path();
-    let key = RequestKey {
-        host: &host,
-        method: &parts.method,
-        path,
-        headers: &parts.headers,
+    let req = accept::accept(snap, conn, req, ex)?;
+    let (route, matched) = route::route(snap, &req, ex)?;
+    let client_upgrade = prepare::upstream_request(snap, conn, route, &matched, req, ex);
+    let mut run = route.chain.start();
+    let answer = match request::hooks(&mut run, ex).await? {
+        Flow::Continue => Answer::Upstream(forward::to_upstream(route, &run, ex).await?),
+        Flow::Respond(plugin) => Answer::Plugin(plugin),
     };
-    let matched = snap
-        .router
-        .match_request(&key)
-        .ok_or(GatewayError::NoRoute)?;
-    let route = &snap.routes[matched.route];
-    trail.route = Some(matched.route);
-    let limit = snap.limits.max_body_bytes;
-    if content_length(&parts.headers).is_some_and(|n| n > limit) {
-        return Err(GatewayError::PayloadTooLarge);
-    }
-    let params = if route.chain.is_empty() {
-        Vec::new()
-    } else {
-        let names = route.param_names.iter();
-        names
-            .enumerate()
-            .filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string())))
-            .collect()
-    };
-    // Only plugins read the normalised host back; skip the allocation otherwise.
-    let host: Arc<str> = if route.chain.is_empty() {
-        no_host()
-    } else {
-        host.into()
-    };
-    let head = stages::prepare_request(parts, &conn, route, &matched, host, request_id, upgrade_to);
-    let body = Body::stream(body, limit, snap.limits.body_read_timeout);
-    let body = match &trail.bytes_in {
-        None => body,
-        Some(n) => {
-            let n = n.clone();
-            let report = move |bytes| n.store(bytes, std::sync::atomic::Ordering::Relaxed);
-            Body::counted(body, Box::new(report))
-        }
-    };
-    if route.chain.is_empty() {
-        let resp = forward::forward(route, conn.client, head, body, trail).await?;
-        return Ok(match client_upgrade {
-            Some(up) if upgrade::switched(&resp) => upgrade::tunnel(resp, up),
-            _ => stages::downstream_response(resp),
-        });
-    }
-    let call = stages::PluginCall {
-        route,
-        conn: &conn,
-        request_id,
-        params,
-        client_upgrade,
-    };
-    Box::pin(stages::with_plugins(call, head, body, trail)).await
-}
-
-fn no_host() -> Arc<str> {
-    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
-    EMPTY.clone()
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    respond::respond(&mut run, ex, answer, client_upgrade).await
 }

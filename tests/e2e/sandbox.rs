@@ -86,25 +86,20 @@ fn kit_attachment(max_instances: usize, config: &str) -> gatehouse::config::Atta
     }
 }
 
-fn exchange() -> Box<gatehouse::plugin::Exchange> {
-    Box::new(gatehouse::plugin::Exchange {
-        request_id: "r1".into(),
-        route_id: "r".into(),
-        client_ip: "127.0.0.1".parse().unwrap(),
-        params: vec![],
-        attributes: vec![],
-        req: gatehouse::plugin::RequestHead {
-            method: http::Method::GET,
-            uri: "/x".parse().unwrap(),
-            headers: http::HeaderMap::new(),
-            scheme: "http",
-            host: "localhost".into(),
-        },
-        resp: None,
-        response_headers: Vec::new(),
-        counters: vec!["r#0".into()].into(),
-        attachment: 0,
-    })
+fn exchange() -> gatehouse::exchange::PluginView {
+    let mut view = gatehouse::exchange::PluginView::blank();
+    view.request_id = http::HeaderValue::from_static("r1");
+    view.route_id = "r".into();
+    view.client_ip = "127.0.0.1".parse().unwrap();
+    view.req = gatehouse::exchange::RequestHead {
+        method: http::Method::GET,
+        uri: "/x".parse().unwrap(),
+        headers: http::HeaderMap::new(),
+        scheme: "http",
+        host: "localhost".into(),
+    };
+    view.counters = vec!["r#0".into()].into();
+    view
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +111,7 @@ async fn a_spare_instance_is_kept_once_calls_overlap() {
     // started together overlap.
     let slow = r#"{"mode":"sleep","ms":5}"#;
     let call = async |pool: &std::sync::Arc<gatehouse::plugin::pool::Pool>| {
-        let (_, r) = pool.invoke(exchange(), Call::Request).await;
+        let r = pool.invoke(&mut exchange(), Call::Request).await;
         r.unwrap();
     };
     let settle = || tokio::time::sleep(std::time::Duration::from_millis(100));

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gatehouse::config::{AttachmentConfig, OnError};
-use gatehouse::plugin::{Exchange, RequestHead};
+use gatehouse::exchange::{PluginView, RequestHead};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub fn build(name: &str) -> PathBuf {
@@ -47,7 +47,7 @@ pub fn attachment(name: &str, config: &str) -> AttachmentConfig {
     }
 }
 
-pub fn exchange(headers: usize) -> Box<Exchange> {
+pub fn exchange(headers: usize) -> PluginView {
     let mut h = HeaderMap::new();
     for i in 0..headers {
         h.insert(
@@ -55,22 +55,17 @@ pub fn exchange(headers: usize) -> Box<Exchange> {
             HeaderValue::from_static("some-value-0123456789"),
         );
     }
-    Box::new(Exchange {
-        request_id: "0123456789abcdef".into(),
-        route_id: "bench".into(),
-        client_ip: "127.0.0.1".parse().unwrap(),
-        params: vec![],
-        attributes: vec![],
-        req: RequestHead {
-            method: Method::GET,
-            uri: "/bench".parse().unwrap(),
-            headers: h,
-            scheme: "http",
-            host: "localhost".into(),
-        },
-        resp: None,
-        response_headers: Vec::new(),
-        counters: vec!["r#0".into()].into(),
-        attachment: 0,
-    })
+    let mut view = PluginView::blank();
+    view.request_id = HeaderValue::from_static("0123456789abcdef");
+    view.route_id = "bench".into();
+    view.client_ip = "127.0.0.1".parse().unwrap();
+    view.req = RequestHead {
+        method: Method::GET,
+        uri: "/bench".parse().unwrap(),
+        headers: h,
+        scheme: "http",
+        host: "localhost".into(),
+    };
+    view.counters = vec!["r#0".into()].into();
+    view
 }

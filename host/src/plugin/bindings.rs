@@ -2,7 +2,7 @@
 //!
 //! The three resources are never stored in a table: a call hands the guest a
 //! borrowed handle with a dummy rep, and the host methods act on the one
-//! [`Exchange`](super::Exchange) that the store holds during that call.
+//! [`PluginView`](crate::exchange::PluginView) that the store holds during that call.
 
 #![allow(missing_docs)]
 
@@ -18,7 +18,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-/// Marker for the `context` resource (state lives in the store's exchange).
+/// Marker for the `context` resource (state lives in the store's view).
 pub struct ContextRes;
 /// Marker for the `request-head` resource.
 pub struct RequestHeadRes;

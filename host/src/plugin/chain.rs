@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
+use super::PluginError;
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
 use super::pool::{Call, Outcome, Pool};
-use super::{Exchange, PluginError};
+use crate::body::Body;
 use crate::config::{AttachmentConfig, OnError};
+use crate::exchange::{Exchange, Phase, PluginView, RequestHead};
 use crate::metrics::PluginMetrics;
+use crate::telemetry::trace::SpanKind;
 use std::sync::atomic::Ordering;
 
 /// A plugin attached to a route with its config and the pool running it.
@@ -67,30 +70,24 @@ pub struct PluginResponse {
     pub plugin: Arc<str>,
 }
 
-/// What the request should do next.
+impl PluginResponse {
+    /// The response the client gets.
+    pub fn into_response(self) -> Response<Body> {
+        let mut resp = Response::new(Body::full(self.body));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers;
+        resp
+    }
+}
+
+/// What the request does after a stage of hooks.
 #[derive(Debug)]
 pub enum Flow {
-    /// Go on to the upstream.
+    /// Go on: to the upstream on the request side, to the client on the
+    /// response side, with whatever the hooks edited.
     Continue,
-    /// Answer with this response.
-    Respond(PluginResponse),
-}
-
-/// What a response-side hook decided.
-#[derive(Debug)]
-pub enum ResponseFlow {
-    /// Keep the (possibly edited) head.
-    Continue,
-    /// Replace the whole response.
-    Replace(PluginResponse),
-}
-
-/// What the body hooks decided.
-#[derive(Debug)]
-pub enum BodyFlow {
-    /// Send this body.
-    Body(Bytes),
-    /// Answer with this response instead.
+    /// Answer with this response: before the upstream is called on the
+    /// request side, in place of the upstream's on the response side.
     Respond(PluginResponse),
 }
 
@@ -133,7 +130,6 @@ impl Chain {
             pools: self.items.iter().map(|a| a.pool()).collect(),
             metrics: self.metrics.clone(),
             ran: 0,
-            calls: None,
         }
     }
 }
@@ -145,36 +141,9 @@ pub struct ChainRun {
     metrics: Arc<[Arc<PluginMetrics>]>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
-    /// Calls made, when the request is traced.
-    calls: Option<Vec<CallRecord>>,
-}
-
-/// One hook call, for a trace span.
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// Plugin name.
-    pub plugin: Arc<str>,
-    /// `on-request`, `on-response`, ...
-    pub hook: &'static str,
-    /// Start (wall clock).
-    pub start: std::time::SystemTime,
-    /// End (wall clock).
-    pub end: std::time::SystemTime,
-    /// Whether the call failed.
-    pub failed: bool,
 }
 
 impl ChainRun {
-    /// Records every hook call from now on (for trace spans).
-    pub fn record_calls(&mut self) {
-        self.calls = Some(Vec::new());
-    }
-
-    /// The calls recorded so far.
-    pub fn take_calls(&mut self) -> Vec<CallRecord> {
-        self.calls.take().unwrap_or_default()
-    }
-
     fn wants(&self, f: Features) -> bool {
         self.pools
             .iter()
@@ -202,15 +171,27 @@ impl ChainRun {
     }
 
     /// Whether any plugin that ran wants the response head.
-    pub fn wants_response(&self) -> bool {
+    fn wants_response(&self) -> bool {
         self.ran > 0 && self.wants(Features::RESPONSE_HEADERS)
     }
 
+    /// The head the upstream gets, as the request hooks left it. A copy
+    /// stays in the view when response hooks will read the request; and a
+    /// body hook edits what it can read, so the upstream is then asked for
+    /// an uncompressed answer rather than let a compressed one pass unedited.
+    pub fn upstream_head(&self, view: &mut PluginView) -> RequestHead {
+        if self.response_body_limit().is_some() {
+            view.req.headers.remove(header::ACCEPT_ENCODING);
+        }
+        if self.wants_response() {
+            view.req.clone()
+        } else {
+            view.req.take()
+        }
+    }
+
     /// Runs `on-request` in order until one responds.
-    pub async fn on_request(
-        &mut self,
-        mut ex: Box<Exchange>,
-    ) -> (Box<Exchange>, Result<Flow, PluginError>) {
+    pub async fn on_request(&mut self, ex: &mut Exchange) -> Result<Flow, PluginError> {
         for i in 0..self.pools.len() {
             if self.pools[i].is_none() {
                 continue;
@@ -218,131 +199,159 @@ impl ChainRun {
             self.ran = i + 1;
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
-            ex.attachment = i;
-            let (back, result) = invoke(pool, m, &mut self.calls, ex, Call::Request).await;
-            ex = back;
-            match result {
-                Ok(Some(Outcome::Request(RequestAction::Respond(r)))) => {
-                    m.short_circuits.fetch_add(1, Ordering::Relaxed);
-                    return (ex, Ok(Flow::Respond(convert(r, pool))));
-                }
-                Ok(_) => {}
-                Err(e) => return (ex, Err(e)),
+            let outcome = invoke(pool, m, i, ex, Call::Request).await?;
+            if let Some(Outcome::Request(RequestAction::Respond(r))) = outcome {
+                m.short_circuits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Flow::Respond(convert(r, pool)));
             }
         }
-        (ex, Ok(Flow::Continue))
+        Ok(Flow::Continue)
     }
 
-    /// Runs `on-request-body` for the plugins that asked, in order.
+    /// Runs `on-request-body`, in order, over the plugins that asked, on the
+    /// buffered body; the result becomes the exchange's body.
     pub async fn on_request_body(
         &mut self,
-        ex: Box<Exchange>,
+        ex: &mut Exchange,
         body: Bytes,
-    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
-        self.body_hooks(ex, body, Features::REQUEST_BODY, false)
-            .await
+    ) -> Result<Flow, PluginError> {
+        match self.body_hooks(ex, body, Side::Request).await? {
+            Ok(b) => {
+                let len = HeaderValue::from(b.len());
+                ex.view.req.headers.insert(header::CONTENT_LENGTH, len);
+                ex.body = Body::full(b);
+                Ok(Flow::Continue)
+            }
+            Err(r) => Ok(Flow::Respond(r)),
+        }
     }
 
-    /// Runs `on-response` in reverse order over the plugins that ran.
+    /// Runs `on-response`, in reverse order, over the plugins that ran and
+    /// asked, editing `resp` in place.
     pub async fn on_response(
         &mut self,
-        mut ex: Box<Exchange>,
-    ) -> (Box<Exchange>, Result<ResponseFlow, PluginError>) {
-        // Disjoint borrows: the pools are read while calls are recorded.
-        let Self {
-            pools,
-            metrics,
-            ran,
-            calls,
-        } = self;
-        let ran = pools[..*ran].iter().zip(metrics.iter()).enumerate();
-        for (i, (pool, m)) in ran.rev() {
-            let Some(pool) = pool else { continue };
+        ex: &mut Exchange,
+        resp: &mut Response<Body>,
+    ) -> Result<Flow, PluginError> {
+        if !self.wants_response() {
+            return Ok(Flow::Continue);
+        }
+        lend(&mut ex.view, resp);
+        let flow = self.response_hooks(ex).await;
+        give_back(&mut ex.view, resp);
+        flow
+    }
+
+    async fn response_hooks(&mut self, ex: &mut Exchange) -> Result<Flow, PluginError> {
+        for i in (0..self.ran).rev() {
+            let Some(pool) = &self.pools[i] else { continue };
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
-            ex.attachment = i;
-            let (back, result) = invoke(pool, m, calls, ex, Call::Response).await;
-            ex = back;
-            match result {
-                Ok(Some(Outcome::Response(ResponseAction::Replace(r)))) => {
-                    return (ex, Ok(ResponseFlow::Replace(convert(r, pool))));
-                }
-                Ok(_) => {}
-                Err(e) => return (ex, Err(e)),
+            let outcome = invoke(pool, &self.metrics[i], i, ex, Call::Response).await;
+            if let Some(Outcome::Response(ResponseAction::Replace(r))) = outcome? {
+                return Ok(Flow::Respond(convert(r, pool)));
             }
         }
-        (ex, Ok(ResponseFlow::Continue))
+        Ok(Flow::Continue)
     }
 
-    /// Runs `on-response-body` in reverse order over the plugins that ran and asked.
+    /// Runs `on-response-body`, in reverse order, over the plugins that ran
+    /// and asked, on the buffered body; the result becomes `resp`'s body.
     pub async fn on_response_body(
         &mut self,
-        ex: Box<Exchange>,
+        ex: &mut Exchange,
+        resp: &mut Response<Body>,
         body: Bytes,
-    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
-        self.body_hooks(ex, body, Features::RESPONSE_BODY, true)
-            .await
+    ) -> Result<Flow, PluginError> {
+        lend(&mut ex.view, resp);
+        let result = self.body_hooks(ex, body, Side::Response).await;
+        give_back(&mut ex.view, resp);
+        match result? {
+            Ok(b) => {
+                let len = HeaderValue::from(b.len());
+                resp.headers_mut().insert(header::CONTENT_LENGTH, len);
+                *resp.body_mut() = Body::full(b);
+                Ok(Flow::Continue)
+            }
+            Err(r) => Ok(Flow::Respond(r)),
+        }
     }
 
+    /// The body hooks of one side: `Err` carries a hook's own response.
     async fn body_hooks(
         &mut self,
-        mut ex: Box<Exchange>,
+        ex: &mut Exchange,
         mut body: Bytes,
-        f: Features,
-        reverse: bool,
-    ) -> (Box<Exchange>, Result<BodyFlow, PluginError>) {
-        let upto = if reverse { self.ran } else { self.pools.len() };
-        let Self {
-            pools: all,
-            metrics,
-            calls,
-            ..
-        } = self;
-        let mut pools: Vec<(usize, &Arc<Pool>, &Arc<PluginMetrics>)> = all[..upto]
-            .iter()
-            .zip(metrics.iter())
-            .enumerate()
-            .filter_map(|(i, (p, m))| Some((i, p.as_ref()?, m)))
-            .filter(|(_, p, _)| p.features().contains(f))
+        side: Side,
+    ) -> Result<Result<Bytes, PluginResponse>, PluginError> {
+        let (f, upto) = match side {
+            Side::Request => (Features::REQUEST_BODY, self.pools.len()),
+            Side::Response => (Features::RESPONSE_BODY, self.ran),
+        };
+        let mut order: Vec<usize> = (0..upto)
+            .filter(|&i| {
+                self.pools[i]
+                    .as_ref()
+                    .is_some_and(|p| p.features().contains(f))
+            })
             .collect();
-        if reverse {
-            pools.reverse();
+        if side == Side::Response {
+            order.reverse();
         }
-        for (i, pool, m) in pools {
-            ex.attachment = i;
-            let call = if reverse {
-                Call::ResponseBody(body.to_vec())
-            } else {
-                Call::RequestBody(body.to_vec())
+        for i in order {
+            let Some(pool) = &self.pools[i] else { continue };
+            let m = &self.metrics[i];
+            let call = match side {
+                Side::Request => Call::RequestBody(body.to_vec()),
+                Side::Response => Call::ResponseBody(body.to_vec()),
             };
-            let (back, result) = invoke(pool, m, calls, ex, call).await;
-            ex = back;
-            match result {
-                Ok(Some(Outcome::Body(BodyAction::Replace(b)))) => body = Bytes::from(b),
-                Ok(Some(Outcome::Body(BodyAction::Respond(r)))) => {
-                    if !reverse {
+            match invoke(pool, m, i, ex, call).await? {
+                Some(Outcome::Body(BodyAction::Replace(b))) => body = Bytes::from(b),
+                Some(Outcome::Body(BodyAction::Respond(r))) => {
+                    if side == Side::Request {
                         m.short_circuits.fetch_add(1, Ordering::Relaxed);
                     }
-                    return (ex, Ok(BodyFlow::Respond(convert(r, pool))));
+                    return Ok(Err(convert(r, pool)));
                 }
-                Ok(_) => {}
-                Err(e) => return (ex, Err(e)),
+                _ => {}
             }
         }
-        (ex, Ok(BodyFlow::Body(body)))
+        Ok(Ok(body))
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+/// Moves `resp`'s head into the view for the response hooks (they read
+/// and edit it through the host API)...
+fn lend(view: &mut PluginView, resp: &mut Response<Body>) {
+    view.phase = Phase::Response;
+    view.resp.status = resp.status();
+    std::mem::swap(&mut view.resp.headers, resp.headers_mut());
+}
+
+/// ...and back into the response, as the hooks left it.
+fn give_back(view: &mut PluginView, resp: &mut Response<Body>) {
+    *resp.status_mut() = view.resp.status;
+    std::mem::swap(&mut view.resp.headers, resp.headers_mut());
+    view.phase = Phase::Request;
+}
+
 /// One hook call with the attachment's `on_error` applied in one place: a
-/// failure under `allow` becomes `Ok(None)` ("skip this plugin").
+/// failure under `allow` becomes `Ok(None)` ("skip this plugin"). The call
+/// is timed into the plugin's metrics and, when sampled, the request's trace.
 async fn invoke(
     pool: &Arc<Pool>,
     m: &PluginMetrics,
-    calls: &mut Option<Vec<CallRecord>>,
-    ex: Box<Exchange>,
+    position: usize,
+    ex: &mut Exchange,
     call: Call,
-) -> (Box<Exchange>, Result<Option<Outcome>, PluginError>) {
+) -> Result<Option<Outcome>, PluginError> {
     let hook = match &call {
         Call::Request => "on-request",
         Call::RequestBody(_) => "on-request-body",
@@ -350,18 +359,18 @@ async fn invoke(
         Call::ResponseBody(_) => "on-response-body",
     };
     let started = std::time::Instant::now();
-    let wall = calls.is_some().then(std::time::SystemTime::now);
-    let (ex, result) = pool.invoke(ex, call).await;
+    let wall = ex.trail.sampled().then(std::time::SystemTime::now);
+    ex.view.attachment = position;
+    let result = pool.invoke(&mut ex.view, call).await;
     m.calls.fetch_add(1, Ordering::Relaxed);
     m.duration.record(started.elapsed());
-    if let (Some(calls), Some(start)) = (calls.as_mut(), wall) {
-        calls.push(CallRecord {
-            plugin: pool.config().name.clone(),
-            hook,
-            start,
-            end: std::time::SystemTime::now(),
-            failed: result.is_err(),
-        });
+    if let Some(start) = wall {
+        let plugin = pool.config().name.clone();
+        let name = format!("plugin {plugin} {hook}");
+        let attrs = vec![("gatehouse.plugin", plugin.to_string())];
+        let failed = result.is_err();
+        ex.trail
+            .child_span(None, name, SpanKind::Internal, start, attrs, failed);
     }
     if let Err(e) = &result {
         let counter = match e {
@@ -370,7 +379,7 @@ async fn invoke(
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let result = match result {
+    match result {
         Ok(outcome) => Ok(Some(outcome)),
         // Every instance taken is load, not a broken plugin: skipping under
         // `allow` would let a flood of requests past an auth or rate-limit
@@ -383,8 +392,7 @@ async fn invoke(
             }
             OnError::Deny => Err(e),
         },
-    };
-    (ex, result)
+    }
 }
 
 fn convert(r: super::bindings::types::Response, pool: &Pool) -> PluginResponse {

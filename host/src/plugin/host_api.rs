@@ -11,6 +11,7 @@ use super::bindings::types::{Header, Level};
 use super::bindings::{ContextRes, RequestHeadRes, ResponseHeadRes, host, types};
 use super::names::HeaderNames;
 use super::state::PluginState;
+use crate::exchange::{Phase, ResponseHead};
 
 fn get(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
     headers.get(name).map(|v| v.as_bytes().to_vec())
@@ -59,26 +60,36 @@ fn parse(
 
 impl PluginState {
     fn req_headers(&self) -> Option<&HeaderMap> {
-        self.exchange.as_ref().map(|e| &e.req.headers)
+        self.view().map(|e| &e.req.headers)
     }
 
     fn resp_headers(&self) -> Option<&HeaderMap> {
-        self.exchange
-            .as_ref()
-            .and_then(|e| e.resp.as_ref())
-            .map(|r| &r.headers)
+        self.response().map(|r| &r.headers)
     }
 
     fn edit_req(&mut self, f: impl FnOnce(&mut HeaderMap)) {
-        if let Some(e) = self.exchange.as_mut() {
+        if let Some(e) = self.view_mut() {
             f(&mut e.req.headers);
         }
     }
 
     fn edit_resp(&mut self, f: impl FnOnce(&mut HeaderMap)) {
-        if let Some(r) = self.exchange.as_mut().and_then(|e| e.resp.as_mut()) {
+        if let Some(r) = self.response_mut() {
             f(&mut r.headers);
         }
+    }
+
+    /// The response head, in the response phase only.
+    fn response(&self) -> Option<&ResponseHead> {
+        self.view()
+            .filter(|v| v.phase == Phase::Response)
+            .map(|v| &v.resp)
+    }
+
+    fn response_mut(&mut self) -> Option<&mut ResponseHead> {
+        self.view_mut()
+            .filter(|v| v.phase == Phase::Response)
+            .map(|v| &mut v.resp)
     }
 }
 
@@ -86,28 +97,26 @@ impl types::Host for PluginState {}
 
 impl types::HostContext for PluginState {
     fn request_id(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange
-            .as_ref()
-            .map(|e| e.request_id.to_string())
+        self.view()
+            .and_then(|e| e.request_id.to_str().ok())
+            .map(str::to_string)
             .unwrap_or_default()
     }
 
     fn route_id(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange
-            .as_ref()
+        self.view()
             .map(|e| e.route_id.to_string())
             .unwrap_or_default()
     }
 
     fn client_ip(&mut self, _: Resource<ContextRes>) -> String {
-        self.exchange
-            .as_ref()
+        self.view()
             .map(|e| e.client_ip.to_string())
             .unwrap_or_default()
     }
 
     fn path_param(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
-        let e = self.exchange.as_ref()?;
+        let e = self.view()?;
         e.params
             .iter()
             .find(|(k, _)| **k == *name)
@@ -115,7 +124,7 @@ impl types::HostContext for PluginState {
     }
 
     fn attribute(&mut self, _: Resource<ContextRes>, name: String) -> Option<String> {
-        self.exchange.as_ref()?.attribute(&name).map(str::to_string)
+        self.view()?.attribute(&name).map(str::to_string)
     }
 
     fn set_attribute(&mut self, _: Resource<ContextRes>, name: String, value: String) {
@@ -124,16 +133,17 @@ impl types::HostContext for PluginState {
             tracing::debug!(attribute = %name, "plugin tried to set a read-only attribute");
             return;
         }
-        if let Some(e) = self.exchange.as_mut() {
+        if let Some(e) = self.view_mut() {
             e.set_attribute(name, value);
         }
     }
 
     fn set_response_headers(&mut self, _: Resource<ContextRes>, headers: Vec<Header>) {
-        let plugin = &self.shared.name;
-        let Some(e) = self.exchange.as_mut() else {
+        if !self.serving {
             return;
-        };
+        }
+        let plugin = &self.shared.name;
+        let e = &mut self.view;
         for h in headers {
             if let Some(pair) = parse(&mut self.names, plugin, &h.name, h.value) {
                 e.response_headers.retain(|(n, _)| *n != pair.0);
@@ -149,33 +159,30 @@ impl types::HostContext for PluginState {
 
 impl types::HostRequestHead for PluginState {
     fn method(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange
-            .as_ref()
+        self.view()
             .map(|e| e.req.method.to_string())
             .unwrap_or_default()
     }
 
     fn scheme(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange
-            .as_ref()
+        self.view()
             .map(|e| e.req.scheme.to_string())
             .unwrap_or_default()
     }
 
     fn authority(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
-        let e = self.exchange.as_ref()?;
+        let e = self.view()?;
         (!e.req.host.is_empty()).then(|| e.req.host.to_string())
     }
 
     fn path(&mut self, _: Resource<RequestHeadRes>) -> String {
-        self.exchange
-            .as_ref()
+        self.view()
             .map(|e| e.req.uri.path().to_string())
             .unwrap_or_default()
     }
 
     fn query(&mut self, _: Resource<RequestHeadRes>) -> Option<String> {
-        self.exchange.as_ref()?.req.uri.query().map(str::to_string)
+        self.view()?.req.uri.query().map(str::to_string)
     }
 
     fn header(&mut self, _: Resource<RequestHeadRes>, name: String) -> Option<Vec<u8>> {
@@ -215,7 +222,7 @@ impl types::HostRequestHead for PluginState {
     }
 
     fn set_path(&mut self, _: Resource<RequestHeadRes>, path: String) -> Result<(), String> {
-        let e = self.exchange.as_mut().ok_or("no request")?;
+        let e = self.view_mut().ok_or("no request")?;
         if !path.starts_with('/') {
             return Err(format!("path `{path}` must start with `/`"));
         }
@@ -232,7 +239,7 @@ impl types::HostRequestHead for PluginState {
         _: Resource<RequestHeadRes>,
         query: Option<String>,
     ) -> Result<(), String> {
-        let e = self.exchange.as_mut().ok_or("no request")?;
+        let e = self.view_mut().ok_or("no request")?;
         let pq = match query {
             Some(q) if !q.is_empty() => format!("{}?{q}", e.req.uri.path()),
             _ => e.req.uri.path().to_string(),
@@ -248,17 +255,14 @@ impl types::HostRequestHead for PluginState {
 
 impl types::HostResponseHead for PluginState {
     fn status(&mut self, _: Resource<ResponseHeadRes>) -> u16 {
-        self.exchange
-            .as_ref()
-            .and_then(|e| e.resp.as_ref())
-            .map_or(0, |r| r.status.as_u16())
+        self.response().map_or(0, |r| r.status.as_u16())
     }
 
     fn set_status(&mut self, _: Resource<ResponseHeadRes>, status: u16) {
         let Ok(s) = StatusCode::from_u16(status) else {
             return;
         };
-        if let Some(r) = self.exchange.as_mut().and_then(|e| e.resp.as_mut()) {
+        if let Some(r) = self.response_mut() {
             r.status = s;
         }
     }
@@ -307,7 +311,7 @@ impl types::HostResponseHead for PluginState {
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
         let plugin = &*self.shared.name;
-        let route = self.exchange.as_ref().map(|e| e.route_id.clone());
+        let route = self.view().map(|e| e.route_id.clone());
         let route = route.as_deref().unwrap_or("");
         match level {
             Level::Trace => tracing::trace!(plugin, route, "{message}"),
@@ -337,7 +341,7 @@ impl host::Host for PluginState {
     }
 
     fn identity_header(&mut self, name: String) {
-        if self.exchange.is_some() {
+        if self.serving {
             return;
         }
         match HeaderName::from_bytes(name.as_bytes()) {
@@ -383,11 +387,7 @@ impl host::Host for PluginState {
     ) -> Result<host::LimitDecision, String> {
         // The attachment's namespace first: a key can only name a counter of
         // the attachment (or shared `counter`) making the call.
-        if let Some(ns) = self
-            .exchange
-            .as_ref()
-            .and_then(|ex| ex.counters.get(ex.attachment))
-        {
+        if let Some(ns) = self.view().and_then(|ex| ex.counters.get(ex.attachment)) {
             let mut key = String::with_capacity(ns.len() + 1 + req.key.len());
             key.push_str(ns);
             key.push('|');

@@ -11,12 +11,13 @@ use wasmtime::component::Resource;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use super::PluginError;
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
 use super::bindings::{Plugin, PluginPre};
 use super::state::{MemoryLimiter, PluginShared, PluginState};
 use super::stderr::PluginStderr;
-use super::{Exchange, PluginError};
 use crate::config::AttachmentConfig;
+use crate::exchange::PluginView;
 
 /// `init` may do real work (parse keys, compile regexes): it gets a longer deadline.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -193,7 +194,8 @@ impl Pool {
             deadline: Instant::now() + INIT_TIMEOUT,
             ticks: 0,
             tick_budget: ticks_for(INIT_TIMEOUT),
-            exchange: None,
+            view: PluginView::blank(),
+            serving: false,
             names: Default::default(),
             identity_headers: Vec::new(),
             shared: self.shared.clone(),
@@ -224,32 +226,68 @@ impl Pool {
         Ok((Slot { store, plugin }, features))
     }
 
-    /// Runs one hook on a pooled instance. The exchange goes into the store for the
-    /// call and always comes back, even when the call fails.
+    /// Runs one hook on a pooled instance. The view is swapped into the
+    /// instance's store for the call and back after it, whatever the outcome.
     pub async fn invoke(
         self: &Arc<Self>,
-        ex: Box<Exchange>,
+        view: &mut PluginView,
         call: Call,
-    ) -> (Box<Exchange>, Result<Outcome, PluginError>) {
-        // A free instance is the common case: no timer unless we must wait.
-        let permit = match self.permits.try_acquire() {
-            Ok(p) => Some(p),
-            Err(_) => tokio::time::timeout(
-                self.cfg.timeout.max(Duration::from_millis(50)),
-                self.permits.acquire(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok),
-        };
-        let Some(_permit) = permit else {
-            return (
-                ex,
-                Err(PluginError::Busy {
+    ) -> Result<Outcome, PluginError> {
+        let _permit = self.permit().await?;
+        let mut slot = self.take_slot().await?;
+        let state = slot.store.data_mut();
+        std::mem::swap(&mut state.view, view);
+        state.serving = true;
+        state.deadline = Instant::now() + self.cfg.timeout;
+        state.ticks = 0;
+        state.tick_budget = ticks_for(self.cfg.timeout);
+        // The deadline is relative to the epoch at the time it is set: without a
+        // reset, an instance idle for a tick would yield to the scheduler at the
+        // first instruction of every call.
+        slot.store.set_epoch_deadline(1);
+        let result = run(&slot.plugin, &mut slot.store, call).await;
+        let state = slot.store.data_mut();
+        std::mem::swap(&mut state.view, view);
+        state.serving = false;
+        match result {
+            Ok(outcome) => {
+                // Recycle instances that grew past half their cap: memory never shrinks.
+                if slot.store.data().limiter.peak <= self.cfg.memory_limit / 2 {
+                    self.lock_idle().push(slot);
+                }
+                Ok(outcome)
+            }
+            // A trapped instance cannot be entered again; dropping it is the only option.
+            Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Err(PluginError::Timeout {
                     plugin: self.name.clone(),
-                }),
-            );
-        };
+                    timeout: self.cfg.timeout,
+                })
+            }
+            Err(e) => Err(PluginError::Trap {
+                plugin: self.name.clone(),
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+
+    /// A permit to run one call: at once in the common case (no timer),
+    /// otherwise after a bounded wait.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PluginError> {
+        if let Ok(p) = self.permits.try_acquire() {
+            return Ok(p);
+        }
+        let wait = self.cfg.timeout.max(Duration::from_millis(50));
+        match tokio::time::timeout(wait, self.permits.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(PluginError::Busy {
+                plugin: self.name.clone(),
+            }),
+        }
+    }
+
+    /// An idle instance, or a new one when none is idle.
+    async fn take_slot(self: &Arc<Self>) -> Result<Slot, PluginError> {
         let (idle, emptied) = {
             let mut idle = self.lock_idle();
             let slot = idle.pop();
@@ -258,62 +296,16 @@ impl Pool {
         if emptied {
             self.prepare_spare();
         }
-        let mut slot = match idle {
-            Some(s) => s,
-            None => {
-                self.contended.store(true, Ordering::Relaxed);
-                match self.instantiate().await {
-                    Ok((s, _)) => s,
-                    Err(message) => {
-                        return (
-                            ex,
-                            Err(PluginError::Instantiate {
-                                plugin: self.name.clone(),
-                                message,
-                            }),
-                        );
-                    }
-                }
-            }
-        };
-        let store = &mut slot.store;
-        // The deadline is relative to the epoch at the time it is set: without a
-        // reset, an instance idle for a tick would yield to the scheduler at the
-        // first instruction of every call.
-        store.set_epoch_deadline(1);
-        store.data_mut().exchange = Some(ex);
-        let state = store.data_mut();
-        state.deadline = Instant::now() + self.cfg.timeout;
-        state.ticks = 0;
-        state.tick_budget = ticks_for(self.cfg.timeout);
-        let result = run(&slot.plugin, store, call).await;
-        let ex = match slot.store.data_mut().exchange.take() {
-            Some(ex) => ex,
-            None => unreachable_exchange(),
-        };
-        match result {
-            Ok(outcome) => {
-                // Recycle instances that grew past half their cap: memory never shrinks.
-                if slot.store.data().limiter.peak <= self.cfg.memory_limit / 2 {
-                    self.lock_idle().push(slot);
-                }
-                (ex, Ok(outcome))
-            }
-            Err(e) => {
-                // A trapped instance cannot be entered again; dropping it is the only option.
-                let err = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                    PluginError::Timeout {
-                        plugin: self.name.clone(),
-                        timeout: self.cfg.timeout,
-                    }
-                } else {
-                    PluginError::Trap {
-                        plugin: self.name.clone(),
-                        message: format!("{e:#}"),
-                    }
-                };
-                (ex, Err(err))
-            }
+        if let Some(slot) = idle {
+            return Ok(slot);
+        }
+        self.contended.store(true, Ordering::Relaxed);
+        match self.instantiate().await {
+            Ok((slot, _)) => Ok(slot),
+            Err(message) => Err(PluginError::Instantiate {
+                plugin: self.name.clone(),
+                message,
+            }),
         }
     }
 }
@@ -321,11 +313,6 @@ impl Pool {
 /// Epoch ticks (1 ms) in `d`, at least one.
 fn ticks_for(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
-}
-
-/// The exchange is put in just before the call and nothing else takes it out.
-fn unreachable_exchange() -> ! {
-    panic!("plugin store lost its exchange")
 }
 
 async fn run(

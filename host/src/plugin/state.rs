@@ -10,9 +10,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::Exchange;
 use super::kv::Kv;
 use super::limiter::{RateLimiter, RedisLimiter};
+use crate::exchange::PluginView;
 
 /// Per-plugin things that outlive instances and hot swaps.
 #[derive(Debug)]
@@ -118,13 +118,28 @@ pub struct PluginState {
     /// both passed its wall-clock deadline and been seen running for this many
     /// ticks, so a thread descheduled by the OS does not time out a fast call.
     pub(crate) tick_budget: u64,
-    /// The exchange of the call in progress (none between calls).
-    pub(crate) exchange: Option<Box<Exchange>>,
+    /// The request of the call in progress, swapped in by the pool for the
+    /// call; a blank view between calls and during `init`.
+    pub(crate) view: PluginView,
+    /// Whether a request hook is running (`view` is a request's).
+    pub(crate) serving: bool,
     /// Header names this instance has set, parsed once.
     pub(crate) names: super::names::HeaderNames,
     /// Identity headers the plugin declared in `init`.
     pub(crate) identity_headers: Vec<http::HeaderName>,
     pub(crate) shared: Arc<PluginShared>,
+}
+
+impl PluginState {
+    /// The request being served, if a request hook is running.
+    pub(crate) fn view(&self) -> Option<&PluginView> {
+        self.serving.then_some(&self.view)
+    }
+
+    /// The request being served, editable, if a request hook is running.
+    pub(crate) fn view_mut(&mut self) -> Option<&mut PluginView> {
+        self.serving.then_some(&mut self.view)
+    }
 }
 
 impl WasiView for PluginState {

@@ -11,28 +11,53 @@ use http::{HeaderMap, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 
-use super::trail::Trail;
 use crate::balancer::SelectKey;
 use crate::body::Body;
+use crate::config::Retries;
 use crate::error::GatewayError;
-use crate::plugin::RequestHead;
+use crate::exchange::{Exchange, RequestHead, Upstreamed};
+use crate::plugin::ChainRun;
 use crate::resilience::Outcome;
 use crate::resilience::retry::{TryFailure, backoff, is_idempotent, retries_on};
 use crate::snapshot::{Route, Service};
-use crate::telemetry::trace::{SpanKind, new_span_id};
+use crate::telemetry::trace::{SpanKind, TraceContext, new_span_id};
 use crate::upstream::UpstreamError;
 use std::time::{Instant as StdInstant, SystemTime};
 
-/// Sends the request to the route's service and returns the response head,
-/// its body still streaming.
-pub async fn forward(
+/// Stage five: the head and body the request hooks left go to the route's
+/// service; what the tries learned goes into the trail's [`Upstreamed`].
+pub async fn to_upstream(
     route: &Route,
+    run: &ChainRun,
+    ex: &mut Exchange,
+) -> Result<Response<Body>, GatewayError> {
+    let head = run.upstream_head(&mut ex.view);
+    let body = ex.take_body();
+    let to = Target {
+        route,
+        client: ex.view.client_ip,
+        trace: ex.trail.trace.as_ref(),
+    };
+    forward(&to, head, body, &mut ex.trail.upstream).await
+}
+
+/// Where a request goes and what each try needs to know about it.
+struct Target<'a> {
+    route: &'a Route,
     client: IpAddr,
+    trace: Option<&'a TraceContext>,
+}
+
+/// Sends the request to the route's service and returns the response head,
+/// its body still streaming. Tries as the retry policy allows when the
+/// body can be replayed, once otherwise.
+async fn forward(
+    to: &Target<'_>,
     head: RequestHead,
     body: Body,
-    trail: &mut Trail,
+    learned: &mut Upstreamed,
 ) -> Result<Response<Body>, GatewayError> {
-    let service = route.target.service(client, &head.headers);
+    let service = to.route.target.service(to.client, &head.headers);
     let _slot = match &service.bulkhead {
         Some(b) => Some(
             b.enter()
@@ -46,86 +71,32 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let first_timeout = cfg
-        .per_try_timeout
-        .map_or(cfg.timeout, |t| t.min(cfg.timeout));
-    let policy = cfg
-        .retries
-        .as_ref()
-        .filter(|_| route.retry_non_idempotent || is_idempotent(&head.method));
     if let Some(budget) = &service.retry_budget {
         budget.deposit();
     }
-    let Some(policy) = policy else {
-        let t = Try::new(route, service, client, &head.method, &pq);
-        return t
-            .send(head.headers, body, first_timeout, &[], trail)
-            .await
-            .1;
+    let t = Try {
+        to,
+        service,
+        method: &head.method,
+        pq: &pq,
     };
-    let body = match replayable(body, policy.max_body_bytes).await? {
-        Ok(bytes) => bytes,
+    let policy = cfg
+        .retries
+        .as_ref()
+        .filter(|_| to.route.retry_non_idempotent || is_idempotent(&head.method));
+    let replay = match policy {
+        Some(p) => replayable(body, p.max_body_bytes).await?.map(|b| (p, b)),
+        None => Err(body),
+    };
+    match replay {
+        Ok((policy, bytes)) => t.with_retries(policy, head.headers, bytes, learned).await,
+        // No policy, or a body too big (or of unknown size) to keep: one try.
         Err(body) => {
-            // Too big (or of unknown size) to keep: one try only.
-            let t = Try::new(route, service, client, &head.method, &pq);
-            return t
-                .send(head.headers, body, first_timeout, &[], trail)
-                .await
-                .1;
+            let timeout = cfg
+                .per_try_timeout
+                .map_or(cfg.timeout, |t| t.min(cfg.timeout));
+            t.send(head.headers, body, timeout, &[], learned).await.1
         }
-    };
-    let deadline = Instant::now() + cfg.timeout;
-    let mut tried = Vec::with_capacity(policy.attempts as usize);
-    let mut attempt = 1;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(UpstreamError::Timeout(cfg.timeout).into());
-        }
-        let per_try = cfg.per_try_timeout.map_or(remaining, |t| t.min(remaining));
-        let t = Try::new(route, service, client, &head.method, &pq);
-        let (idx, result) = t
-            .send(
-                head.headers.clone(),
-                Body::full(body.clone()),
-                per_try,
-                &tried,
-                trail,
-            )
-            .await;
-        let failure = match &result {
-            Ok(resp) => Some(TryFailure::Status(resp.status().as_u16())),
-            Err(GatewayError::Upstream(UpstreamError::Connect(_))) => {
-                Some(TryFailure::ConnectFailure)
-            }
-            Err(GatewayError::Upstream(UpstreamError::Failed(_))) => Some(TryFailure::Reset),
-            Err(GatewayError::Upstream(UpstreamError::Timeout(_))) => Some(TryFailure::Timeout),
-            Err(_) => None,
-        };
-        let again = attempt < policy.attempts
-            && failure.is_some_and(|f| retries_on(policy, f))
-            && service.retry_budget.as_ref().is_none_or(|b| b.withdraw());
-        if !again {
-            return result;
-        }
-        if let Some(i) = idx {
-            tried.push(i);
-        }
-        service
-            .metrics
-            .retries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pause =
-            backoff(policy, attempt).min(deadline.saturating_duration_since(Instant::now()));
-        tracing::debug!(
-            service = &*service.name,
-            attempt,
-            ?failure,
-            ?pause,
-            "retrying"
-        );
-        tokio::time::sleep(pause).await;
-        attempt += 1;
     }
 }
 
@@ -150,27 +121,63 @@ async fn replayable(body: Body, max: usize) -> Result<Result<Bytes, Body>, Gatew
 
 /// One try's fixed inputs.
 struct Try<'a> {
-    route: &'a Route,
+    to: &'a Target<'a>,
     service: &'a Arc<Service>,
-    client: IpAddr,
     method: &'a Method,
     pq: &'a PathAndQuery,
 }
 
-impl<'a> Try<'a> {
-    fn new(
-        route: &'a Route,
-        service: &'a Arc<Service>,
-        client: IpAddr,
-        method: &'a Method,
-        pq: &'a PathAndQuery,
-    ) -> Self {
-        Self {
-            route,
-            service,
-            client,
-            method,
-            pq,
+impl Try<'_> {
+    /// Tries until one succeeds or the policy, the retry budget or the
+    /// service's overall timeout says stop.
+    async fn with_retries(
+        &self,
+        policy: &Retries,
+        headers: HeaderMap,
+        body: Bytes,
+        learned: &mut Upstreamed,
+    ) -> Result<Response<Body>, GatewayError> {
+        let service = self.service;
+        let cfg = &service.config;
+        let deadline = Instant::now() + cfg.timeout;
+        let mut tried = Vec::with_capacity(policy.attempts as usize);
+        let mut attempt = 1;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(UpstreamError::Timeout(cfg.timeout).into());
+            }
+            let per_try = cfg.per_try_timeout.map_or(remaining, |t| t.min(remaining));
+            let body = Body::full(body.clone());
+            let (idx, result) = self
+                .send(headers.clone(), body, per_try, &tried, learned)
+                .await;
+            let failure = match &result {
+                Ok(resp) => Some(TryFailure::Status(resp.status().as_u16())),
+                Err(e) => e.try_failure(),
+            };
+            let again = attempt < policy.attempts
+                && failure.is_some_and(|f| retries_on(policy, f))
+                && service.retry_budget.as_ref().is_none_or(|b| b.withdraw());
+            if !again {
+                return result;
+            }
+            tried.extend(idx);
+            service
+                .metrics
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let pause =
+                backoff(policy, attempt).min(deadline.saturating_duration_since(Instant::now()));
+            tracing::debug!(
+                service = &*service.name,
+                attempt,
+                ?failure,
+                ?pause,
+                "retrying"
+            );
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
     }
 
@@ -182,7 +189,7 @@ impl<'a> Try<'a> {
         body: Body,
         timeout: std::time::Duration,
         tried: &[usize],
-        trail: &mut Trail,
+        learned: &mut Upstreamed,
     ) -> (Option<usize>, Result<Response<Body>, GatewayError>) {
         let service = self.service;
         let ticket = match &service.breaker {
@@ -199,7 +206,7 @@ impl<'a> Try<'a> {
             None => None,
         };
         let key = SelectKey {
-            client_ip: self.client,
+            client_ip: self.to.client,
             headers: &headers,
         };
         let Some(idx) = service
@@ -213,7 +220,7 @@ impl<'a> Try<'a> {
         };
         let instance = &service.instances[idx];
         // Each try is its own client span; the upstream continues the trace from it.
-        let span_id = trail.trace.as_ref().map(|t| {
+        let span_id = self.to.trace.map(|t| {
             let id = new_span_id();
             t.propagate(&mut headers, &id);
             id
@@ -222,7 +229,7 @@ impl<'a> Try<'a> {
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = Uri::from(self.pq.clone());
         *req.headers_mut() = headers;
-        if !self.route.preserve_host {
+        if !self.to.route.preserve_host {
             req.headers_mut()
                 .insert(header::HOST, instance.host.clone());
         }
@@ -235,18 +242,20 @@ impl<'a> Try<'a> {
         let took = started.elapsed();
         let status = result.as_ref().ok().map(|r| r.status());
         service.metrics.record(status, took);
-        trail.tries += 1;
-        trail.upstream_time += took;
-        trail.service = Some(service.name.clone());
-        trail.instance = Some(instance.authority.clone());
-        if trail.sampled() {
+        learned.tries += 1;
+        learned.upstream_time += took;
+        learned.service = Some(service.name.clone());
+        learned.instance = Some(instance.authority.clone());
+        if let Some(t) = self.to.trace.filter(|t| t.sampled) {
             let mut attrs = vec![("server.address", instance.authority.to_string())];
             if let Some(s) = status {
                 attrs.push(("http.response.status_code", s.as_u16().to_string()));
             }
             let failed = status.is_none_or(|s| s.is_server_error());
             let name = format!("upstream {}", service.name);
-            trail.child_span(span_id, name, SpanKind::Client, wall, attrs, failed);
+            learned
+                .spans
+                .extend(t.child(span_id, name, SpanKind::Client, wall, attrs, failed));
         }
         let outcome = match &result {
             Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),

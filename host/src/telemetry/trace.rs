@@ -125,6 +125,30 @@ impl TraceContext {
             None => headers.remove(&TRACESTATE),
         };
     }
+
+    /// A child of the request span ending now; `None` unless the trace is
+    /// sampled (then nothing is recorded at all).
+    pub fn child(
+        &self,
+        span_id: Option<SpanId>,
+        name: String,
+        kind: SpanKind,
+        start: SystemTime,
+        attributes: Vec<(&'static str, String)>,
+        error: bool,
+    ) -> Option<Span> {
+        self.sampled.then(|| Span {
+            trace_id: self.trace_id,
+            span_id: span_id.unwrap_or_else(new_span_id),
+            parent: Some(self.span_id),
+            name,
+            kind,
+            start,
+            end: SystemTime::now(),
+            attributes,
+            error,
+        })
+    }
 }
 
 /// Span kinds as OTLP numbers them.

@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::{Entry, rfc3339};
-use crate::telemetry::trace::{Span, SpanKind, TraceContext, new_span_id};
+use crate::telemetry::trace::{Span, SpanKind, TraceContext};
 
 /// What is known once the response head is out.
 #[derive(Debug)]
@@ -25,6 +25,35 @@ pub struct Done {
     pub status: StatusCode,
     /// Request id.
     pub request_id: String,
+    /// The client address (after `trusted_proxies`).
+    pub client_ip: IpAddr,
+    /// Plugin attributes at the end of the request (consumer, tenant).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Done {
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the forward stage learned, its one output besides the response:
+/// the forward stage fills this record and nothing else of the trail.
+#[derive(Debug, Default)]
+pub struct Upstreamed {
+    /// Tries sent.
+    pub tries: u32,
+    /// Service of the last try.
+    pub service: Option<Arc<str>>,
+    /// Instance of the last try.
+    pub instance: Option<http::uri::Authority>,
+    /// Time spent waiting for response heads, over all tries.
+    pub upstream_time: Duration,
+    /// One client span per try, when the request is sampled.
+    pub spans: Vec<Span>,
 }
 
 /// What one request went through.
@@ -32,24 +61,14 @@ pub struct Done {
 pub struct Trail {
     /// When the request head arrived.
     pub started: Instant,
-    /// The client address (after `trusted_proxies`).
-    pub client_ip: IpAddr,
     /// Request body bytes, counted when telemetry needs them.
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// Index of the matched route.
     pub route: Option<usize>,
-    /// Service of the last try.
-    pub service: Option<Arc<str>>,
-    /// Instance of the last try.
-    pub instance: Option<http::uri::Authority>,
-    /// Time spent waiting for upstream response heads.
-    pub upstream_time: Duration,
-    /// Tries sent upstream.
-    pub tries: u32,
+    /// What the forward stage learned.
+    pub upstream: Upstreamed,
     /// The plugin that answered the request, if one did.
     pub answered_by: Option<Arc<str>>,
-    /// Plugin attributes at the end of the request chain (consumer, tenant).
-    pub attributes: Vec<(String, String)>,
     /// The trace, when tracing is configured.
     pub trace: Option<TraceContext>,
     /// Finished child spans (plugin calls, upstream tries), when sampled.
@@ -57,28 +76,17 @@ pub struct Trail {
 }
 
 impl Trail {
-    /// A trail starting now, for a request from `client_ip`.
-    pub fn start(client_ip: IpAddr) -> Self {
+    /// A trail starting now.
+    pub fn start() -> Self {
         Self {
             started: Instant::now(),
-            client_ip,
             bytes_in: None,
             route: None,
-            service: None,
-            instance: None,
-            upstream_time: Duration::ZERO,
-            tries: 0,
+            upstream: Upstreamed::default(),
             answered_by: None,
-            attributes: Vec::new(),
             trace: None,
             spans: Vec::new(),
         }
-    }
-
-    /// Whether the request ends in an access log line or spans (only then
-    /// are attributes copied out of the plugin exchange).
-    pub fn reports(&self) -> bool {
-        self.bytes_in.is_some()
     }
 
     /// Whether child spans are being recorded.
@@ -96,20 +104,13 @@ impl Trail {
         attributes: Vec<(&'static str, String)>,
         error: bool,
     ) {
-        let Some(t) = self.trace.as_ref().filter(|t| t.sampled) else {
-            return;
-        };
-        self.spans.push(Span {
-            trace_id: t.trace_id,
-            span_id: span_id.unwrap_or_else(new_span_id),
-            parent: Some(t.span_id),
-            name,
-            kind,
-            start,
-            end: SystemTime::now(),
-            attributes,
-            error,
-        });
+        if let Some(span) = self
+            .trace
+            .as_ref()
+            .and_then(|t| t.child(span_id, name, kind, start, attributes, error))
+        {
+            self.spans.push(span);
+        }
     }
 
     /// Writes the access log line and exports the spans.
@@ -129,9 +130,9 @@ impl Trail {
                     "http.response.status_code",
                     done.status.as_u16().to_string(),
                 ),
-                ("client.address", self.client_ip.to_string()),
+                ("client.address", done.client_ip.to_string()),
             ];
-            if let Some(c) = self.attribute("consumer") {
+            if let Some(c) = done.attribute("consumer") {
                 attributes.push(("enduser.id", c.to_string()));
             }
             let root = Span {
@@ -146,10 +147,13 @@ impl Trail {
                 error: done.status.is_server_error(),
             };
             self.spans.push(root);
+            self.spans.append(&mut self.upstream.spans);
             sink.send(std::mem::take(&mut self.spans));
         }
         let Some(log) = &tel.access_log else { return };
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let consumer = done.attribute("consumer").map(str::to_string);
+        let tenant = done.attribute("tenant").map(str::to_string);
         log.send(Entry {
             timestamp: rfc3339(started_at),
             request_id: done.request_id,
@@ -157,29 +161,21 @@ impl Trail {
             method: done.method.to_string(),
             path: done.path,
             route_id: done.route_id,
-            service: self.service.take(),
-            instance: self.instance.take().map(|a| a.to_string()),
+            service: self.upstream.service.take(),
+            instance: self.upstream.instance.take().map(|a| a.to_string()),
             status: done.status.as_u16(),
             latency_ms: ms(self.started.elapsed()),
-            upstream_latency_ms: (self.tries > 0).then(|| ms(self.upstream_time)),
+            upstream_latency_ms: (self.upstream.tries > 0).then(|| ms(self.upstream.upstream_time)),
             bytes_in: self
                 .bytes_in
                 .as_ref()
                 .map_or(0, |n| n.load(Ordering::Relaxed)),
             bytes_out,
-            client_ip: self.client_ip,
-            consumer: self.attribute("consumer").map(str::to_string),
-            tenant: self.attribute("tenant").map(str::to_string),
+            client_ip: done.client_ip,
+            consumer,
+            tenant,
             answered_by: self.answered_by.take(),
-            upstream_tries: self.tries,
+            upstream_tries: self.upstream.tries,
         });
-    }
-
-    /// An attribute plugins set.
-    pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
 }
