@@ -4,8 +4,8 @@
 //! `/health` and `/ready` needs a bearer token; read-only tokens cannot write.
 
 mod consumers;
-pub mod document;
 mod handlers;
+mod metrics;
 mod redact;
 
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{AdminConfig, AdminToken};
-use crate::gateway::Shared;
+use crate::control::ControlPlane;
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -31,7 +31,7 @@ const MAX_BODY: usize = 1 << 20;
 pub async fn run(
     listener: TcpListener,
     cfg: AdminConfig,
-    shared: Arc<Shared>,
+    shared: Arc<ControlPlane>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = Arc::new(cfg);
@@ -119,7 +119,7 @@ fn authenticate<'a>(cfg: &'a AdminConfig, req: &Request<Incoming>) -> Option<&'a
 
 async fn serve(
     cfg: &AdminConfig,
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();

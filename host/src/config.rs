@@ -2,6 +2,7 @@
 //! then validated into types that cannot hold an illegal state. First stage of a
 //! reload: `load` → [`Config`] → `Snapshot::build`.
 
+pub mod document;
 mod duration;
 mod edge;
 mod env;

@@ -1,18 +1,19 @@
-//! The running gateway: the current snapshot behind an `ArcSwap`, the listeners,
-//! the plugin runtime, and reload / hot swap entry points.
+//! The running gateway: builds the first snapshot, binds the listeners, and
+//! starts the data plane (listeners, proxy), the control plane (reload, hot
+//! swap, admin API) and the file watcher.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, ConfigErrors};
-use crate::plugin::PluginRuntime;
+use crate::control::ControlPlane;
+use crate::data_plane::DataPlane;
+use crate::plugin::{PluginRuntime, RuntimeError};
 use crate::snapshot::Snapshot;
 
 /// Why the gateway could not start.
@@ -42,240 +43,12 @@ pub enum StartError {
     AccessLog(std::io::Error),
     /// The plugin runtime could not start.
     #[error("plugin runtime: {0}")]
-    Runtime(String),
-}
-
-/// Counters describing reloads and swaps (read by tests and, later, metrics).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Config reloads applied.
-    pub reloads_ok: AtomicU64,
-    /// Config reloads rejected (last-known-good kept).
-    pub reloads_failed: AtomicU64,
-    /// Plugin versions swapped in.
-    pub swaps_ok: AtomicU64,
-    /// Plugin files rejected (old version kept).
-    pub swaps_failed: AtomicU64,
-}
-
-/// State shared by listeners, the watcher and the control entry points.
-pub struct Shared {
-    snapshot: ArcSwap<Snapshot>,
-    /// The plugin runtime.
-    pub runtime: Arc<PluginRuntime>,
-    /// The config file being served.
-    pub config_path: PathBuf,
-    /// Reload and swap counters.
-    pub stats: Stats,
-    /// The last reload or swap error, for operators.
-    pub last_error: Mutex<Option<String>>,
-    /// Serialises reloads and swaps so that two never build at once.
-    pub(crate) control: tokio::sync::Mutex<()>,
-    /// Every metric of this gateway.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Counters of requests no route matched.
-    pub unmatched: Arc<crate::metrics::RouteMetrics>,
-    /// Access log and span export.
-    pub telemetry: crate::telemetry::Telemetry,
-    /// Config versions (admin API).
-    pub versions: crate::versions::Versions,
-    /// SHA-256 of the live config text.
-    live_hash: Mutex<Option<[u8; 32]>>,
-    /// The last swap error of each plugin, cleared by a good swap.
-    plugin_errors: Mutex<std::collections::HashMap<String, String>>,
-    /// Open connections per client address, for `limits.max_connections_per_ip`.
-    pub per_ip: Arc<crate::listener::PerIp>,
-}
-
-fn digest(text: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).into()
-}
-
-/// Writes `text` to a temporary file beside `path` and renames it over `path`,
-/// so that readers see the old or the new file, never half of one.
-fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("config");
-    let tmp = dir.join(format!(".{name}.{}.tmp", fastrand::u64(..)));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-impl Shared {
-    /// The current snapshot (an `Arc` the caller keeps for the whole request).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    /// The last rejected version of plugin `name`, if its current version is older.
-    pub fn plugin_error(&self, name: &str) -> Option<String> {
-        self.plugin_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    fn record_error(&self, e: String) {
-        tracing::error!("{e}");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
-
-    /// Re-reads the config file and swaps in a new snapshot. An invalid config
-    /// keeps the current snapshot serving; the errors are logged and returned.
-    /// A file identical to the live config (e.g. just written by the admin
-    /// API) is a no-op.
-    pub async fn reload(&self) -> Result<(), String> {
-        let _guard = self.control.lock().await;
-        let path = self.config_path.clone();
-        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read {}: {e}", self.config_path.display()))?;
-        if self.is_live(&text) {
-            return Ok(());
-        }
-        let result = match self.build(&text).await {
-            Ok(snap) => {
-                self.go_live(snap, &text, "file");
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "config reload rejected, keeping the last good config:\n{e}"
-            )),
-        };
-        match &result {
-            Ok(()) => {
-                self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(config = %self.config_path.display(), "config reloaded");
-            }
-            Err(e) => {
-                self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                self.record_error(e.clone());
-            }
-        }
-        result
-    }
-
-    /// Validates `document` exactly like the file, builds it, writes it to the
-    /// config file (temp file + rename) and makes it live as a new version by
-    /// `author`. On any error nothing changes. Callers hold [`Shared::control`].
-    pub async fn apply_document(
-        &self,
-        document: &serde_json::Value,
-        author: &str,
-    ) -> Result<u64, ConfigErrors> {
-        let text = crate::admin::document::render(&self.config_path, document);
-        let snap = self.build(&text).await?;
-        let path = self.config_path.clone();
-        let written = text.clone();
-        let write = tokio::task::spawn_blocking(move || atomic_write(&path, &written)).await;
-        if let Err(e) = write.map_err(std::io::Error::other).and_then(|r| r) {
-            let err = config::ConfigError::new("", format!("cannot write the config file: {e}"));
-            return Err(ConfigErrors::single(&self.config_path, err));
-        }
-        let n = self.go_live(snap, &text, author);
-        self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(version = n, author, "config changed through the admin API");
-        Ok(n)
-    }
-
-    /// Parses, validates and builds `text` (off the request path).
-    async fn build(&self, text: &str) -> Result<Snapshot, ConfigErrors> {
-        let cfg = config::parse(&self.config_path, text)?;
-        let current = self.snapshot();
-        Snapshot::build(cfg, &self.runtime, Some(&current))
-            .await
-            .map_err(|errors| ConfigErrors::new(&self.config_path, errors))
-    }
-
-    fn is_live(&self, text: &str) -> bool {
-        *self.live_hash.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest(text))
-    }
-
-    /// Swaps `snap` in and records `text` as the new version.
-    fn go_live(&self, snap: Snapshot, text: &str, author: &str) -> u64 {
-        let live = snap.versions();
-        self.snapshot.store(Arc::new(snap));
-        self.runtime.prune(&live);
-        *self.live_hash.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest(text));
-        let doc = crate::admin::document::parse(&self.config_path, text).unwrap_or_default();
-        self.versions.push(doc, author)
-    }
-
-    /// The lock that serialises config changes and plugin swaps (admin writes
-    /// hold it across read-modify-apply so that none is lost).
-    pub async fn lock_control(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.control.lock().await
-    }
-
-    /// Compiles the new file of plugin `name`, starts it for every attachment, and
-    /// switches them all at once. Any failure keeps the old version everywhere.
-    pub async fn swap_plugin(&self, name: &str) -> Result<(), String> {
-        let _guard = self.control.lock().await;
-        let result = self.try_swap(name).await;
-        match &result {
-            Ok(0) => {}
-            Ok(n) => {
-                self.plugin_errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name);
-                self.stats.swaps_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(plugin = name, attachments = n, "plugin swapped");
-            }
-            Err(e) => {
-                self.plugin_errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.to_string(), e.clone());
-                self.stats.swaps_failed.fetch_add(1, Ordering::Relaxed);
-                self.record_error(format!(
-                    "plugin swap rejected, keeping the running version: {e}"
-                ));
-            }
-        }
-        result.map(|_| ())
-    }
-
-    /// Builds the snapshot with plugin `name` loaded again from its file
-    /// (everything else carried over) and swaps it in like a config reload;
-    /// requests in flight finish on the snapshot they started with.
-    async fn try_swap(&self, name: &str) -> Result<usize, String> {
-        let snap = self.snapshot();
-        if !snap.attachments().iter().any(|a| &*a.config().name == name) {
-            return Ok(0);
-        }
-        let next = snap
-            .with_plugin(name, &self.runtime)
-            .await
-            .map_err(|errors| {
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                list.join("; ")
-            })?;
-        let n = next.changed_attachments(&snap, name);
-        if n > 0 {
-            let live = next.versions();
-            self.snapshot.store(Arc::new(next));
-            self.runtime.prune(&live);
-        }
-        Ok(n)
-    }
+    Runtime(#[from] RuntimeError),
 }
 
 /// A running gateway.
 pub struct Gateway {
-    shared: Arc<Shared>,
+    shared: Arc<ControlPlane>,
     admin_addr: Option<SocketAddr>,
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -292,7 +65,7 @@ impl Gateway {
             ConfigErrors::single(&path, err)
         })?;
         let cfg = config::parse(&path, &text)?;
-        let runtime = PluginRuntime::new().map_err(StartError::Runtime)?;
+        let runtime = PluginRuntime::new()?;
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
@@ -324,11 +97,6 @@ impl Gateway {
         let metrics = runtime.metrics().clone();
         let telemetry = crate::telemetry::Telemetry::start(&snapshot.config, &metrics)
             .map_err(StartError::AccessLog)?;
-        let versions = crate::versions::Versions::default();
-        versions.push(
-            crate::admin::document::parse(&path, &text).unwrap_or_default(),
-            "file",
-        );
         let admin = match &snapshot.config.admin {
             Some(a) => Some((
                 TcpListener::bind(a.addr)
@@ -341,21 +109,9 @@ impl Gateway {
             )),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            versions,
-            live_hash: Mutex::new(Some(digest(&text))),
-            plugin_errors: Mutex::default(),
-            per_ip: Arc::default(),
-            unmatched: metrics.route(&Arc::from(crate::metrics::UNMATCHED)),
-            metrics,
-            telemetry,
-            snapshot: ArcSwap::from_pointee(snapshot),
-            runtime,
-            config_path: path,
-            stats: Stats::default(),
-            last_error: Mutex::new(None),
-            control: tokio::sync::Mutex::new(()),
-        });
+        let data = Arc::new(DataPlane::new(snapshot, metrics, telemetry));
+        let shared = Arc::new(ControlPlane::new(data.clone(), runtime, path, &text));
+        let per_ip = Arc::new(crate::listener::PerIp::default());
         let (tx, rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         for (l, t) in listeners.into_iter().zip(tls) {
@@ -365,7 +121,8 @@ impl Gateway {
             tasks.push(tokio::spawn(crate::listener::run(
                 l,
                 t,
-                shared.clone(),
+                data.clone(),
+                per_ip.clone(),
                 rx.clone(),
             )));
         }
@@ -405,8 +162,8 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Shared state: snapshot, runtime, stats, reload and swap.
-    pub fn shared(&self) -> &Arc<Shared> {
+    /// The control plane: snapshot, runtime, stats, reload and swap.
+    pub fn shared(&self) -> &Arc<ControlPlane> {
         &self.shared
     }
 

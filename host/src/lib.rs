@@ -3,28 +3,40 @@
 //! # Request flow
 //!
 //! ```text
-//! client ─► listener   accept, TLS (SNI, mTLS, ALPN), HTTP/1.1 + h2, limits
-//!        ─► accept     one canonical request: path, authority, identity headers
-//!        ─► router     host → path trie → methods/headers → priority
-//!        ─► plugin     chain on-request, in order; a plugin may answer
-//!        ─► balancer   healthy instances only; breaker; bulkhead
-//!        ─► upstream   pooled hyper client (h1/h2/h2c, TLS); timeouts, retries
-//!        ─► plugin     chain on-response, reverse order
+//! client ─► listener            TLS (SNI, mTLS, ALPN), HTTP/1.1 + h2, connection limits
+//!        ─► proxy::accept        one canonical request (crate::accept), client address, size
+//!        ─► proxy::route         host → path trie → methods/headers → priority
+//!        ─► proxy::prepare       the head and body the upstream will get
+//!        ─► proxy::request       plugin chain on-request (+ body), in order; a plugin may answer
+//!        ─► proxy::forward       bulkhead, breaker, balancer, upstream try, retries
+//!        ─► proxy::respond       plugin chain on-response (+ body), reverse order; or a tunnel
 //!        ─► client
 //! ```
-//! [`proxy::serve`] is that flow in one function.
+//! `proxy::handle` is that flow, one call per stage, on one
+//! [`exchange::Exchange`] lent to each. Where things are decided:
+//! - an open breaker's 503: `proxy::forward` asks the service's
+//!   [`resilience::breaker::Breaker`] to admit the try and turns a refusal into
+//!   [`error::GatewayError::CircuitOpen`]; [`error::render`] (the one place any
+//!   error becomes a response) gives it 503 `circuit_open` and `Retry-After`.
+//! - a plugin's answer: [`plugin::ChainRun`] returns [`plugin::Flow::Respond`];
+//!   `proxy::handle` makes it a `proxy::respond::Answer::Plugin`, and
+//!   `proxy::respond::respond` turns it into the client's response after the
+//!   response hooks.
 //!
 //! # Layout
 //! - [`config`]: file → validated model (every error with its path).
 //! - [`snapshot`]: the immutable unit a request runs on; built whole, swapped whole.
-//! - [`router`], [`plugin`], [`balancer`], [`upstream`]: one module per stage.
+//! - [`data_plane`]: what requests read (the live snapshot, metrics, telemetry).
+//! - [`control`]: config reload, admin writes, plugin hot swap; typed errors.
+//! - [`exchange`]: one request, owned by the spine and lent to every stage.
+//! - [`router`], [`plugin`], [`balancer`], [`upstream`]: what the stages use.
 //! - [`listener`], [`tls`], [`proxy`]: connections, TLS and the request path.
 //! - [`accept`]: the canonical request (path canonicaliser, Host rules, identity stripping).
 //! - [`resilience`]: health, outlier ejection, circuit breaker, bulkhead, retries.
-//! - [`gateway`], [`reload`]: the running process, config reload and plugin hot swap.
+//! - [`gateway`], [`reload`]: starting everything; the file watcher.
 //! - [`error`]: the one place errors become HTTP responses.
-//! - [`metrics`], [`telemetry`]: Prometheus metrics, access log, trace spans.
-//! - [`admin`], [`versions`]: the admin API and config versions.
+//! - [`metrics`], [`telemetry`]: metric types, access log, trace spans.
+//! - [`admin`], [`versions`]: the admin API (and `/metrics`), config versions.
 //! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
 
 pub mod accept;
@@ -32,6 +44,8 @@ pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod config;
+pub mod control;
+pub mod data_plane;
 pub mod error;
 pub mod exchange;
 pub mod gateway;

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use admit::PerIp;
 
-use crate::gateway::Shared;
+use crate::data_plane::DataPlane;
 use crate::proxy::{self, ConnInfo, TlsConn, peer_value};
 use crate::tls::{PeerIdentity, TlsServer};
 
@@ -38,7 +38,8 @@ struct Drain {
 pub async fn run(
     listener: TcpListener,
     tls: Option<Arc<TlsServer>>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPlane>,
+    per_ip: Arc<PerIp>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (alive, mut gone) = mpsc::channel::<()>(1);
@@ -62,7 +63,7 @@ pub async fn run(
             }
         };
         let limits = shared.snapshot().limits;
-        let slot = match admit::admit(&limits, &open, &shared.per_ip, remote.ip()) {
+        let slot = match admit::admit(&limits, &open, &per_ip, remote.ip()) {
             Ok(s) => s,
             Err(refusal) => {
                 let m = &shared.metrics;
@@ -112,7 +113,7 @@ pub async fn run(
 
 /// What a connection carries from accept to its end.
 struct Conn {
-    shared: Arc<Shared>,
+    shared: Arc<DataPlane>,
     /// The limits of the snapshot current at accept.
     limits: crate::config::Limits,
     drain: Drain,

@@ -5,7 +5,6 @@
 //! never raw paths.
 
 pub mod histogram;
-mod render;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,14 +14,13 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 pub use histogram::Histogram;
-pub use render::render;
 
 /// Methods counted under their own label; the rest count as `OTHER`.
-const METHODS: [&str; 9] = [
+pub(crate) const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "OTHER",
 ];
 /// Status classes.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 fn method_index(m: &Method) -> usize {
     METHODS[..8]
@@ -38,7 +36,7 @@ fn class_index(s: StatusCode) -> usize {
 /// Per-route request counters and latency.
 #[derive(Debug, Default)]
 pub struct RouteMetrics {
-    requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
+    pub(crate) requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
     /// Time from request head to response head, gateway and upstream together.
     pub duration: Histogram,
 }
@@ -66,7 +64,7 @@ impl RouteMetrics {
 #[derive(Debug, Default)]
 pub struct ServiceMetrics {
     /// Answers by status class, then transport failures (`error`).
-    tries: [AtomicU64; CLASSES.len() + 1],
+    pub(crate) tries: [AtomicU64; CLASSES.len() + 1],
     /// Time to the upstream's response head, per try.
     pub duration: Histogram,
     /// Retries sent.
@@ -115,8 +113,8 @@ pub struct LimitMetrics {
 /// Metrics a plugin records through `counter-add` and `histogram-record`.
 #[derive(Debug, Default)]
 pub struct PluginCustom {
-    counters: Registry<String, AtomicU64>,
-    histograms: Registry<String, Histogram>,
+    pub(crate) counters: Registry<String, AtomicU64>,
+    pub(crate) histograms: Registry<String, Histogram>,
 }
 
 /// Distinct metric names one plugin may create (label cardinality stays bounded).
@@ -169,7 +167,7 @@ impl PluginCustom {
     }
 }
 
-type Registry<K, V> = RwLock<BTreeMap<K, Arc<V>>>;
+pub(crate) type Registry<K, V> = RwLock<BTreeMap<K, Arc<V>>>;
 
 fn entry<K: Ord + Clone, V: Default>(reg: &Registry<K, V>, key: &K) -> Arc<V> {
     if let Some(v) = reg.read().unwrap_or_else(|p| p.into_inner()).get(key) {
@@ -186,11 +184,11 @@ fn entry<K: Ord + Clone, V: Default>(reg: &Registry<K, V>, key: &K) -> Arc<V> {
 /// reload never resets a counter.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    routes: Registry<Arc<str>, RouteMetrics>,
-    services: Registry<Arc<str>, ServiceMetrics>,
-    plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
-    limits: Registry<Arc<str>, LimitMetrics>,
-    custom: Registry<Arc<str>, PluginCustom>,
+    pub(crate) routes: Registry<Arc<str>, RouteMetrics>,
+    pub(crate) services: Registry<Arc<str>, ServiceMetrics>,
+    pub(crate) plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
+    pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
+    pub(crate) custom: Registry<Arc<str>, PluginCustom>,
     /// Open downstream connections.
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.

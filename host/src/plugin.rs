@@ -22,7 +22,7 @@ mod stderr;
 /// What hooks answer (as in [`pool::Outcome`]).
 pub use bindings::types::{BodyAction, RequestAction, ResponseAction};
 pub use chain::{Attachment, Chain, ChainRun, Flow, PluginResponse};
-pub use runtime::{LoadError, PluginRuntime};
+pub use runtime::{LoadError, PluginRuntime, RuntimeError};
 
 /// Why a plugin call failed; the attachment's `on_error` decides what follows.
 #[derive(Debug, thiserror::Error)]

@@ -19,9 +19,9 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::data_plane::DataPlane;
 use crate::error::{GatewayError, render};
 use crate::exchange::{Done, Exchange, Trail};
-use crate::gateway::Shared;
 use crate::plugin::Flow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::trace::TraceContext;
@@ -81,7 +81,11 @@ pub struct ConnInfo {
 /// produces a response: failures become JSON errors via [`render`]. Metrics
 /// are recorded at the response head; the access log line and trace spans
 /// when the response body is done.
-pub async fn serve(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(
+    shared: Arc<DataPlane>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let snapshot = shared.snapshot();
     let tel = &shared.telemetry;
     let mut trail = Trail::start();

@@ -12,14 +12,14 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::gateway::Shared;
+use crate::control::ControlPlane;
 
 /// How long to wait for a burst of file events to settle.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Starts watching; the task ends when `shutdown` flips.
 pub fn watch(
-    shared: Arc<Shared>,
+    shared: Arc<ControlPlane>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();

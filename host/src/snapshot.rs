@@ -12,7 +12,7 @@ use crate::config::{
     Target,
 };
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
-use crate::plugin::{Attachment, Chain, PluginRuntime};
+use crate::plugin::{Attachment, Chain, LoadError, PluginRuntime};
 use crate::resilience::breaker::Breaker;
 use crate::resilience::bulkhead::Bulkhead;
 use crate::resilience::health::spawn_probes;
@@ -216,7 +216,7 @@ impl Snapshot {
                     global.push(att);
                     global_counters.push(counter(a, "*", i));
                 }
-                Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e)),
+                Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e.to_string())),
             }
         }
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -230,7 +230,8 @@ impl Snapshot {
                         counters.push(counter(a, &r.id, pi));
                     }
                     Err(e) => {
-                        errors.push(ConfigError::new(format!("routes[{ri}].plugins[{pi}]"), e))
+                        let at = format!("routes[{ri}].plugins[{pi}]");
+                        errors.push(ConfigError::new(at, e.to_string()))
                     }
                 }
             }
@@ -332,8 +333,8 @@ fn route(
 /// Loads attachments for one snapshot build, sharing identical ones.
 struct Loader<'a> {
     runtime: &'a Arc<PluginRuntime>,
-    built: HashMap<String, Arc<Attachment>>,
-    previous: HashMap<String, Arc<Attachment>>,
+    built: HashMap<AttachmentConfig, Arc<Attachment>>,
+    previous: HashMap<AttachmentConfig, Arc<Attachment>>,
     /// A hot swap: only this plugin's files are read; every other attachment
     /// found in `previous` is carried over untouched.
     only: Option<&'a str>,
@@ -349,7 +350,7 @@ impl<'a> Loader<'a> {
             .map(|s| {
                 s.attachments()
                     .into_iter()
-                    .map(|a| (key(a.config()), a))
+                    .map(|a| (a.config().clone(), a))
                     .collect()
             })
             .unwrap_or_default();
@@ -365,13 +366,12 @@ impl<'a> Loader<'a> {
         &mut self,
         cfg: &AttachmentConfig,
         config: &Config,
-    ) -> Result<Arc<Attachment>, String> {
-        let k = key(cfg);
-        if let Some(a) = self.built.get(&k) {
+    ) -> Result<Arc<Attachment>, LoadError> {
+        if let Some(a) = self.built.get(cfg) {
             return Ok(a.clone());
         }
         let att = self.load(cfg, config).await?;
-        self.built.insert(k, att.clone());
+        self.built.insert(cfg.clone(), att.clone());
         Ok(att)
     }
 
@@ -379,9 +379,9 @@ impl<'a> Loader<'a> {
         &self,
         cfg: &AttachmentConfig,
         config: &Config,
-    ) -> Result<Arc<Attachment>, String> {
+    ) -> Result<Arc<Attachment>, LoadError> {
         if self.only.is_some_and(|n| n != &*cfg.name)
-            && let Some(prev) = self.previous.get(&key(cfg))
+            && let Some(prev) = self.previous.get(cfg)
         {
             return Ok(prev.clone());
         }
@@ -390,8 +390,8 @@ impl<'a> Loader<'a> {
                 Ok(p) => p,
                 // A hot swap never unloads: a file removed from `plugin_dir`
                 // leaves the running version serving, as a broken one does.
-                Err(_) if self.only.is_some() && self.previous.contains_key(&key(cfg)) => {
-                    return Ok(self.previous[&key(cfg)].clone());
+                Err(_) if self.only.is_some() && self.previous.contains_key(cfg) => {
+                    return Ok(self.previous[cfg].clone());
                 }
                 Err(_) if cfg.optional => {
                     tracing::info!(
@@ -400,24 +400,22 @@ impl<'a> Loader<'a> {
                     );
                     return Ok(Arc::new(Attachment::new(cfg.clone(), None)));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             };
         let rt = self.runtime.clone();
         let name = cfg.name.clone();
         let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
             .await
-            .map_err(|e| format!("compile task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
-        if let Some(prev) = self.previous.get(&key(cfg))
+            .map_err(|e| LoadError::Compile {
+                name: cfg.name.to_string(),
+                message: format!("compile task failed: {e}"),
+            })??;
+        if let Some(prev) = self.previous.get(cfg)
             && prev.version().as_deref() == Some(&*compiled.version)
         {
             return Ok(prev.clone());
         }
-        let pool = self
-            .runtime
-            .start_pool(&compiled, cfg)
-            .await
-            .map_err(|e| e.to_string())?;
+        let pool = self.runtime.start_pool(&compiled, cfg).await?;
         Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
     }
 }
@@ -451,8 +449,4 @@ fn ingress(config: &Config, routes: &[Route]) -> Ingress {
         escaped_slashes: config.escaped_slashes,
         strip,
     }
-}
-
-fn key(cfg: &AttachmentConfig) -> String {
-    format!("{cfg:?}")
 }

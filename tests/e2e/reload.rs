@@ -49,10 +49,8 @@ async fn reloads_under_load_lose_nothing_and_bad_configs_are_rejected() {
     assert!(rejected);
     let error = gw
         .shared()
-        .last_error
-        .lock()
-        .unwrap()
-        .clone()
+        .last_error()
+        .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
         error.contains("routes[0].upstream: unknown service \"nope\""),

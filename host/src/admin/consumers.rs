@@ -11,10 +11,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::document::CONSUMERS;
 use super::handlers::write;
 use super::{Caller, Reply};
-use crate::gateway::Shared;
+use crate::config::document::CONSUMERS;
+use crate::control::ControlPlane;
 
 fn random_hex(bytes: usize) -> Option<String> {
     let mut buf = vec![0u8; bytes];
@@ -24,7 +24,7 @@ fn random_hex(bytes: usize) -> Option<String> {
 
 /// `/consumers[...]`.
 pub async fn handle(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     method: &str,
     rest: &[&str],
@@ -110,7 +110,12 @@ pub async fn handle(
     }
 }
 
-async fn create_key(shared: &Arc<Shared>, caller: &Caller<'_>, name: &str, body: &[u8]) -> Reply {
+async fn create_key(
+    shared: &Arc<ControlPlane>,
+    caller: &Caller<'_>,
+    name: &str,
+    body: &[u8],
+) -> Reply {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
@@ -169,7 +174,7 @@ async fn create_key(shared: &Arc<Shared>, caller: &Caller<'_>, name: &str, body:
 }
 
 async fn edit_key(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     name: &str,
     id: &str,

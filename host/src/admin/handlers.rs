@@ -1,5 +1,5 @@
 //! The admin endpoints. Writes follow one path: take the control lock, edit
-//! the live document, validate + build + persist + swap ([`Shared::apply_document`]),
+//! the live document, validate + build + persist + swap ([`ControlPlane::apply_document`]),
 //! so a bad write changes nothing and concurrent writes never lose one another.
 
 use std::sync::Arc;
@@ -7,13 +7,13 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::document::{Collection, ROUTES, SERVICES, merge_patch};
 use super::{Caller, Reply};
-use crate::gateway::Shared;
+use crate::config::document::{Collection, ROUTES, SERVICES, merge_patch};
+use crate::control::ControlPlane;
 
 /// Routes one request to its handler.
 pub async fn dispatch(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     method: &Method,
     segments: &[&str],
@@ -24,7 +24,7 @@ pub async fn dispatch(
         ("GET", ["health"]) => Reply::ok(&json!({ "status": "ok" })),
         ("GET", ["ready"]) => ready(shared),
         ("GET", ["metrics"]) => Reply::text(
-            crate::metrics::render(shared),
+            super::metrics::render(shared),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         ("GET", ["openapi.json"]) => Reply::text(OPENAPI.to_string(), "application/json"),
@@ -97,7 +97,7 @@ fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-fn current(shared: &Shared) -> Value {
+fn current(shared: &ControlPlane) -> Value {
     shared
         .versions
         .current()
@@ -111,7 +111,7 @@ fn parse_body(body: &[u8]) -> Result<Value, Reply> {
 
 /// Applies `edit` to the live document as one new version.
 pub async fn write(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     edit: impl FnOnce(&mut Value) -> Result<(), Reply>,
 ) -> Reply {
@@ -123,22 +123,15 @@ pub async fn write(
     let author = caller.token.map_or("admin", |t| t.name.as_str());
     match shared.apply_document(&doc, author).await {
         Ok(version) => Reply::ok(&json!({ "version": version })),
-        Err(e) => {
-            let errors: Vec<Value> = e
-                .errors
-                .iter()
-                .map(|e| json!({ "path": e.path, "message": e.message }))
-                .collect();
-            Reply::json(
-                StatusCode::BAD_REQUEST,
-                &json!({ "error": "invalid_config", "message": "the change was rejected; nothing changed", "errors": errors }),
-            )
-        }
+        Err(e) => Reply::json(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": "invalid_config", "message": "the change was rejected; nothing changed", "errors": config_errors(&e.errors) }),
+        ),
     }
 }
 
 async fn collection(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     c: Collection,
     method: &str,
@@ -226,7 +219,7 @@ async fn collection(
 
 /// `/routes/{id}/plugins[/{index}]`: the route's plugin attachments, by position.
 async fn attachments(
-    shared: &Arc<Shared>,
+    shared: &Arc<ControlPlane>,
     caller: &Caller<'_>,
     method: &str,
     route: &str,
@@ -301,7 +294,7 @@ async fn attachments(
     write(shared, caller, edit).await
 }
 
-fn ready(shared: &Shared) -> Reply {
+fn ready(shared: &ControlPlane) -> Reply {
     let snap = shared.snapshot();
     let missing: Vec<String> = snap
         .attachments()
@@ -319,7 +312,7 @@ fn ready(shared: &Shared) -> Reply {
     }
 }
 
-fn plugins(shared: &Shared) -> Reply {
+fn plugins(shared: &ControlPlane) -> Reply {
     let snap = shared.snapshot();
     let mut out: Vec<Value> = Vec::new();
     for r in &snap.routes {
@@ -329,12 +322,14 @@ fn plugins(shared: &Shared) -> Reply {
                 Some(e) => e,
                 None => {
                     let pool = a.pool();
+                    let rejected = shared.plugin_error(&name);
                     out.push(json!({
                         "name": name,
                         "version": a.version().map(|v| v.to_string()),
                         "loaded_at": pool.as_ref().map(|p| crate::telemetry::access_log::rfc3339(p.loaded_at)),
                         "routes": [],
-                        "last_error": shared.plugin_error(&name),
+                        "last_error": rejected.as_ref().map(ToString::to_string),
+                        "last_error_details": rejected.map(|e| config_errors(&e.errors)),
                     }));
                     let Some(e) = out.last_mut() else { continue };
                     e
@@ -350,7 +345,7 @@ fn plugins(shared: &Shared) -> Reply {
     Reply::ok(&json!(out))
 }
 
-fn route_stats(shared: &Shared, id: &str) -> Reply {
+fn route_stats(shared: &ControlPlane, id: &str) -> Reply {
     let snap = shared.snapshot();
     let Some(route) = snap.routes.iter().find(|r| &*r.id == id) else {
         return not_found("route", id);
@@ -377,4 +372,12 @@ fn route_stats(shared: &Shared, id: &str) -> Reply {
         "total": h.count,
         "latency_ms": { "p50_le": ms(0.5), "p90_le": ms(0.9), "p99_le": ms(0.99), "mean": (h.count > 0).then(|| h.sum * 1000.0 / h.count as f64) },
     }))
+}
+
+/// Config errors as the admin API lists them: `[{"path": .., "message": ..}]`.
+fn config_errors(errors: &[crate::config::ConfigError]) -> Vec<Value> {
+    errors
+        .iter()
+        .map(|e| json!({ "path": e.path, "message": e.message }))
+        .collect()
 }

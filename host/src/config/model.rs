@@ -61,9 +61,9 @@ pub struct PluginStateBounds {
 impl Default for PluginStateBounds {
     fn default() -> Self {
         Self {
-            rate_limit_keys: crate::plugin::limiter::DEFAULT_MAX_KEYS,
-            kv_keys: crate::plugin::kv::DEFAULT_MAX_KEYS,
-            kv_bytes: crate::plugin::kv::DEFAULT_MAX_BYTES,
+            rate_limit_keys: DEFAULT_RATE_LIMIT_KEYS,
+            kv_keys: DEFAULT_KV_KEYS,
+            kv_bytes: DEFAULT_KV_BYTES,
         }
     }
 }
@@ -289,7 +289,7 @@ pub enum SplitKey {
 }
 
 /// What to do when a plugin fails (trap, timeout, memory cap, no instance).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OnError {
     /// Fail the request with a 500 (the default).
     Deny,
@@ -298,7 +298,7 @@ pub enum OnError {
 }
 
 /// A plugin attached to a route or to the global chain.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AttachmentConfig {
     /// Plugin name: `plugin_dir/<name>.wasm`.
     pub name: Arc<str>,
@@ -323,6 +323,12 @@ pub struct AttachmentConfig {
     pub counter: Option<Arc<str>>,
 }
 
+/// Default `plugin_state.rate_limit_keys`: local rate-limit keys kept per plugin.
+pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
+/// Default `plugin_state.kv_keys`: kv entries kept per plugin.
+pub const DEFAULT_KV_KEYS: usize = 100_000;
+/// Default `plugin_state.kv_bytes`: kv bytes kept per plugin.
+pub const DEFAULT_KV_BYTES: usize = 64 << 20;
 /// Default deadline per plugin call.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
 /// Default memory cap per plugin instance.

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
 /// Default bound on the keys of one plugin's store.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+pub const DEFAULT_MAX_KEYS: usize = crate::config::DEFAULT_KV_KEYS;
 /// Default bound on the bytes (keys + values) of one plugin's store.
-pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+pub const DEFAULT_MAX_BYTES: usize = crate::config::DEFAULT_KV_BYTES;
 
 /// A value, its expiry, and when it was written (eviction order).
 type Entry = (Vec<u8>, Option<Instant>, Instant);

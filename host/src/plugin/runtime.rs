@@ -19,6 +19,20 @@ use super::pool::Pool;
 use super::state::{PluginShared, PluginState};
 use crate::config::{AttachmentConfig, RedisConfig};
 
+/// Why the plugin runtime could not start (the gateway does not either).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine rejected its configuration (unsupported on this CPU).
+    #[error("wasmtime engine: {0:#}")]
+    Engine(wasmtime::Error),
+    /// WASI could not be linked.
+    #[error("linking WASI: {0:#}")]
+    Wasi(wasmtime::Error),
+    /// The host API could not be linked.
+    #[error("linking the host API: {0:#}")]
+    HostApi(wasmtime::Error),
+}
+
 /// Why a plugin could not be loaded. Shown to the operator; the previous
 /// version (if any) keeps serving.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -138,14 +152,12 @@ fn engine_config() -> Config {
 impl PluginRuntime {
     /// Builds the engine and links WASI (no dirs, env or network) and the host
     /// interface. The epoch ticker starts with the first plugin pool.
-    pub fn new() -> Result<Arc<Self>, String> {
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| format!("wasmtime engine: {e:#}"))?;
+    pub fn new() -> Result<Arc<Self>, RuntimeError> {
+        let engine = Engine::new(&engine_config()).map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| format!("linking WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Wasi)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| format!("linking host API: {e:#}"))?;
+            .map_err(RuntimeError::HostApi)?;
         let stop = Arc::new(AtomicBool::new(false));
         Ok(Arc::new(Self {
             engine,

@@ -81,7 +81,7 @@ impl TestGateway {
         replace_file(&self.plugin_dir().join(format!("{name}.wasm")), &bytes);
     }
 
-    pub fn shared(&self) -> &std::sync::Arc<gatehouse::gateway::Shared> {
+    pub fn shared(&self) -> &std::sync::Arc<gatehouse::control::ControlPlane> {
         self.gateway.as_ref().expect("running").shared()
     }
 

@@ -26,7 +26,7 @@ enum State {
 }
 
 /// Default bound on the keys one plugin's local limiter holds.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+pub const DEFAULT_MAX_KEYS: usize = crate::config::DEFAULT_RATE_LIMIT_KEYS;
 
 /// Sharded local counters, keyed by the plugin's key string, bounded in
 /// number: a client that mints a new key per request (spoofed headers, many

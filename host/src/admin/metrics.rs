@@ -1,11 +1,12 @@
-//! The Prometheus text exposition format (version 0.0.4).
+//! `GET /metrics`: every metric in the Prometheus text exposition format (0.0.4).
 
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::histogram::Histogram;
-use super::{CLASSES, METHODS, Metrics};
-use crate::gateway::Shared;
+use crate::control::{ControlPlane, Stats};
+use crate::metrics::histogram::Histogram;
+use crate::metrics::{CLASSES, METHODS, Metrics};
+use crate::snapshot::Snapshot;
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -67,12 +68,23 @@ where
     reg.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Renders every metric of the gateway behind `shared`.
-pub fn render(shared: &Shared) -> String {
-    let m: &Metrics = &shared.metrics;
+/// Renders every metric of the gateway `shared` controls.
+pub fn render(shared: &ControlPlane) -> String {
+    let m: &Metrics = &shared.data.metrics;
     let mut out = Out(String::with_capacity(16 * 1024));
     let o = &mut out;
+    requests(o, m);
+    services(o, m);
+    health(o, &shared.snapshot());
+    connections(o, m);
+    plugins(o, m);
+    plugin_state(o, m);
+    control(o, m, &shared.stats);
+    out.0
+}
 
+/// Requests per route, method and status class; their latency.
+fn requests(o: &mut Out, m: &Metrics) {
     let routes = read(&m.routes);
     o.family(
         "gatehouse_requests_total",
@@ -107,7 +119,10 @@ pub fn render(shared: &Shared) -> String {
             &r.duration,
         );
     }
+}
 
+/// Upstream tries and their latency, per service.
+fn services(o: &mut Out, m: &Metrics) {
     let services = read(&m.services);
     o.family(
         "gatehouse_upstream_requests_total",
@@ -151,8 +166,10 @@ pub fn render(shared: &Shared) -> String {
             &s.duration,
         );
     }
+}
 
-    let snap = shared.snapshot();
+/// Instance health, ejections and breakers of the live snapshot.
+fn health(o: &mut Out, snap: &Snapshot) {
     o.family(
         "gatehouse_upstream_healthy",
         "gauge",
@@ -190,6 +207,10 @@ pub fn render(shared: &Shared) -> String {
             }
         }
     }
+}
+
+/// Downstream connections: open, accepted, refused at accept.
+fn connections(o: &mut Out, m: &Metrics) {
     o.family(
         "gatehouse_connections_active",
         "gauge",
@@ -225,7 +246,10 @@ pub fn render(shared: &Shared) -> String {
             n.load(Ordering::Relaxed),
         );
     }
+}
 
+/// Plugin calls, errors, timeouts and latency per plugin and route.
+fn plugins(o: &mut Out, m: &Metrics) {
     let plugins = read(&m.plugins);
     let pr = |p: &str, r: &str| format!("plugin=\"{}\",route=\"{}\"", escape(p), escape(r));
     o.family(
@@ -278,7 +302,10 @@ pub fn render(shared: &Shared) -> String {
             &v.duration,
         );
     }
+}
 
+/// Rate-limit decisions, state evictions and plugins' own metrics.
+fn plugin_state(o: &mut Out, m: &Metrics) {
     o.family(
         "gatehouse_rate_limit_decisions_total",
         "counter",
@@ -340,8 +367,10 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+}
 
-    let st = &shared.stats;
+/// Reloads, swaps, and telemetry the writers dropped.
+fn control(o: &mut Out, m: &Metrics, st: &Stats) {
     o.by_label(
         "gatehouse_config_reloads_total",
         "Config reloads, by result.",
@@ -374,5 +403,4 @@ pub fn render(shared: &Shared) -> String {
         "",
         m.spans_dropped.load(Ordering::Relaxed),
     );
-    out.0
 }
