@@ -18,9 +18,16 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Removes `Connection`, the headers it names, and the fixed hop-by-hop set
 /// (RFC 9110 §7.6.1), plus any `proxy-*` header.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Nearly every message carries none of these (or only `connection`): one
+    // Nearly every message carries none of these, or only `connection`: one
     // pass over the names decides, instead of a hashed lookup per listed name.
-    if !headers.keys().any(is_hop_by_hop) {
+    let (mut any, mut others) = (false, false);
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            any = true;
+            others |= name != header::CONNECTION;
+        }
+    }
+    if !any {
         return;
     }
     // Headers named by `Connection`, skipping the usual tokens (`keep-alive`,
@@ -44,6 +51,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in named {
         headers.remove(name);
+    }
+    if !others {
+        headers.remove(header::CONNECTION);
+        return;
     }
     while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
         headers.remove(name);
