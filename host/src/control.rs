@@ -1,6 +1,6 @@
 //! The control plane: config reload, admin writes and plugin hot swap. Each
 //! builds a whole new snapshot off the request path and publishes it to the
-//! [`DataPlane`]; a rejected change keeps the last good snapshot serving and
+//! `DataPlane`; a rejected change keeps the last good snapshot serving and
 //! is kept, typed, for operators.
 
 mod error;

@@ -1,4 +1,4 @@
-//! One request from arrival to response. The spine in [`crate::proxy`] owns
+//! One request from arrival to response. The spine in `crate::proxy` owns
 //! an [`Exchange`] and lends it, by `&mut`, to each stage: the plugin chain
 //! edits its [`PluginView`], the forward stage takes its body, and every stage
 //! notes what it did in its [`Trail`]. Nothing is moved down and handed back.

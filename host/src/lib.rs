@@ -15,8 +15,8 @@
 //! `proxy::handle` is that flow, one call per stage, on one
 //! [`exchange::Exchange`] lent to each. Where things are decided:
 //! - an open breaker's 503: `proxy::forward` asks the service's
-//!   [`resilience::breaker::Breaker`] to admit the try and turns a refusal into
-//!   [`error::GatewayError::CircuitOpen`]; [`error::render`] (the one place any
+//!   `resilience::breaker::Breaker` to admit the try (`Try::admit`) and turns a refusal into
+//!   `error::GatewayError::CircuitOpen`; `error::render` (the one place any
 //!   error becomes a response) gives it 503 `circuit_open` and `Retry-After`.
 //! - a plugin's answer: [`plugin::ChainRun`] returns [`plugin::Flow::Respond`];
 //!   `proxy::handle` makes it a `proxy::respond::Answer::Plugin`, and
@@ -26,41 +26,41 @@
 //! # Layout
 //! - [`config`]: file → validated model (every error with its path).
 //! - [`snapshot`]: the immutable unit a request runs on; built whole, swapped whole.
-//! - [`data_plane`]: what requests read (the live snapshot, metrics, telemetry).
+//! - `data_plane`: what requests read (the live snapshot, metrics, telemetry).
 //! - [`control`]: config reload, admin writes, plugin hot swap; typed errors.
 //! - [`exchange`]: one request, owned by the spine and lent to every stage.
-//! - [`router`], [`plugin`], [`balancer`], [`upstream`]: what the stages use.
-//! - [`listener`], [`tls`], [`proxy`]: connections, TLS and the request path.
-//! - [`accept`]: the canonical request (path canonicaliser, Host rules, identity stripping).
-//! - [`resilience`]: health, outlier ejection, circuit breaker, bulkhead, retries.
-//! - [`gateway`], [`reload`]: starting everything; the file watcher.
-//! - [`error`]: the one place errors become HTTP responses.
-//! - [`metrics`], [`telemetry`]: metric types, access log, trace spans.
-//! - [`admin`], [`versions`]: the admin API (and `/metrics`), config versions.
+//! - [`router`], [`plugin`], `balancer`, `upstream`: what the stages use.
+//! - `listener`, [`tls`], `proxy`: connections, TLS and the request path.
+//! - `accept`: the canonical request (path canonicaliser, Host rules, identity stripping).
+//! - `resilience`: health, outlier ejection, circuit breaker, bulkhead, retries.
+//! - `gateway`, `reload`: starting everything; the file watcher.
+//! - `error`: the one place errors become HTTP responses.
+//! - `metrics`, `telemetry`: metric types, access log, trace spans.
+//! - `admin`, `versions`: the admin API (and `/metrics`), config versions.
 //! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
 
-pub mod accept;
-pub mod admin;
-pub mod balancer;
-pub mod body;
+pub(crate) mod accept;
+pub(crate) mod admin;
+pub(crate) mod balancer;
+pub(crate) mod body;
 pub mod config;
 pub mod control;
-pub mod data_plane;
-pub mod error;
+pub(crate) mod data_plane;
+pub(crate) mod error;
 pub mod exchange;
-pub mod gateway;
-pub mod listener;
-pub mod metrics;
+pub(crate) mod gateway;
+pub(crate) mod listener;
+pub(crate) mod metrics;
 pub mod plugin;
-pub mod proxy;
-pub mod reload;
-pub mod resilience;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub(crate) mod resilience;
 pub mod router;
 pub mod scaffold;
 pub mod snapshot;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod tls;
-pub mod upstream;
-pub mod versions;
+pub(crate) mod upstream;
+pub(crate) mod versions;
 
 pub use gateway::{Gateway, StartError};

@@ -87,7 +87,6 @@ pub async fn run(
             None => {
                 let info = ConnInfo {
                     remote,
-                    client: remote.ip(),
                     peer_value: peer_value(remote.ip()),
                     scheme: "http",
                     tls: None,
@@ -143,7 +142,6 @@ async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, c
         .and_then(PeerIdentity::from_cert);
     let info = ConnInfo {
         remote,
-        client: remote.ip(),
         peer_value: peer_value(remote.ip()),
         scheme: "https",
         tls: Some(Arc::new(TlsConn {

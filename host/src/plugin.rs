@@ -4,7 +4,7 @@
 //! - [`runtime`]: one engine, one linker, compiled components cached by hash.
 //! - [`pool`]: initialized instances per attachment, reused across requests.
 //! - [`chain`]: runs attachments in order and applies each one's `on_error`.
-//! - [`host_api`]: what plugins may call (log, clock, metrics, kv, rate limit).
+//! - `host_api`: what plugins may call (log, clock, metrics, kv, rate limit).
 //! - `stderr`: a guest's standard error, forwarded to the log.
 
 mod bindings;

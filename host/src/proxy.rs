@@ -12,7 +12,7 @@ mod respond;
 mod route;
 mod upgrade;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
@@ -66,9 +66,6 @@ impl TlsConn {
 pub struct ConnInfo {
     /// The peer's address.
     pub remote: SocketAddr,
-    /// The client's address: the peer, or the nearest untrusted address in
-    /// `X-Forwarded-For` when the peer is a trusted proxy.
-    pub client: IpAddr,
     /// The peer address as a header value, for `X-Forwarded-For`.
     pub peer_value: http::HeaderValue,
     /// `http` or `https`.

@@ -117,38 +117,8 @@ impl Trail {
     pub fn finish(mut self, tel: &Telemetry, done: Done, bytes_out: u64) {
         // The wall-clock start, derived here rather than read on every request.
         let started_at = SystemTime::now() - self.started.elapsed();
-        if let (Some(sink), Some(trace)) = (&tel.spans, self.trace.as_ref().filter(|t| t.sampled)) {
-            let route = done
-                .route_id
-                .as_deref()
-                .unwrap_or(crate::metrics::UNMATCHED);
-            let mut attributes = vec![
-                ("http.request.method", done.method.to_string()),
-                ("url.path", done.path.clone()),
-                ("http.route", route.to_string()),
-                (
-                    "http.response.status_code",
-                    done.status.as_u16().to_string(),
-                ),
-                ("client.address", done.client_ip.to_string()),
-            ];
-            if let Some(c) = done.attribute("consumer") {
-                attributes.push(("enduser.id", c.to_string()));
-            }
-            let root = Span {
-                trace_id: trace.trace_id,
-                span_id: trace.span_id,
-                parent: trace.parent,
-                name: format!("{} {route}", done.method),
-                kind: SpanKind::Server,
-                start: started_at,
-                end: SystemTime::now(),
-                attributes,
-                error: done.status.is_server_error(),
-            };
-            self.spans.push(root);
-            self.spans.append(&mut self.upstream.spans);
-            sink.send(std::mem::take(&mut self.spans));
+        if let Some(sink) = &tel.spans {
+            self.export_spans(sink, &done, started_at);
         }
         let Some(log) = &tel.access_log else { return };
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
@@ -177,5 +147,48 @@ impl Trail {
             answered_by: self.answered_by.take(),
             upstream_tries: self.upstream.tries,
         });
+    }
+
+    /// The request span (with its children) to the span exporter, when sampled.
+    fn export_spans(
+        &mut self,
+        sink: &crate::telemetry::SpanSink,
+        done: &Done,
+        started_at: SystemTime,
+    ) {
+        let Some(trace) = self.trace.as_ref().filter(|t| t.sampled) else {
+            return;
+        };
+        let route = done
+            .route_id
+            .as_deref()
+            .unwrap_or(crate::metrics::UNMATCHED);
+        let mut attributes = vec![
+            ("http.request.method", done.method.to_string()),
+            ("url.path", done.path.clone()),
+            ("http.route", route.to_string()),
+            (
+                "http.response.status_code",
+                done.status.as_u16().to_string(),
+            ),
+            ("client.address", done.client_ip.to_string()),
+        ];
+        if let Some(c) = done.attribute("consumer") {
+            attributes.push(("enduser.id", c.to_string()));
+        }
+        let root = Span {
+            trace_id: trace.trace_id,
+            span_id: trace.span_id,
+            parent: trace.parent,
+            name: format!("{} {route}", done.method),
+            kind: SpanKind::Server,
+            start: started_at,
+            end: SystemTime::now(),
+            attributes,
+            error: done.status.is_server_error(),
+        };
+        self.spans.push(root);
+        self.spans.append(&mut self.upstream.spans);
+        sink.send(std::mem::take(&mut self.spans));
     }
 }

@@ -11,13 +11,14 @@ use http::{HeaderMap, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 
-use crate::balancer::SelectKey;
+use crate::balancer::{Instance, SelectKey};
 use crate::body::Body;
 use crate::config::Retries;
 use crate::error::GatewayError;
 use crate::exchange::{Exchange, RequestHead, Upstreamed};
 use crate::plugin::ChainRun;
 use crate::resilience::Outcome;
+use crate::resilience::breaker::Ticket;
 use crate::resilience::retry::{TryFailure, backoff, is_idempotent, retries_on};
 use crate::snapshot::{Route, Service};
 use crate::telemetry::trace::{SpanKind, TraceContext, new_span_id};
@@ -127,7 +128,7 @@ struct Try<'a> {
     pq: &'a PathAndQuery,
 }
 
-impl Try<'_> {
+impl<'a> Try<'a> {
     /// Tries until one succeeds or the policy, the retry budget or the
     /// service's overall timeout says stop.
     async fn with_retries(
@@ -192,18 +193,9 @@ impl Try<'_> {
         learned: &mut Upstreamed,
     ) -> (Option<usize>, Result<Response<Body>, GatewayError>) {
         let service = self.service;
-        let ticket = match &service.breaker {
-            Some(b) => match b.admit() {
-                Ok(t) => Some(t),
-                Err(open) => {
-                    let err = GatewayError::CircuitOpen {
-                        service: service.name.clone(),
-                        retry_after: open.retry_after,
-                    };
-                    return (None, Err(err));
-                }
-            },
-            None => None,
+        let ticket = match self.admit() {
+            Ok(t) => t,
+            Err(e) => return (None, Err(e)),
         };
         let key = SelectKey {
             client_ip: self.to.client,
@@ -213,10 +205,8 @@ impl Try<'_> {
             .balancer
             .select_avoiding(&service.instances, &key, tried)
         else {
-            return (
-                None,
-                Err(GatewayError::NoHealthyUpstream(service.name.clone())),
-            );
+            let err = GatewayError::NoHealthyUpstream(service.name.clone());
+            return (None, Err(err));
         };
         let instance = &service.instances[idx];
         // Each try is its own client span; the upstream continues the trace from it.
@@ -241,29 +231,8 @@ impl Try<'_> {
         };
         let took = started.elapsed();
         let status = result.as_ref().ok().map(|r| r.status());
-        service.metrics.record(status, took);
-        learned.tries += 1;
-        learned.upstream_time += took;
-        learned.service = Some(service.name.clone());
-        learned.instance = Some(instance.authority.clone());
-        if let Some(t) = self.to.trace.filter(|t| t.sampled) {
-            let mut attrs = vec![("server.address", instance.authority.to_string())];
-            if let Some(s) = status {
-                attrs.push(("http.response.status_code", s.as_u16().to_string()));
-            }
-            let failed = status.is_none_or(|s| s.is_server_error());
-            let name = format!("upstream {}", service.name);
-            learned
-                .spans
-                .extend(t.child(span_id, name, SpanKind::Client, wall, attrs, failed));
-        }
-        let outcome = match &result {
-            Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),
-            Ok(_) => Some(Outcome::Success),
-            Err(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => None,
-            Err(_) => Some(Outcome::Failure),
-        };
-        if let Some(outcome) = outcome {
+        self.learn(instance, status, took, (span_id, wall), learned);
+        if let Some(outcome) = outcome(&result) {
             if let Some(t) = ticket {
                 t.finish(outcome);
             }
@@ -272,5 +241,60 @@ impl Try<'_> {
             }
         }
         (Some(idx), result.map_err(GatewayError::from))
+    }
+
+    /// The circuit breaker's word on this try: where an open breaker
+    /// becomes the request's 503 `circuit_open` (with its `Retry-After`).
+    fn admit(&self) -> Result<Option<Ticket<'a>>, GatewayError> {
+        let Some(breaker) = &self.service.breaker else {
+            return Ok(None);
+        };
+        breaker
+            .admit()
+            .map(Some)
+            .map_err(|open| GatewayError::CircuitOpen {
+                service: self.service.name.clone(),
+                retry_after: open.retry_after,
+            })
+    }
+
+    /// Records one try: the service's metrics, what the request learned and,
+    /// when sampled, the try's client span.
+    fn learn(
+        &self,
+        instance: &Instance,
+        status: Option<http::StatusCode>,
+        took: std::time::Duration,
+        (span_id, wall): (Option<[u8; 8]>, SystemTime),
+        learned: &mut Upstreamed,
+    ) {
+        let service = self.service;
+        service.metrics.record(status, took);
+        learned.tries += 1;
+        learned.upstream_time += took;
+        learned.service = Some(service.name.clone());
+        learned.instance = Some(instance.authority.clone());
+        let Some(t) = self.to.trace.filter(|t| t.sampled) else {
+            return;
+        };
+        let mut attrs = vec![("server.address", instance.authority.to_string())];
+        if let Some(s) = status {
+            attrs.push(("http.response.status_code", s.as_u16().to_string()));
+        }
+        let failed = status.is_none_or(|s| s.is_server_error());
+        let name = format!("upstream {}", service.name);
+        let span = t.child(span_id, name, SpanKind::Client, wall, attrs, failed);
+        learned.spans.extend(span);
+    }
+}
+
+/// What a try tells the breaker and outlier detection; `None` when the
+/// client's body was at fault, not the upstream.
+fn outcome(result: &Result<Response<Body>, UpstreamError>) -> Option<Outcome> {
+    match result {
+        Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),
+        Ok(_) => Some(Outcome::Success),
+        Err(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => None,
+        Err(_) => Some(Outcome::Failure),
     }
 }

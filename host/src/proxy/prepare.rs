@@ -1,7 +1,7 @@
 //! Stage three: the head and body the upstream will get, put in the
 //! exchange for the request hooks to edit.
 
-use http::{HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderValue, Uri, header};
 use hyper::upgrade::OnUpgrade;
 
 use super::ConnInfo;
@@ -28,11 +28,34 @@ pub fn upstream_request(
         body,
         upgrade,
     } = req;
-    let mut headers = parts.headers;
+    let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
+    let headers = upstream_headers(parts.headers, &parts.uri, conn, protocol, ex);
+    let head = &mut ex.view.req;
+    head.uri = upstream_uri(route, m, &parts.uri);
+    head.method = parts.method;
+    head.headers = headers;
+    head.scheme = conn.scheme;
+    if !route.chain.is_empty()
+        && let Some(tls) = &conn.tls
+    {
+        ex.view.attributes = tls.attributes();
+    }
+    ex.body = bounded(snap, body, ex);
+    upgrade.map(|u| u.client)
+}
+
+/// The client's headers as the upstream gets them: hop-by-hop removed (but
+/// `te: trailers` and an upgrade), the client certificate's identity, the
+/// forwarding headers, `x-request-id`, and `Host`.
+fn upstream_headers(
+    mut headers: HeaderMap,
+    uri: &Uri,
+    conn: &ConnInfo,
+    upgrade: Option<HeaderValue>,
+    ex: &Exchange,
+) -> HeaderMap {
     let original_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
+        uri.authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let te_trailers = headers.get(header::TE).is_some_and(|v| {
@@ -45,11 +68,10 @@ pub fn upstream_request(
         // gRPC needs `te: trailers` end to end; it is the one TE value kept.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    let client = upgrade.map(|u| {
-        headers.insert(header::UPGRADE, u.protocol);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        u.client
-    });
+    }
     if let Some(tls) = &conn.tls {
         tls.apply(&mut headers);
     }
@@ -65,18 +87,7 @@ pub fn upstream_request(
     {
         headers.insert(header::HOST, h);
     }
-    let head = &mut ex.view.req;
-    head.uri = upstream_uri(route, m, &parts.uri);
-    head.method = parts.method;
-    head.headers = headers;
-    head.scheme = conn.scheme;
-    if !route.chain.is_empty()
-        && let Some(tls) = &conn.tls
-    {
-        ex.view.attributes = tls.attributes();
-    }
-    ex.body = bounded(snap, body, ex);
-    client
+    headers
 }
 
 fn upstream_uri(route: &Route, m: &RouteMatch, uri: &Uri) -> Uri {

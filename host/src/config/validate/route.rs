@@ -1,0 +1,267 @@
+//! Validation of routes: match patterns (host, path), the target (one
+//! service or a weighted split), the rewrite template and plugin attachments.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use super::pattern::{parse_host_pattern, parse_path_pattern, parse_template};
+use super::{Errors, ingress};
+use crate::config::model::*;
+use crate::config::raw::*;
+
+pub(super) fn route(
+    r: &RawRoute,
+    path: &str,
+    services: &HashMap<String, usize>,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<RouteConfig> {
+    let before = errs.0.len();
+    let m = &r.matcher;
+    let pattern = match parse_path_pattern(&m.path) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errs.push(format!("{path}.match.path"), e);
+            None
+        }
+    };
+    let methods = m.methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(
+                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errs.push(
+                            format!("{path}.match.methods[{i}]"),
+                            format!("`{s}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                },
+            )
+            .collect()
+    });
+    let hosts = m
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match parse_host_pattern(h) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                errs.push(format!("{path}.match.hosts[{i}]"), e);
+                None
+            }
+        })
+        .collect();
+    let headers = m
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    errs.push(
+                        format!("{path}.match.headers.{k}"),
+                        "not a valid header name and value",
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let target = target(r, path, services, errs);
+    let rewrite = r
+        .rewrite
+        .as_ref()
+        .and_then(|rw| rewrite(rw, pattern.as_ref(), path, errs));
+    let plugins = attachments(&r.plugins, &format!("{path}.plugins"), base, errs);
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(RouteConfig {
+        id: r.id.as_str().into(),
+        methods,
+        hosts,
+        path: pattern?,
+        headers,
+        priority: r.priority,
+        rewrite,
+        target: target?,
+        plugins,
+        preserve_host: r.preserve_host.unwrap_or(true),
+        retry_non_idempotent: r.retry_non_idempotent,
+    })
+}
+
+fn target(
+    r: &RawRoute,
+    path: &str,
+    services: &HashMap<String, usize>,
+    errs: &mut Errors,
+) -> Option<Target> {
+    let lookup = |name: &str, at: String, errs: &mut Errors| match services.get(name) {
+        Some(&i) => Some(i),
+        None => {
+            errs.push(at, format!("unknown service \"{name}\""));
+            None
+        }
+    };
+    match (&r.upstream, &r.split) {
+        (Some(name), None) => {
+            if r.split_key.is_some() {
+                errs.push(format!("{path}.split_key"), "only meaningful with `split`");
+            }
+            lookup(name, format!("{path}.upstream"), errs).map(Target::Service)
+        }
+        (None, Some(arms)) => {
+            if arms.is_empty() {
+                errs.push(format!("{path}.split"), "needs at least one service");
+            }
+            let mut out = Vec::new();
+            for (i, arm) in arms.iter().enumerate() {
+                if arm.weight == 0 {
+                    errs.push(format!("{path}.split[{i}].weight"), "must be at least 1");
+                }
+                if let Some(s) = lookup(&arm.service, format!("{path}.split[{i}].service"), errs) {
+                    out.push((s, arm.weight));
+                }
+            }
+            let key = match r.split_key.as_deref() {
+                None | Some("random") => SplitKey::Random,
+                Some("ip") => SplitKey::ClientIp,
+                Some(k) => match k.strip_prefix("header:").map(HeaderName::try_from) {
+                    Some(Ok(h)) => SplitKey::Header(h),
+                    _ => {
+                        errs.push(
+                            format!("{path}.split_key"),
+                            format!("`{k}`: expected `ip`, `random` or `header:<name>`"),
+                        );
+                        SplitKey::Random
+                    }
+                },
+            };
+            Some(Target::Split { arms: out, key })
+        }
+        (Some(_), Some(_)) => {
+            errs.push(
+                path.to_string(),
+                "set either `upstream` or `split`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            errs.push(path.to_string(), "missing `upstream` (or `split`)");
+            None
+        }
+    }
+}
+
+fn rewrite(
+    rw: &RawRewrite,
+    pattern: Option<&PathPattern>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Rewrite> {
+    match (&rw.strip_prefix, &rw.path) {
+        (Some(p), None) if p.starts_with('/') => Some(Rewrite::StripPrefix(p.clone())),
+        (Some(_), None) => {
+            errs.push(
+                format!("{path}.rewrite.strip_prefix"),
+                "must start with `/`",
+            );
+            None
+        }
+        (None, Some(t)) => match parse_template(t) {
+            Ok(parts) => {
+                let names = pattern.map(PathPattern::param_names).unwrap_or_default();
+                for part in &parts {
+                    if let TemplatePart::Param(p) = part
+                        && pattern.is_some()
+                        && !names.contains(&p.as_str())
+                    {
+                        errs.push(
+                            format!("{path}.rewrite.path"),
+                            format!("`{{{p}}}` is not a parameter of match.path"),
+                        );
+                    }
+                }
+                Some(Rewrite::Template(parts))
+            }
+            Err(e) => {
+                errs.push(format!("{path}.rewrite.path"), e);
+                None
+            }
+        },
+        _ => {
+            errs.push(
+                format!("{path}.rewrite"),
+                "set exactly one of `strip_prefix` or `path`",
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn attachments(
+    raw: &[RawAttachment],
+    path: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Vec<AttachmentConfig> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let p = format!("{path}[{i}]");
+            let valid_name = !a.name.is_empty()
+                && a.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                errs.push(
+                    format!("{p}.name"),
+                    format!(
+                        "`{}`: plugin names use letters, digits, `-` and `_`",
+                        a.name
+                    ),
+                );
+                return None;
+            }
+            let on_error = match a.on_error.as_deref() {
+                None | Some("deny") => OnError::Deny,
+                Some("allow") => OnError::Allow,
+                Some(other) => {
+                    errs.push(
+                        format!("{p}.on_error"),
+                        format!("`{other}`: expected `deny` or `allow`"),
+                    );
+                    return None;
+                }
+            };
+            let config = if a.config.is_null() {
+                "{}".to_string()
+            } else {
+                a.config.to_string()
+            };
+            Some(AttachmentConfig {
+                name: a.name.as_str().into(),
+                on_error,
+                config: config.into(),
+                timeout: a.timeout.map_or(DEFAULT_PLUGIN_TIMEOUT, |d| d.0),
+                memory_limit: a
+                    .memory_limit_mb
+                    .map_or(DEFAULT_PLUGIN_MEMORY, |m| (m as usize) << 20),
+                max_instances: a.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES).max(1),
+                body_limit: a.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
+                optional: a.optional,
+                allow_read: a.allow_read.iter().map(|d| base.join(d)).collect(),
+                counter: ingress::counter(a.counter.as_deref(), &p, errs),
+            })
+        })
+        .collect()
+}
