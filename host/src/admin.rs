@@ -4,6 +4,7 @@
 //! `/health` and `/ready` needs a bearer token; read-only tokens cannot write.
 
 mod consumers;
+mod exposition;
 mod handlers;
 mod metrics;
 mod redact;

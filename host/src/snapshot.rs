@@ -2,7 +2,11 @@
 //! route's chain and target, and the services. A reload builds a complete new
 //! snapshot off the request path and swaps it in; nothing mutates a live one.
 
-use std::collections::HashMap;
+mod loader;
+mod probes;
+
+use loader::Loader;
+
 use std::sync::Arc;
 
 use crate::accept::Ingress;
@@ -12,10 +16,9 @@ use crate::config::{
     Target,
 };
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
-use crate::plugin::{Attachment, Chain, LoadError, PluginRuntime};
+use crate::plugin::{Attachment, Chain, PluginRuntime};
 use crate::resilience::breaker::Breaker;
 use crate::resilience::bulkhead::Bulkhead;
-use crate::resilience::health::spawn_probes;
 use crate::resilience::retry::RetryBudget;
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -67,7 +70,7 @@ impl Service {
             metrics,
         });
         if let Some(hc) = &cfg.health_check {
-            spawn_probes(&svc, hc);
+            probes::spawn(&svc, hc);
         }
         Ok(svc)
     }
@@ -327,96 +330,6 @@ fn route(
         preserve_host: r.preserve_host,
         retry_non_idempotent: r.retry_non_idempotent,
         metrics,
-    }
-}
-
-/// Loads attachments for one snapshot build, sharing identical ones.
-struct Loader<'a> {
-    runtime: &'a Arc<PluginRuntime>,
-    built: HashMap<AttachmentConfig, Arc<Attachment>>,
-    previous: HashMap<AttachmentConfig, Arc<Attachment>>,
-    /// A hot swap: only this plugin's files are read; every other attachment
-    /// found in `previous` is carried over untouched.
-    only: Option<&'a str>,
-}
-
-impl<'a> Loader<'a> {
-    fn new(
-        runtime: &'a Arc<PluginRuntime>,
-        previous: Option<&Snapshot>,
-        only: Option<&'a str>,
-    ) -> Self {
-        let previous = previous
-            .map(|s| {
-                s.attachments()
-                    .into_iter()
-                    .map(|a| (a.config().clone(), a))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            runtime,
-            built: HashMap::new(),
-            previous,
-            only,
-        }
-    }
-
-    async fn attachment(
-        &mut self,
-        cfg: &AttachmentConfig,
-        config: &Config,
-    ) -> Result<Arc<Attachment>, LoadError> {
-        if let Some(a) = self.built.get(cfg) {
-            return Ok(a.clone());
-        }
-        let att = self.load(cfg, config).await?;
-        self.built.insert(cfg.clone(), att.clone());
-        Ok(att)
-    }
-
-    async fn load(
-        &self,
-        cfg: &AttachmentConfig,
-        config: &Config,
-    ) -> Result<Arc<Attachment>, LoadError> {
-        if self.only.is_some_and(|n| n != &*cfg.name)
-            && let Some(prev) = self.previous.get(cfg)
-        {
-            return Ok(prev.clone());
-        }
-        let path =
-            match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
-                Ok(p) => p,
-                // A hot swap never unloads: a file removed from `plugin_dir`
-                // leaves the running version serving, as a broken one does.
-                Err(_) if self.only.is_some() && self.previous.contains_key(cfg) => {
-                    return Ok(self.previous[cfg].clone());
-                }
-                Err(_) if cfg.optional => {
-                    tracing::info!(
-                        plugin = &*cfg.name,
-                        "optional plugin not present yet; serving without it"
-                    );
-                    return Ok(Arc::new(Attachment::new(cfg.clone(), None)));
-                }
-                Err(e) => return Err(e),
-            };
-        let rt = self.runtime.clone();
-        let name = cfg.name.clone();
-        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
-            .await
-            .map_err(|e| LoadError::Compile {
-                name: cfg.name.to_string(),
-                message: format!("compile task failed: {e}"),
-            })??;
-        if let Some(prev) = self.previous.get(cfg)
-            && prev.version().as_deref() == Some(&*compiled.version)
-        {
-            return Ok(prev.clone());
-        }
-        let pool = self.runtime.start_pool(&compiled, cfg).await?;
-        Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
     }
 }
 

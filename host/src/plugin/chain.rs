@@ -5,16 +5,19 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+mod hook;
+
+use hook::{convert, invoke};
 
 use super::PluginError;
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
 use super::pool::{Call, Outcome, Pool};
 use crate::body::Body;
-use crate::config::{AttachmentConfig, OnError};
+use crate::config::AttachmentConfig;
 use crate::exchange::{Exchange, Phase, PluginView, RequestHead};
 use crate::metrics::PluginMetrics;
-use crate::telemetry::trace::SpanKind;
 use std::sync::atomic::Ordering;
 
 /// A plugin attached to a route with its config and the pool running it.
@@ -340,82 +343,4 @@ fn give_back(view: &mut PluginView, resp: &mut Response<Body>) {
     *resp.status_mut() = view.resp.status;
     std::mem::swap(&mut view.resp.headers, resp.headers_mut());
     view.phase = Phase::Request;
-}
-
-/// One hook call with the attachment's `on_error` applied in one place: a
-/// failure under `allow` becomes `Ok(None)` ("skip this plugin"). The call
-/// is timed into the plugin's metrics and, when sampled, the request's trace.
-async fn invoke(
-    pool: &Arc<Pool>,
-    m: &PluginMetrics,
-    position: usize,
-    ex: &mut Exchange,
-    call: Call,
-) -> Result<Option<Outcome>, PluginError> {
-    let hook = match &call {
-        Call::Request => "on-request",
-        Call::RequestBody(_) => "on-request-body",
-        Call::Response => "on-response",
-        Call::ResponseBody(_) => "on-response-body",
-    };
-    let started = std::time::Instant::now();
-    let wall = ex.trail.sampled().then(std::time::SystemTime::now);
-    ex.view.attachment = position;
-    let result = pool.invoke(&mut ex.view, call).await;
-    m.calls.fetch_add(1, Ordering::Relaxed);
-    m.duration.record(started.elapsed());
-    if let Some(start) = wall {
-        let plugin = pool.config().name.clone();
-        let name = format!("plugin {plugin} {hook}");
-        let attrs = vec![("gatehouse.plugin", plugin.to_string())];
-        let failed = result.is_err();
-        ex.trail
-            .child_span(None, name, SpanKind::Internal, start, attrs, failed);
-    }
-    if let Err(e) = &result {
-        let counter = match e {
-            PluginError::Timeout { .. } => &m.timeouts,
-            _ => &m.errors,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-    match result {
-        Ok(outcome) => Ok(Some(outcome)),
-        // Every instance taken is load, not a broken plugin: skipping under
-        // `allow` would let a flood of requests past an auth or rate-limit
-        // plugin. It answers 503 `plugin_busy` whatever `on_error` says.
-        Err(e @ PluginError::Busy { .. }) => Err(e),
-        Err(e) => match pool.config().on_error {
-            OnError::Allow => {
-                tracing::warn!(plugin = &*pool.config().name, error = %e, "plugin failed; skipped (on_error: allow)");
-                Ok(None)
-            }
-            OnError::Deny => Err(e),
-        },
-    }
-}
-
-fn convert(r: super::bindings::types::Response, pool: &Pool) -> PluginResponse {
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
-    for h in r.headers {
-        match (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(&h.value),
-        ) {
-            (Ok(n), Ok(v)) => {
-                headers.append(n, v);
-            }
-            _ => tracing::warn!(
-                plugin = &*pool.config().name,
-                header = h.name,
-                "invalid header in plugin response; dropped"
-            ),
-        }
-    }
-    PluginResponse {
-        status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        headers,
-        body: Bytes::from(r.body),
-        plugin: pool.config().name.clone(),
-    }
 }

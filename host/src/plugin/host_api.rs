@@ -2,13 +2,13 @@
 //! and `response-head`, and the `host` interface. All synchronous and cheap but
 //! `rate-limit`, which may talk to Redis.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod interface;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use wasmtime::component::Resource;
 
-use super::bindings::types::{Header, Level};
-use super::bindings::{ContextRes, RequestHeadRes, ResponseHeadRes, host, types};
+use super::bindings::types::Header;
+use super::bindings::{ContextRes, RequestHeadRes, ResponseHeadRes, types};
 use super::names::HeaderNames;
 use super::state::PluginState;
 use crate::exchange::{Phase, ResponseHead};
@@ -305,116 +305,5 @@ impl types::HostResponseHead for PluginState {
 
     fn drop(&mut self, _: Resource<ResponseHeadRes>) -> wasmtime::Result<()> {
         Ok(())
-    }
-}
-
-impl host::Host for PluginState {
-    fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.shared.name;
-        let route = self.view().map(|e| e.route_id.clone());
-        let route = route.as_deref().unwrap_or("");
-        match level {
-            Level::Trace => tracing::trace!(plugin, route, "{message}"),
-            Level::Debug => tracing::debug!(plugin, route, "{message}"),
-            Level::Info => tracing::info!(plugin, route, "{message}"),
-            Level::Warn => tracing::warn!(plugin, route, "{message}"),
-            Level::Error => tracing::error!(plugin, route, "{message}"),
-        }
-    }
-
-    fn now_ms(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    fn monotonic_ns(&mut self) -> u64 {
-        crate::plugin::runtime::monotonic_ns()
-    }
-
-    fn counter_add(&mut self, name: String, delta: u64) {
-        self.shared.custom.counter_add(&name, delta);
-    }
-
-    fn histogram_record(&mut self, name: String, value: f64) {
-        self.shared.custom.histogram_record(&name, value);
-    }
-
-    fn identity_header(&mut self, name: String) {
-        if self.serving {
-            return;
-        }
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(n) if !self.identity_headers.contains(&n) => self.identity_headers.push(n),
-            Ok(_) => {}
-            Err(_) => tracing::warn!(
-                plugin = &*self.shared.name,
-                header = name,
-                "plugin declared an invalid identity header; ignored"
-            ),
-        }
-    }
-
-    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.shared.kv.get(&key)
-    }
-
-    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
-        let evicted = self.shared.kv.set(key, value, ttl_ms);
-        if evicted > 0 {
-            let m = &self.shared.limits.kv_evicted;
-            m.fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    fn kv_delete(&mut self, key: String) {
-        self.shared.kv.delete(&key);
-    }
-
-    fn verify_signature(
-        &mut self,
-        algorithm: host::SignatureAlgorithm,
-        key: host::PublicKey,
-        message: Vec<u8>,
-        signature: Vec<u8>,
-    ) -> bool {
-        super::signature::verify(algorithm, &key, &message, &signature)
-    }
-
-    async fn rate_limit(
-        &mut self,
-        mut req: host::LimitRequest,
-    ) -> Result<host::LimitDecision, String> {
-        // The attachment's namespace first: a key can only name a counter of
-        // the attachment (or shared `counter`) making the call.
-        if let Some(ns) = self.view().and_then(|ex| ex.counters.get(ex.attachment)) {
-            let mut key = String::with_capacity(ns.len() + 1 + req.key.len());
-            key.push_str(ns);
-            key.push('|');
-            key.push_str(&req.key);
-            req.key = key;
-        }
-        let decision = match req.backend {
-            host::Backend::Local => {
-                let (decision, evicted) = self.shared.rate.check(&req);
-                if evicted > 0 {
-                    let m = &self.shared.limits.evicted;
-                    m.fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(decision)
-            }
-            host::Backend::Redis => match self.shared.redis.load_full() {
-                None => Err("backend `redis` needs `redis.url` in the gateway config".into()),
-                Some(redis) => redis.check(&self.shared.name, &req).await,
-            },
-        };
-        let m = &self.shared.limits;
-        let counter = match &decision {
-            Ok(d) if d.allowed => &m.allowed,
-            Ok(_) => &m.limited,
-            Err(_) => &m.backend_errors,
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        decision
     }
 }

@@ -1,0 +1,100 @@
+//! Loading a snapshot's plugin attachments: identical attachments share one
+//! pool, unchanged ones are carried over from the previous snapshot, and a
+//! hot swap reads only the changed plugin's file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Snapshot;
+use crate::config::{AttachmentConfig, Config};
+use crate::plugin::{Attachment, LoadError, PluginRuntime};
+
+/// Loads attachments for one snapshot build, sharing identical ones.
+pub(super) struct Loader<'a> {
+    runtime: &'a Arc<PluginRuntime>,
+    built: HashMap<AttachmentConfig, Arc<Attachment>>,
+    previous: HashMap<AttachmentConfig, Arc<Attachment>>,
+    /// A hot swap: only this plugin's files are read; every other attachment
+    /// found in `previous` is carried over untouched.
+    only: Option<&'a str>,
+}
+
+impl<'a> Loader<'a> {
+    pub(super) fn new(
+        runtime: &'a Arc<PluginRuntime>,
+        previous: Option<&Snapshot>,
+        only: Option<&'a str>,
+    ) -> Self {
+        let previous = previous
+            .map(|s| {
+                s.attachments()
+                    .into_iter()
+                    .map(|a| (a.config().clone(), a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            runtime,
+            built: HashMap::new(),
+            previous,
+            only,
+        }
+    }
+
+    pub(super) async fn attachment(
+        &mut self,
+        cfg: &AttachmentConfig,
+        config: &Config,
+    ) -> Result<Arc<Attachment>, LoadError> {
+        if let Some(a) = self.built.get(cfg) {
+            return Ok(a.clone());
+        }
+        let att = self.load(cfg, config).await?;
+        self.built.insert(cfg.clone(), att.clone());
+        Ok(att)
+    }
+
+    async fn load(
+        &self,
+        cfg: &AttachmentConfig,
+        config: &Config,
+    ) -> Result<Arc<Attachment>, LoadError> {
+        if self.only.is_some_and(|n| n != &*cfg.name)
+            && let Some(prev) = self.previous.get(cfg)
+        {
+            return Ok(prev.clone());
+        }
+        let path =
+            match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
+                Ok(p) => p,
+                // A hot swap never unloads: a file removed from `plugin_dir`
+                // leaves the running version serving, as a broken one does.
+                Err(_) if self.only.is_some() && self.previous.contains_key(cfg) => {
+                    return Ok(self.previous[cfg].clone());
+                }
+                Err(_) if cfg.optional => {
+                    tracing::info!(
+                        plugin = &*cfg.name,
+                        "optional plugin not present yet; serving without it"
+                    );
+                    return Ok(Arc::new(Attachment::new(cfg.clone(), None)));
+                }
+                Err(e) => return Err(e),
+            };
+        let rt = self.runtime.clone();
+        let name = cfg.name.clone();
+        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
+            .await
+            .map_err(|e| LoadError::Compile {
+                name: cfg.name.to_string(),
+                message: format!("compile task failed: {e}"),
+            })??;
+        if let Some(prev) = self.previous.get(cfg)
+            && prev.version().as_deref() == Some(&*compiled.version)
+        {
+            return Ok(prev.clone());
+        }
+        let pool = self.runtime.start_pool(&compiled, cfg).await?;
+        Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
+    }
+}
