@@ -218,6 +218,34 @@ impl http_body::Body for Body {
     }
 }
 
+/// Why a body could not be buffered.
+#[derive(Debug)]
+pub enum CollectError {
+    /// Over the limit (the caller's, or the stream's own).
+    TooLarge,
+    /// The peer stopped sending (`limits.body_read_timeout`).
+    TimedOut,
+    /// The stream failed.
+    Stream(String),
+}
+
+/// Buffers `body`, up to `limit` bytes: for the body hooks and for retries.
+pub async fn collect(body: Body, limit: usize) -> Result<Bytes, CollectError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+                || is_too_large(&*e) =>
+        {
+            Err(CollectError::TooLarge)
+        }
+        Err(e) if is_timed_out(&*e) => Err(CollectError::TimedOut),
+        Err(e) => Err(CollectError::Stream(e.to_string())),
+    }
+}
+
 /// Finds a [`BodyError::TooLarge`] anywhere in an error's source chain.
 pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
     find(err, |b| matches!(b, BodyError::TooLarge(_)))

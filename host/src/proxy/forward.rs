@@ -8,11 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, header};
-use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 
 use crate::balancer::{Instance, SelectKey};
-use crate::body::Body;
+use crate::body::{Body, CollectError, collect};
 use crate::config::Retries;
 use crate::error::GatewayError;
 use crate::exchange::{Exchange, RequestHead, Upstreamed};
@@ -108,14 +107,14 @@ async fn replayable(body: Body, max: usize) -> Result<Result<Bytes, Body>, Gatew
     match body {
         Body::Full(b) => Ok(Ok(b.unwrap_or_default())),
         body if body.is_end_stream() => Ok(Ok(Bytes::new())),
-        body if size.is_some_and(|n| n <= max as u64) => {
-            match Limited::new(body, max).collect().await {
-                Ok(c) => Ok(Ok(c.to_bytes())),
-                Err(e) if crate::body::is_too_large(&*e) => Err(GatewayError::PayloadTooLarge),
-                Err(e) if crate::body::is_timed_out(&*e) => Err(GatewayError::BodyTimeout),
-                Err(_) => Err(GatewayError::BadRequest("request body could not be read")),
+        body if size.is_some_and(|n| n <= max as u64) => match collect(body, max).await {
+            Ok(bytes) => Ok(Ok(bytes)),
+            Err(CollectError::TooLarge) => Err(GatewayError::PayloadTooLarge),
+            Err(CollectError::TimedOut) => Err(GatewayError::BodyTimeout),
+            Err(CollectError::Stream(_)) => {
+                Err(GatewayError::BadRequest("request body could not be read"))
             }
-        }
+        },
         body => Ok(Err(body)),
     }
 }

@@ -5,9 +5,8 @@ use http::Response;
 use hyper::upgrade::OnUpgrade;
 
 use super::headers::strip_hop_by_hop;
-use super::request::collect;
 use super::upgrade;
-use crate::body::Body;
+use crate::body::{Body, collect};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::plugin::{ChainRun, Flow, PluginResponse};
