@@ -5,6 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+pub mod lease;
+
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -43,7 +45,7 @@ pub enum Body {
     },
     /// An upstream's response body; its connection goes back to the pool
     /// once the body has been read to the end.
-    Upstream(crate::upstream::pool::Leased),
+    Upstream(lease::Leased),
     /// Another body, counted; the count is reported once, when it ends or is
     /// dropped (access log, trace spans).
     Counted(Box<Counted>),

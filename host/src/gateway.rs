@@ -69,76 +69,28 @@ impl Gateway {
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
-        let mut listeners = Vec::new();
-        let mut tls = Vec::new();
-        for l in &snapshot.config.listeners {
-            let server = match &l.tls {
-                Some(t) => Some(Arc::new(crate::tls::TlsServer::build(t).map_err(
-                    |source| StartError::Tls {
-                        addr: l.addr,
-                        source,
-                    },
-                )?)),
-                None => None,
-            };
-            tls.push(server);
-            let sock = TcpListener::bind(l.addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: l.addr,
-                    source,
-                })?;
-            listeners.push(sock);
-        }
+        let listeners = bind_listeners(&snapshot.config.listeners).await?;
         let addrs = listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect();
+        let admin = match &snapshot.config.admin {
+            Some(a) => Some((bind(a.addr).await?, a.clone())),
+            None => None,
+        };
         let metrics = runtime.metrics().clone();
         let telemetry = crate::telemetry::Telemetry::start(&snapshot.config, &metrics)
             .map_err(StartError::AccessLog)?;
-        let admin = match &snapshot.config.admin {
-            Some(a) => Some((
-                TcpListener::bind(a.addr)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        addr: a.addr,
-                        source,
-                    })?,
-                a.clone(),
-            )),
-            None => None,
-        };
         let data = Arc::new(DataPlane::new(snapshot, metrics, telemetry));
         let shared = Arc::new(ControlPlane::new(data.clone(), runtime, path, &text));
-        let per_ip = Arc::new(crate::listener::PerIp::default());
         let (tx, rx) = watch::channel(false);
-        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-        for (l, t) in listeners.into_iter().zip(tls) {
-            if let Some(t) = &t {
-                tasks.push(tokio::spawn(t.clone().watch(rx.clone())));
-            }
-            tasks.push(tokio::spawn(crate::listener::run(
-                l,
-                t,
-                data.clone(),
-                per_ip.clone(),
-                rx.clone(),
-            )));
-        }
-        let admin_addr = match admin {
-            Some((listener, cfg)) => {
-                let addr = listener.local_addr().ok();
-                tasks.push(tokio::spawn(crate::admin::run(
-                    listener,
-                    cfg,
-                    shared.clone(),
-                    rx.clone(),
-                )));
-                addr
-            }
-            None => None,
-        };
+        let mut tasks = serve_listeners(listeners, &data, &rx);
+        let admin_addr = admin.and_then(|(listener, cfg)| {
+            let addr = listener.local_addr().ok();
+            let admin = crate::admin::run(listener, cfg, shared.clone(), rx.clone());
+            tasks.push(tokio::spawn(admin));
+            addr
+        });
         match crate::reload::watch(shared.clone(), rx) {
             Ok(task) => tasks.push(task),
             Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),
@@ -175,4 +127,56 @@ impl Gateway {
             let _ = t.await;
         }
     }
+}
+
+/// A bound listener socket and, for TLS listeners, its certificates.
+type Bound = (TcpListener, Option<Arc<crate::tls::TlsServer>>);
+
+/// Binds every listener (and loads its certificates) before anything is
+/// spawned, so a port in use or a bad certificate fails the start cleanly.
+async fn bind_listeners(listeners: &[config::ListenerConfig]) -> Result<Vec<Bound>, StartError> {
+    let mut bound = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let tls = match &l.tls {
+            Some(t) => Some(Arc::new(crate::tls::TlsServer::build(t).map_err(
+                |source| StartError::Tls {
+                    addr: l.addr,
+                    source,
+                },
+            )?)),
+            None => None,
+        };
+        bound.push((bind(l.addr).await?, tls));
+    }
+    Ok(bound)
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// One accept loop per listener (sharing the per-IP connection counts), and
+/// a certificate watcher per TLS listener.
+fn serve_listeners(
+    listeners: Vec<Bound>,
+    data: &Arc<DataPlane>,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let per_ip = Arc::new(crate::listener::PerIp::default());
+    let mut tasks = Vec::new();
+    for (l, t) in listeners {
+        if let Some(t) = &t {
+            tasks.push(tokio::spawn(t.clone().watch(shutdown.clone())));
+        }
+        tasks.push(tokio::spawn(crate::listener::run(
+            l,
+            t,
+            data.clone(),
+            per_ip.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tasks
 }

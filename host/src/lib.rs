@@ -51,6 +51,7 @@ pub mod exchange;
 pub(crate) mod gateway;
 pub(crate) mod listener;
 pub(crate) mod metrics;
+pub mod pem;
 pub mod plugin;
 pub(crate) mod proxy;
 pub(crate) mod reload;

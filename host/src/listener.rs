@@ -42,7 +42,7 @@ pub async fn run(
     per_ip: Arc<PerIp>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (alive, mut gone) = mpsc::channel::<()>(1);
+    let (alive, gone) = mpsc::channel::<()>(1);
     let drain = Drain {
         shutdown: shutdown.clone(),
         alive,
@@ -63,18 +63,8 @@ pub async fn run(
             }
         };
         let limits = shared.snapshot().limits;
-        let slot = match admit::admit(&limits, &open, &per_ip, remote.ip()) {
-            Ok(s) => s,
-            Err(refusal) => {
-                let m = &shared.metrics;
-                let counter = match refusal {
-                    admit::Refusal::Listener => &m.connections_rejected_listener,
-                    admit::Refusal::PerIp => &m.connections_rejected_per_ip,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%remote, ?refusal, "connection refused at accept");
-                continue;
-            }
+        let Some(slot) = admit(&shared, &limits, &open, &per_ip, remote) else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn {
@@ -100,6 +90,34 @@ pub async fn run(
     }
     drop(listener);
     drop(drain);
+    drained(&shared, gone).await;
+}
+
+/// Takes a connection slot within the caps, or counts the refusal.
+fn admit(
+    shared: &DataPlane,
+    limits: &crate::config::Limits,
+    open: &Arc<AtomicUsize>,
+    per_ip: &Arc<PerIp>,
+    remote: SocketAddr,
+) -> Option<admit::Slot> {
+    match admit::admit(limits, open, per_ip, remote.ip()) {
+        Ok(slot) => Some(slot),
+        Err(refusal) => {
+            let m = &shared.metrics;
+            let counter = match refusal {
+                admit::Refusal::Listener => &m.connections_rejected_listener,
+                admit::Refusal::PerIp => &m.connections_rejected_per_ip,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, ?refusal, "connection refused at accept");
+            None
+        }
+    }
+}
+
+/// Waits, up to the drain timeout, for every connection task to end.
+async fn drained(shared: &DataPlane, mut gone: mpsc::Receiver<()>) {
     let limit = shared.snapshot().limits.drain_timeout;
     // Every connection task holds a sender: `recv` ends when the last is gone.
     if tokio::time::timeout(limit, gone.recv()).await.is_err() {
@@ -177,6 +195,47 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
+    let conn = builder(&limits)
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+    let deadlines = idle::Deadlines {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+        close_grace: limits.drain_timeout,
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        let _alive = drain.alive;
+        let mut lifetime = idle::Lifetime::new(activity, deadlines, drain.shutdown);
+        let mut conn = std::pin::pin!(conn);
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    }
+                    break;
+                }
+                close = lifetime.next() => match close {
+                    idle::Close::Graceful => {
+                        tracing::debug!(%remote, "closing connection (idle or shutdown)");
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    idle::Close::Now => {
+                        tracing::debug!(%remote, "connection did not close in time; dropped");
+                        break;
+                    }
+                },
+            }
+        }
+        metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// HTTP/1.1 and HTTP/2 settings from the limits current at accept.
+fn builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -190,57 +249,5 @@ where
         .keep_alive_interval(limits.h2_keepalive_interval)
         .keep_alive_timeout(limits.h2_keepalive_timeout)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    metrics.connections_active.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let _alive = drain.alive;
-        let mut shutdown = drain.shutdown;
-        let deadlines = idle::Deadlines {
-            first_request: limits.header_read_timeout,
-            idle: limits.idle_timeout,
-            close_grace: limits.drain_timeout,
-        };
-        let mut conn = std::pin::pin!(conn);
-        let timer = tokio::time::sleep_until(activity.first_check(&deadlines));
-        let mut timer = std::pin::pin!(timer);
-        // Set once a graceful close started: the timer then bounds it.
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
-                    }
-                    break;
-                }
-                _ = shutdown.changed(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    timer.as_mut().reset(tokio::time::Instant::now() + deadlines.close_grace);
-                }
-                () = timer.as_mut() => {
-                    if closing {
-                        tracing::debug!(%remote, "connection did not close in time; dropped");
-                        break;
-                    }
-                    let now = tokio::time::Instant::now();
-                    match activity.deadline(&deadlines) {
-                        Some(at) if at <= now => {
-                            tracing::debug!(%remote, "connection idle; closing");
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                            timer.as_mut().reset(now + Duration::from_secs(1));
-                        }
-                        Some(at) => timer.as_mut().reset(at),
-                        None => timer.as_mut().reset(now + deadlines.idle),
-                    }
-                }
-            }
-        }
-        metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
-    });
+    builder
 }

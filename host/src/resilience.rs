@@ -8,10 +8,14 @@ pub mod health;
 pub mod retry;
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Milliseconds since the process started: a cheap monotonic clock that fits
-/// in an atomic.
+/// in an atomic. Tokio's clock, so tests with a paused runtime clock move the
+/// breaker and ejections forward with `tokio::time::advance` instead of
+/// sleeping (without tokio's `test-util` feature it is `std`'s clock).
 pub fn now_ms() -> u64 {
     static START: LazyLock<Instant> = LazyLock::new(Instant::now);
     u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -85,108 +85,136 @@ pub fn create(
 }
 
 fn files(name: &str, lang: Lang, sdk: &Path) -> Result<Vec<File>, ScaffoldError> {
-    let fill = |t: &str| t.replace("{{name}}", name);
-    let readme = |language: &str, toolchain: &str| {
-        fill(README)
+    let t = Fill { name };
+    Ok(match lang {
+        Lang::Rust => rust_files(&t, sdk)?,
+        Lang::Js => js_files(&t),
+        Lang::Python => python_files(&t),
+        Lang::C => c_files(&t),
+    })
+}
+
+/// Fills a template's placeholders with the plugin's name.
+struct Fill<'a> {
+    name: &'a str,
+}
+
+impl Fill<'_> {
+    fn fill(&self, template: &str) -> String {
+        template.replace("{{name}}", self.name)
+    }
+
+    fn readme(&self, language: &str, toolchain: &str) -> String {
+        self.fill(README)
             .replace("{{language}}", language)
             .replace("{{toolchain}}", toolchain)
-    };
-    let wit = ("wit/plugin.wit", WIT.to_string(), false);
-    Ok(match lang {
-        Lang::Rust => {
-            let sdk = std::fs::canonicalize(sdk)
-                .ok()
-                .filter(|p| p.join("Cargo.toml").is_file())
-                .ok_or_else(|| ScaffoldError::SdkMissing(sdk.into()))?;
-            let crate_name = name.replace('-', "_");
-            vec![
-                (
-                    "Cargo.toml",
-                    fill(include_str!("../templates/rust/Cargo.toml"))
-                        .replace("{{sdk}}", &sdk.to_string_lossy()),
-                    false,
-                ),
-                (
-                    "src/lib.rs",
-                    fill(include_str!("../templates/rust/lib.rs")),
-                    false,
-                ),
-                (
-                    "build.sh",
-                    include_str!("../templates/rust/build.sh").replace("{{crate}}", &crate_name),
-                    true,
-                ),
-                (
-                    "README.md",
-                    readme(
-                        "Rust",
-                        "Needs Rust with the `wasm32-wasip2` target (the script adds it).",
-                    ),
-                    false,
-                ),
-            ]
-        }
-        Lang::Js => {
-            let rename = |t: &str| t.replace("\"js-ab-test\"", &format!("\"{name}\""));
-            vec![
-                ("plugin.js", fill(include_str!("../templates/js/plugin.js")), false),
-                ("package.json", rename(include_str!("../../examples/js-ab-test/package.json"))
-                    .replace("A Gatehouse plugin in JavaScript: A/B experiment cookie + user-agent block list", "A Gatehouse plugin in JavaScript"), false),
-                ("package-lock.json", rename(include_str!("../../examples/js-ab-test/package-lock.json")), false),
-                ("build.mjs", include_str!("../../examples/js-ab-test/build.mjs").into(), false),
-                ("build.sh", include_str!("../../examples/js-ab-test/build.sh").into(), true),
-                ("README.md", readme("JavaScript", "Needs Node.js and npm; the first build installs the pinned componentize-js from `package-lock.json`."), false),
-                wit,
-            ]
-        }
-        Lang::Python => vec![
-            (
-                "app.py",
-                fill(include_str!("../templates/python/app.py")),
-                false,
+    }
+}
+
+/// The WIT package the non-Rust toolchains build against.
+fn wit() -> File {
+    ("wit/plugin.wit", WIT.to_string(), false)
+}
+
+fn rust_files(t: &Fill<'_>, sdk: &Path) -> Result<Vec<File>, ScaffoldError> {
+    let sdk = std::fs::canonicalize(sdk)
+        .ok()
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .ok_or_else(|| ScaffoldError::SdkMissing(sdk.into()))?;
+    let crate_name = t.name.replace('-', "_");
+    Ok(vec![
+        (
+            "Cargo.toml",
+            t.fill(include_str!("../templates/rust/Cargo.toml"))
+                .replace("{{sdk}}", &sdk.to_string_lossy()),
+            false,
+        ),
+        (
+            "src/lib.rs",
+            t.fill(include_str!("../templates/rust/lib.rs")),
+            false,
+        ),
+        (
+            "build.sh",
+            include_str!("../templates/rust/build.sh").replace("{{crate}}", &crate_name),
+            true,
+        ),
+        (
+            "README.md",
+            t.readme(
+                "Rust",
+                "Needs Rust with the `wasm32-wasip2` target (the script adds it).",
             ),
-            (
-                "requirements.txt",
-                include_str!("../../examples/python-signature/requirements.txt").into(),
-                false,
+            false,
+        ),
+    ])
+}
+
+fn js_files(t: &Fill<'_>) -> Vec<File> {
+    let rename = |s: &str| s.replace("\"js-ab-test\"", &format!("\"{}\"", t.name));
+    vec![
+        ("plugin.js", t.fill(include_str!("../templates/js/plugin.js")), false),
+        ("package.json", rename(include_str!("../../examples/js-ab-test/package.json"))
+            .replace("A Gatehouse plugin in JavaScript: A/B experiment cookie + user-agent block list", "A Gatehouse plugin in JavaScript"), false),
+        ("package-lock.json", rename(include_str!("../../examples/js-ab-test/package-lock.json")), false),
+        ("build.mjs", include_str!("../../examples/js-ab-test/build.mjs").into(), false),
+        ("build.sh", include_str!("../../examples/js-ab-test/build.sh").into(), true),
+        ("README.md", t.readme("JavaScript", "Needs Node.js and npm; the first build installs the pinned componentize-js from `package-lock.json`."), false),
+        wit(),
+    ]
+}
+
+fn python_files(t: &Fill<'_>) -> Vec<File> {
+    vec![
+        (
+            "app.py",
+            t.fill(include_str!("../templates/python/app.py")),
+            false,
+        ),
+        (
+            "requirements.txt",
+            include_str!("../../examples/python-signature/requirements.txt").into(),
+            false,
+        ),
+        (
+            "build.sh",
+            include_str!("../../examples/python-signature/build.sh").into(),
+            true,
+        ),
+        (
+            "README.md",
+            t.readme(
+                "Python",
+                "Needs Python 3 with `venv`; the first build installs the pinned componentize-py into `.venv`.",
             ),
-            (
-                "build.sh",
-                include_str!("../../examples/python-signature/build.sh").into(),
-                true,
+            false,
+        ),
+        wit(),
+    ]
+}
+
+fn c_files(t: &Fill<'_>) -> Vec<File> {
+    vec![
+        (
+            "plugin.c",
+            t.fill(include_str!("../templates/c/plugin.c")),
+            false,
+        ),
+        (
+            "build.sh",
+            include_str!("../../examples/c-deny-list/build.sh").into(),
+            true,
+        ),
+        (
+            "README.md",
+            t.readme(
+                "C",
+                "Needs `apt-get install clang lld wasi-libc libclang-rt-dev-wasm32` and `cargo install wit-bindgen-cli --locked --version 0.63.0`; wasm-tools is taken from PATH or installed from PyPI into `.venv`.",
             ),
-            (
-                "README.md",
-                readme(
-                    "Python",
-                    "Needs Python 3 with `venv`; the first build installs the pinned componentize-py into `.venv`.",
-                ),
-                false,
-            ),
-            wit,
-        ],
-        Lang::C => vec![
-            (
-                "plugin.c",
-                fill(include_str!("../templates/c/plugin.c")),
-                false,
-            ),
-            (
-                "build.sh",
-                include_str!("../../examples/c-deny-list/build.sh").into(),
-                true,
-            ),
-            (
-                "README.md",
-                readme(
-                    "C",
-                    "Needs `apt-get install clang lld wasi-libc libclang-rt-dev-wasm32` and `cargo install wit-bindgen-cli --locked --version 0.63.0`; wasm-tools is taken from PATH or installed from PyPI into `.venv`.",
-                ),
-                false,
-            ),
-            wit,
-        ],
-    })
+            false,
+        ),
+        wit(),
+    ]
 }
 
 fn write(path: &Path, text: &str, executable: bool) -> std::io::Result<()> {

@@ -2,12 +2,11 @@
 //! optional or required client certificates (mTLS), ALPN `h2` / `http/1.1`,
 //! and certificate files re-read when they change.
 
-pub mod certs;
 pub mod peer;
 pub mod sni;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
@@ -15,7 +14,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CertPaths, ClientAuth, ListenerTls};
-pub use certs::TlsError;
+use crate::pem;
+pub use crate::pem::TlsError;
 pub use peer::PeerIdentity;
 use sni::{CertStore, SniResolver};
 
@@ -31,14 +31,14 @@ impl TlsServer {
     /// Loads every certificate and the client CA; fails with the file at fault.
     pub fn build(config: &ListenerTls) -> Result<Self, TlsError> {
         let resolver = Arc::new(SniResolver::new(load_store(&config.certificates)?));
-        let provider = certs::provider();
+        let provider = pem::provider();
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?;
         let builder = match &config.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Optional(ca) | ClientAuth::Required(ca) => {
-                let roots = Arc::new(certs::root_store(ca)?);
+                let roots = Arc::new(pem::root_store(ca)?);
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
                 let verifier = if matches!(config.client_auth, ClientAuth::Optional(_)) {
                     verifier.allow_unauthenticated()
@@ -104,7 +104,7 @@ impl TlsServer {
 fn load_store(paths: &[CertPaths]) -> Result<CertStore, TlsError> {
     let keys = paths
         .iter()
-        .map(certs::certified_key)
+        .map(|p| pem::certified_key(&p.cert_file, &p.key_file))
         .collect::<Result<Vec<_>, _>>()?;
     CertStore::new(keys).ok_or_else(|| TlsError::Config("no certificate configured".into()))
 }
@@ -120,6 +120,3 @@ fn stamp(paths: &[CertPaths]) -> Vec<Option<(u64, SystemTime)>> {
         })
         .collect()
 }
-
-/// Default interval between checks of certificate files.
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);

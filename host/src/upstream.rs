@@ -17,10 +17,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 
-use self::pool::{H1Pool, Leased};
+use self::pool::H1Pool;
+use crate::body::lease::Leased;
 use crate::body::{Body, is_too_large};
 use crate::config::{ServiceConfig, UpstreamProtocol, UpstreamTls};
-use crate::tls::{TlsError, certs};
+use crate::pem::{self, TlsError};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -174,20 +175,17 @@ static SYSTEM_ROOTS: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
 
 fn client_tls(tls: &UpstreamTls, https: bool) -> Result<ClientConfig, TlsError> {
     let roots = match &tls.ca_file {
-        Some(ca) => Arc::new(certs::root_store(ca)?),
+        Some(ca) => Arc::new(pem::root_store(ca)?),
         None if https => SYSTEM_ROOTS.clone(),
         None => Arc::new(rustls::RootCertStore::empty()),
     };
-    let builder = ClientConfig::builder_with_provider(certs::provider())
+    let builder = ClientConfig::builder_with_provider(pem::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(roots);
     match &tls.client_cert {
         Some(p) => builder
-            .with_client_auth_cert(
-                certs::load_certs(&p.cert_file)?,
-                certs::load_key(&p.key_file)?,
-            )
+            .with_client_auth_cert(pem::load_certs(&p.cert_file)?, pem::load_key(&p.key_file)?)
             .map_err(|e| TlsError::Config(format!("client certificate: {e}"))),
         None => Ok(builder.with_no_client_auth()),
     }

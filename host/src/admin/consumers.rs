@@ -31,50 +31,8 @@ pub async fn handle(
     body: &[u8],
 ) -> Reply {
     match (method, rest) {
-        ("GET", []) => {
-            let doc = shared
-                .versions
-                .current()
-                .map(|v| v.document)
-                .unwrap_or_default();
-            // Hashes stay inside: the listing shows ids and state only.
-            let list: Vec<Value> = CONSUMERS
-                .items(&doc)
-                .iter()
-                .map(|c| {
-                    let keys: Vec<Value> = c["keys"]
-                        .as_array()
-                        .map(|ks| {
-                            ks.iter()
-                                .map(|k| json!({ "id": k["id"], "enabled": k.get("enabled").cloned().unwrap_or(json!(true)), "created": k["created"], "scopes": k.get("scopes").cloned().unwrap_or(json!([])) }))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    json!({ "name": c["name"], "keys": keys })
-                })
-                .collect();
-            Reply::ok(&json!(list))
-        }
-        ("POST", []) => {
-            let Ok(v) = serde_json::from_slice::<Value>(body) else {
-                return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "body is not JSON");
-            };
-            let Some(name) = v["name"].as_str().map(str::to_string) else {
-                return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "`name` is required");
-            };
-            write(shared, caller, |doc| {
-                if CONSUMERS.insert(doc, json!({ "name": name, "keys": [] })) {
-                    Ok(())
-                } else {
-                    Err(Reply::error(
-                        StatusCode::CONFLICT,
-                        "conflict",
-                        "that consumer exists",
-                    ))
-                }
-            })
-            .await
-        }
+        ("GET", []) => list(shared),
+        ("POST", []) => create(shared, caller, body).await,
         ("DELETE", [name]) => {
             write(shared, caller, |doc| {
                 if CONSUMERS.remove(doc, name) {
@@ -108,6 +66,53 @@ pub async fn handle(
             "no such consumer endpoint",
         ),
     }
+}
+
+/// `GET /consumers`: names and key metadata (hashes stay inside).
+fn list(shared: &ControlPlane) -> Reply {
+    let doc = shared
+        .versions
+        .current()
+        .map(|v| v.document)
+        .unwrap_or_default();
+    let list: Vec<Value> = CONSUMERS
+        .items(&doc)
+        .iter()
+        .map(|c| {
+            let keys: Vec<Value> = c["keys"]
+                .as_array()
+                .map(|ks| {
+                    ks.iter()
+                        .map(|k| json!({ "id": k["id"], "enabled": k.get("enabled").cloned().unwrap_or(json!(true)), "created": k["created"], "scopes": k.get("scopes").cloned().unwrap_or(json!([])) }))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({ "name": c["name"], "keys": keys })
+        })
+        .collect();
+    Reply::ok(&json!(list))
+}
+
+/// `POST /consumers`: a new consumer without keys.
+async fn create(shared: &Arc<ControlPlane>, caller: &Caller<'_>, body: &[u8]) -> Reply {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "body is not JSON");
+    };
+    let Some(name) = v["name"].as_str().map(str::to_string) else {
+        return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "`name` is required");
+    };
+    write(shared, caller, |doc| {
+        if CONSUMERS.insert(doc, json!({ "name": name, "keys": [] })) {
+            Ok(())
+        } else {
+            Err(Reply::error(
+                StatusCode::CONFLICT,
+                "conflict",
+                "that consumer exists",
+            ))
+        }
+    })
+    .await
 }
 
 async fn create_key(

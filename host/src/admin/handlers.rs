@@ -7,8 +7,8 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Caller, Reply};
-use crate::config::document::{Collection, ROUTES, SERVICES, merge_patch};
+use super::{Caller, Reply, collections};
+use crate::config::document::{ROUTES, SERVICES};
 use crate::control::ControlPlane;
 
 /// Routes one request to its handler.
@@ -30,47 +30,19 @@ pub async fn dispatch(
         ("GET", ["openapi.json"]) => Reply::text(OPENAPI.to_string(), "application/json"),
         ("GET", ["config"]) => Reply::ok(&current(shared)),
         ("GET", ["config", "versions"]) => Reply::ok(&json!(shared.versions.list())),
-        ("GET", ["config", "versions", n]) => {
-            match n.parse().ok().and_then(|n| shared.versions.get(n)) {
-                Some(v) => {
-                    let mut out = json!(v);
-                    out["document"] = v.document;
-                    Reply::ok(&out)
-                }
-                None => not_found("version", n),
-            }
-        }
-        ("POST", ["config", "rollback", n]) => {
-            match n.parse().ok().and_then(|n| shared.versions.get(n)) {
-                Some(v) => {
-                    write(shared, caller, |doc| {
-                        // Consumers and their keys stay as they are now: a
-                        // rollback must not bring back a key revoked since.
-                        let consumers = doc.get_mut("consumers").map(Value::take);
-                        *doc = v.document;
-                        match (doc.as_object_mut(), consumers) {
-                            (Some(d), Some(c)) => {
-                                d.insert("consumers".into(), c);
-                            }
-                            (Some(d), None) => {
-                                d.remove("consumers");
-                            }
-                            (None, _) => {}
-                        }
-                        Ok(())
-                    })
-                    .await
-                }
-                None => not_found("version", n),
-            }
-        }
+        ("GET", ["config", "versions", n]) => version(shared, n),
+        ("POST", ["config", "rollback", n]) => rollback(shared, caller, n).await,
         ("GET", ["plugins"]) => plugins(shared),
         ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
         (_, ["routes", id, "plugins", rest @ ..]) => {
-            attachments(shared, caller, m, id, rest, body).await
+            collections::attachments(shared, caller, m, id, rest, body).await
         }
-        (_, ["routes", rest @ ..]) => collection(shared, caller, ROUTES, m, rest, body).await,
-        (_, ["services", rest @ ..]) => collection(shared, caller, SERVICES, m, rest, body).await,
+        (_, ["routes", rest @ ..]) => {
+            collections::collection(shared, caller, ROUTES, m, rest, body).await
+        }
+        (_, ["services", rest @ ..]) => {
+            collections::collection(shared, caller, SERVICES, m, rest, body).await
+        }
         (_, ["consumers", rest @ ..]) => {
             super::consumers::handle(shared, caller, m, rest, body).await
         }
@@ -82,10 +54,46 @@ pub async fn dispatch(
     }
 }
 
+/// One stored version, with its document.
+fn version(shared: &ControlPlane, n: &str) -> Reply {
+    match n.parse().ok().and_then(|n| shared.versions.get(n)) {
+        Some(v) => {
+            let mut out = json!(v);
+            out["document"] = v.document;
+            Reply::ok(&out)
+        }
+        None => not_found("version", n),
+    }
+}
+
+/// Makes an earlier version's document the live one, as a new version.
+async fn rollback(shared: &Arc<ControlPlane>, caller: &Caller<'_>, n: &str) -> Reply {
+    let Some(v) = n.parse().ok().and_then(|n| shared.versions.get(n)) else {
+        return not_found("version", n);
+    };
+    write(shared, caller, |doc| {
+        // Consumers and their keys stay as they are now: a rollback must not
+        // bring back a key revoked since.
+        let consumers = doc.get_mut("consumers").map(Value::take);
+        *doc = v.document;
+        match (doc.as_object_mut(), consumers) {
+            (Some(d), Some(c)) => {
+                d.insert("consumers".into(), c);
+            }
+            (Some(d), None) => {
+                d.remove("consumers");
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-fn not_found(what: &str, id: &str) -> Reply {
+pub(super) fn not_found(what: &str, id: &str) -> Reply {
     Reply::error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -93,11 +101,11 @@ fn not_found(what: &str, id: &str) -> Reply {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> Reply {
+pub(super) fn bad_request(message: impl Into<String>) -> Reply {
     Reply::error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-fn current(shared: &ControlPlane) -> Value {
+pub(super) fn current(shared: &ControlPlane) -> Value {
     shared
         .versions
         .current()
@@ -105,7 +113,7 @@ fn current(shared: &ControlPlane) -> Value {
         .unwrap_or_default()
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Reply> {
+pub(super) fn parse_body(body: &[u8]) -> Result<Value, Reply> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("body is not JSON: {e}")))
 }
 
@@ -128,170 +136,6 @@ pub async fn write(
             &json!({ "error": "invalid_config", "message": "the change was rejected; nothing changed", "errors": config_errors(&e.errors) }),
         ),
     }
-}
-
-async fn collection(
-    shared: &Arc<ControlPlane>,
-    caller: &Caller<'_>,
-    c: Collection,
-    method: &str,
-    rest: &[&str],
-    body: &[u8],
-) -> Reply {
-    let what = &c.list[..c.list.len() - 1];
-    match (method, rest) {
-        ("GET", []) => Reply::ok(&json!(c.items(&current(shared)))),
-        ("GET", [id]) => match c.get(&current(shared), id) {
-            Some(v) => Reply::ok(v),
-            None => not_found(what, id),
-        },
-        ("POST", []) => {
-            let item = match parse_body(body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            write(shared, caller, |doc| {
-                if item.get(c.key).and_then(Value::as_str).is_none() {
-                    return Err(bad_request(format!(
-                        "the {what} needs a string `{}`",
-                        c.key
-                    )));
-                }
-                if !c.insert(doc, item) {
-                    return Err(Reply::error(
-                        StatusCode::CONFLICT,
-                        "conflict",
-                        format!("that {what} exists; use PUT or PATCH"),
-                    ));
-                }
-                Ok(())
-            })
-            .await
-        }
-        ("PUT", [id]) => {
-            let mut item = match parse_body(body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            if !item.is_object() {
-                return bad_request(format!("the {what} must be an object"));
-            }
-            item[c.key] = json!(id);
-            let id = id.to_string();
-            write(shared, caller, move |doc| {
-                c.put(doc, &id, item);
-                Ok(())
-            })
-            .await
-        }
-        ("PATCH", [id]) => {
-            let patch = match parse_body(body) {
-                Ok(v) => v,
-                Err(r) => return r,
-            };
-            write(shared, caller, |doc| {
-                let Some(item) = c.get_mut(doc, id) else {
-                    return Err(not_found(what, id));
-                };
-                merge_patch(item, &patch);
-                item[c.key] = json!(id);
-                Ok(())
-            })
-            .await
-        }
-        ("DELETE", [id]) => {
-            write(shared, caller, |doc| {
-                if c.remove(doc, id) {
-                    Ok(())
-                } else {
-                    Err(not_found(what, id))
-                }
-            })
-            .await
-        }
-        _ => Reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed here"),
-        ),
-    }
-}
-
-/// `/routes/{id}/plugins[/{index}]`: the route's plugin attachments, by position.
-async fn attachments(
-    shared: &Arc<ControlPlane>,
-    caller: &Caller<'_>,
-    method: &str,
-    route: &str,
-    rest: &[&str],
-    body: &[u8],
-) -> Reply {
-    let doc = current(shared);
-    let Some(r) = ROUTES.get(&doc, route) else {
-        return not_found("route", route);
-    };
-    let list = r
-        .get("plugins")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let index = match rest {
-        [] => None,
-        [i] => match i.parse::<usize>() {
-            Ok(i) if i < list.len() || method == "PUT" && i == list.len() => Some(i),
-            _ => return not_found("plugin attachment", i),
-        },
-        _ => return not_found("endpoint", &rest.join("/")),
-    };
-    if method == "GET" {
-        return Reply::ok(&index.map_or(json!(list), |i| list[i].clone()));
-    }
-    let item = if method == "DELETE" {
-        Value::Null
-    } else {
-        match parse_body(body) {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-    let edit = |doc: &mut Value| {
-        let Some(r) = ROUTES.get_mut(doc, route) else {
-            return Err(not_found("route", route));
-        };
-        let mut list = r
-            .get("plugins")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        // The list may have changed since `index` was checked (a concurrent
-        // DELETE): check again under the control lock, which `write` holds.
-        let fits = index.is_none_or(|i| i < list.len() || method == "PUT" && i == list.len());
-        if !fits {
-            return Err(not_found(
-                "plugin attachment",
-                &index.unwrap_or(0).to_string(),
-            ));
-        }
-        match (method, index) {
-            ("POST", None) => list.push(item),
-            ("PUT", Some(i)) if i == list.len() => list.push(item),
-            ("PUT", Some(i)) => list[i] = item,
-            ("PATCH", Some(i)) => merge_patch(&mut list[i], &item),
-            ("DELETE", Some(i)) => {
-                list.remove(i);
-            }
-            _ => {
-                return Err(Reply::error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "not allowed here",
-                ));
-            }
-        }
-        r["plugins"] = Value::Array(list);
-        Ok(())
-    };
-    write(shared, caller, edit).await
 }
 
 fn ready(shared: &ControlPlane) -> Reply {

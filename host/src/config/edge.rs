@@ -30,6 +30,9 @@ pub struct ListenerTls {
     pub watch_interval: Duration,
 }
 
+/// How often certificate files are checked when `watch_interval` is not set.
+pub const DEFAULT_CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// mTLS policy of a listener. The CA file exists exactly when certificates are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientAuth {

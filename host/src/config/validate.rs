@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use http::HeaderName;
-
 use super::ConfigError;
 use super::model::*;
 use super::raw::*;
@@ -14,7 +12,9 @@ mod edge;
 mod ingress;
 mod observe;
 mod pattern;
+mod resilience;
 mod route;
+mod service;
 
 use route::{attachments, route};
 
@@ -51,64 +51,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     let plugin_dir = base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into()));
     let global_plugins = attachments(&raw.plugins, "plugins", base, &mut errs);
 
-    let mut service_index = HashMap::new();
-    let mut services = Vec::with_capacity(raw.services.len());
-    for (i, s) in raw.services.iter().enumerate() {
-        let path = format!("services[{i}]");
-        if service_index.insert(s.name.clone(), i).is_some() {
-            errs.push(
-                format!("{path}.name"),
-                format!("duplicate service name \"{}\"", s.name),
-            );
-        }
-        services.push(service(s, &path, base, &mut errs));
-    }
-
-    let mut ids = HashMap::new();
-    let mut routes = Vec::with_capacity(raw.routes.len());
-    for (i, r) in raw.routes.iter().enumerate() {
-        let path = format!("routes[{i}]");
-        if let Some(prev) = ids.insert(r.id.clone(), i) {
-            errs.push(
-                format!("{path}.id"),
-                format!("duplicate route id \"{}\" (also routes[{prev}])", r.id),
-            );
-        }
-        if let Some(route) = route(r, &path, &service_index, base, &mut errs) {
-            routes.push(route);
-        }
-    }
+    let (services, service_index) = services(&raw.services, base, &mut errs);
+    let mut routes = routes(&raw.routes, &service_index, base, &mut errs);
     let limits = raw
         .limits
         .as_ref()
         .map(|l| limits(l, &mut errs))
         .unwrap_or_default();
-    let trusted_proxies = raw
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match parse_cidr(c) {
-            Some(net) => Some(net),
-            None => {
-                errs.push(
-                    format!("trusted_proxies[{i}]"),
-                    format!("`{c}` is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"),
-                );
-                None
-            }
-        })
-        .collect();
-    let keys = observe::consumer_keys(&raw.consumers, &mut errs);
+    let trusted_proxies = ingress::trusted_proxies(&raw.trusted_proxies, &mut errs);
     let mut global_plugins = global_plugins;
-    observe::inject_keys(&mut global_plugins, &keys, "plugins", &mut errs);
-    for (i, r) in routes.iter_mut().enumerate() {
-        observe::inject_keys(
-            &mut r.plugins,
-            &keys,
-            &format!("routes[{i}].plugins"),
-            &mut errs,
-        );
-    }
+    observe::give_keys(&raw.consumers, &mut global_plugins, &mut routes, &mut errs);
     let escaped_slashes = ingress::escaped_slashes(raw.path_normalization.as_ref(), &mut errs);
     let strip_request_headers = ingress::strip_headers(&raw.strip_request_headers, &mut errs);
     let plugin_state = ingress::plugin_state(raw.plugin_state.as_ref(), &mut errs);
@@ -138,11 +90,50 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     })
 }
 
-/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host).
-fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+/// The services, and where each name is (routes refer to services by name).
+fn services(
+    raw: &[RawService],
+    base: &Path,
+    errs: &mut Errors,
+) -> (Vec<ServiceConfig>, HashMap<String, usize>) {
+    let mut service_index = HashMap::new();
+    let mut services = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let path = format!("services[{i}]");
+        if service_index.insert(s.name.clone(), i).is_some() {
+            errs.push(
+                format!("{path}.name"),
+                format!("duplicate service name \"{}\"", s.name),
+            );
+        }
+        services.push(service::service(s, &path, base, errs));
+    }
+
+    (services, service_index)
+}
+
+/// The routes; ids are unique.
+fn routes(
+    raw: &[RawRoute],
+    service_index: &HashMap<String, usize>,
+    base: &Path,
+    errs: &mut Errors,
+) -> Vec<RouteConfig> {
+    let mut ids = HashMap::new();
+    let mut routes = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if let Some(prev) = ids.insert(r.id.clone(), i) {
+            errs.push(
+                format!("{path}.id"),
+                format!("duplicate route id \"{}\" (also routes[{prev}])", r.id),
+            );
+        }
+        if let Some(route) = route(r, &path, service_index, base, errs) {
+            routes.push(route);
+        }
+    }
+    routes
 }
 
 /// The URL is checked for shape only: a gateway that never uses the Redis
@@ -239,99 +230,5 @@ fn limits(l: &RawLimits, errs: &mut Errors) -> Limits {
         ),
         max_connections: l.max_connections.unwrap_or(d.max_connections),
         max_connections_per_ip: l.max_connections_per_ip,
-    }
-}
-
-fn service(s: &RawService, path: &str, base: &Path, errs: &mut Errors) -> ServiceConfig {
-    if s.max_concurrent_requests == Some(0) {
-        errs.push(
-            format!("{path}.max_concurrent_requests"),
-            "must be at least 1",
-        );
-    }
-    let load_balancer = match s.load_balancer.as_deref().unwrap_or("round_robin") {
-        "round_robin" => LoadBalancerKind::RoundRobin,
-        "weighted_round_robin" => LoadBalancerKind::WeightedRoundRobin,
-        "least_connections" => LoadBalancerKind::LeastConnections,
-        "ip_hash" => LoadBalancerKind::IpHash,
-        "random" => LoadBalancerKind::Random,
-        "header_hash" => match s.hash_header.as_deref().map(HeaderName::try_from) {
-            Some(Ok(h)) => LoadBalancerKind::HeaderHash(h),
-            Some(Err(_)) => {
-                errs.push(format!("{path}.hash_header"), "not a valid header name");
-                LoadBalancerKind::RoundRobin
-            }
-            None => {
-                errs.push(
-                    format!("{path}.hash_header"),
-                    "required when load_balancer is header_hash",
-                );
-                LoadBalancerKind::RoundRobin
-            }
-        },
-        other => {
-            errs.push(
-                format!("{path}.load_balancer"),
-                format!("unknown load balancer `{other}` (round_robin, weighted_round_robin, least_connections, ip_hash, header_hash, random)"),
-            );
-            LoadBalancerKind::RoundRobin
-        }
-    };
-    if s.instances.is_empty() {
-        errs.push(
-            format!("{path}.instances"),
-            "a service needs at least one instance",
-        );
-    }
-    let instances = s
-        .instances
-        .iter()
-        .enumerate()
-        .filter_map(|(i, inst)| {
-            let ipath = format!("{path}.instances[{i}]");
-            let weight = inst.weight.unwrap_or(1);
-            if weight == 0 {
-                errs.push(format!("{ipath}.weight"), "must be at least 1");
-            }
-            match inst.url.parse::<http::Uri>() {
-                Ok(url)
-                    if matches!(url.scheme_str(), Some("http" | "https"))
-                        && url.authority().is_some() =>
-                {
-                    Some(InstanceConfig { url, weight })
-                }
-                _ => {
-                    errs.push(
-                        format!("{ipath}.url"),
-                        format!("`{}` is not an http(s)://host:port URL", inst.url),
-                    );
-                    None
-                }
-            }
-        })
-        .collect::<Vec<InstanceConfig>>();
-    let schemes: Vec<&str> = instances
-        .iter()
-        .filter_map(|i| i.url.scheme_str())
-        .collect();
-    let edge = edge::service_edge(s, path, base, &schemes, errs);
-    ServiceConfig {
-        name: s.name.as_str().into(),
-        load_balancer,
-        instances,
-        connect_timeout: s
-            .connect_timeout
-            .map_or(std::time::Duration::from_secs(1), |d| d.0),
-        timeout: s
-            .timeout
-            .map_or(std::time::Duration::from_secs(30), |d| d.0),
-        per_try_timeout: edge.per_try_timeout,
-        protocol: edge.protocol,
-        tls: edge.tls,
-        health_check: edge.health_check,
-        outlier_detection: edge.outlier_detection,
-        circuit_breaker: edge.circuit_breaker,
-        retries: edge.retries,
-        max_concurrent_requests: s.max_concurrent_requests,
     }
 }

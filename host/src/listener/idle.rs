@@ -3,11 +3,13 @@
 //! silent), or no request for `idle_timeout`. HTTP/1.1 has hyper's own header
 //! timer too; this covers both protocols the same way.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 /// The limits a connection is held to.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +85,73 @@ impl Activity {
                     + d.idle
             }
         })
+    }
+}
+
+/// Why a connection's lifetime watch woke up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Close {
+    /// Start a graceful close: finish in-flight requests, take no more.
+    Graceful,
+    /// The graceful close overran its grace period: drop the connection.
+    Now,
+}
+
+/// Watches one connection's deadlines (first request, idle, close grace)
+/// and the listener's shutdown signal, and says when to close it.
+pub struct Lifetime {
+    activity: Arc<Activity>,
+    deadlines: Deadlines,
+    shutdown: watch::Receiver<bool>,
+    timer: Pin<Box<Sleep>>,
+    /// Set once a graceful close started: the timer then bounds it.
+    closing: bool,
+}
+
+impl Lifetime {
+    /// A watch starting now, checking first at the first-request deadline.
+    pub fn new(
+        activity: Arc<Activity>,
+        deadlines: Deadlines,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let timer = Box::pin(tokio::time::sleep_until(activity.first_check(&deadlines)));
+        Self {
+            activity,
+            deadlines,
+            shutdown,
+            timer,
+            closing: false,
+        }
+    }
+
+    /// Waits for the next reason to close. Cancel-safe: the connection's
+    /// own end races it in a `select!`.
+    pub async fn next(&mut self) -> Close {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.changed(), if !self.closing => {
+                    self.closing = true;
+                    self.timer.as_mut().reset(Instant::now() + self.deadlines.close_grace);
+                    return Close::Graceful;
+                }
+                () = self.timer.as_mut() => {
+                    if self.closing {
+                        return Close::Now;
+                    }
+                    let now = Instant::now();
+                    match self.activity.deadline(&self.deadlines) {
+                        Some(at) if at <= now => {
+                            self.closing = true;
+                            self.timer.as_mut().reset(now + Duration::from_secs(1));
+                            return Close::Graceful;
+                        }
+                        Some(at) => self.timer.as_mut().reset(at),
+                        None => self.timer.as_mut().reset(now + self.deadlines.idle),
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -252,19 +252,18 @@ mod tests {
         assert!(open.retry_after > Duration::from_secs(50));
     }
 
-    #[test]
-    fn half_open_admits_one_probe_and_its_outcome_decides() {
-        // Long enough that a descheduled test thread cannot outlive the re-opening.
+    #[tokio::test(start_paused = true)]
+    async fn half_open_admits_one_probe_and_its_outcome_decides() {
         let b = breaker(Duration::from_millis(200));
         for _ in 0..3 {
             b.admit().expect("closed").finish(Outcome::Failure);
         }
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(250)).await;
         let probe = b.admit().expect("half-open probe");
         assert!(b.admit().is_err(), "a second request waits for the probe");
         probe.finish(Outcome::Failure);
         assert!(b.admit().is_err(), "re-opened");
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(250)).await;
         let probe = b.admit().expect("probe again");
         assert!(b.admit().is_err(), "slot taken");
         probe.finish(Outcome::Success);
@@ -272,13 +271,13 @@ mod tests {
         assert!(b.admit().is_ok());
     }
 
-    #[test]
-    fn an_abandoned_probe_frees_its_slot() {
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_frees_its_slot() {
         let b = breaker(Duration::from_millis(1));
         for _ in 0..3 {
             b.admit().expect("closed").finish(Outcome::Failure);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::advance(Duration::from_millis(5)).await;
         drop(b.admit().expect("probe"));
         assert!(b.admit().is_ok(), "slot given back");
     }

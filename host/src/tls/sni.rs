@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::certs::dns_names;
+use crate::pem::dns_names;
 
 /// A listener's certificates with the names each answers to.
 #[derive(Debug)]

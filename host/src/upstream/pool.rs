@@ -8,11 +8,9 @@
 //! from that instance's list and return is a push, done when the body that
 //! rode on the connection is dropped after its last byte.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,99 +18,7 @@ use tower_service::Service as _;
 
 use super::{UpstreamError, error_chain, failed};
 use crate::body::Body;
-
-/// Idle connections of one instance, most recently used last.
-#[derive(Debug)]
-pub struct IdleList {
-    conns: Mutex<Vec<IdleConn>>,
-}
-
-#[derive(Debug)]
-struct IdleConn {
-    sender: http1::SendRequest<Body>,
-    since: Instant,
-}
-
-/// How long an unused connection is kept (upstreams close theirs sooner:
-/// nginx after 60 s, so a closed one is usually found and skipped first).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per instance.
-const MAX_IDLE: usize = 1024;
-
-impl IdleList {
-    fn new() -> Self {
-        Self {
-            conns: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn pop(&self) -> Option<http1::SendRequest<Body>> {
-        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        conns.pop().map(|c| c.sender)
-    }
-
-    /// Keeps a connection whose last exchange completed. The oldest idle one
-    /// goes when it has waited too long: LIFO checkout leaves stale
-    /// connections at the front once traffic drops.
-    fn push(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        let now = Instant::now();
-        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        if conns
-            .first()
-            .is_some_and(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
-        {
-            conns.remove(0);
-        }
-        if conns.len() < MAX_IDLE {
-            conns.push(IdleConn { sender, since: now });
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.conns.lock().unwrap().len()
-    }
-}
-
-/// A connection lent to one response; goes back to its instance's idle list
-/// when the body it carries is dropped after its end.
-#[derive(Debug)]
-pub struct Lease {
-    sender: http1::SendRequest<Body>,
-    home: Arc<IdleList>,
-}
-
-/// An upstream response body, with the connection it arrived on when that
-/// connection is pooled here.
-#[derive(Debug)]
-pub struct Leased {
-    /// The body from the upstream.
-    pub(crate) inner: Incoming,
-    lease: Option<Lease>,
-}
-
-impl Leased {
-    /// A body whose connection is not pooled here (HTTP/2, hyper-util's pool).
-    pub fn unpooled(inner: Incoming) -> Self {
-        Self { inner, lease: None }
-    }
-}
-
-impl Drop for Leased {
-    fn drop(&mut self) {
-        use http_body::Body as _;
-        // A body dropped half-way leaves unread bytes on the connection: it
-        // cannot carry another request, so it closes with the sender.
-        if let Some(lease) = self.lease.take()
-            && self.inner.is_end_stream()
-        {
-            lease.home.push(lease.sender);
-        }
-    }
-}
+use crate::body::lease::{IdleList, Leased};
 
 /// HTTP/1.1 connections to one service's instances.
 #[derive(Debug)]
@@ -167,12 +73,14 @@ impl H1Pool {
                 Ok(resp) => {
                     // After a 101 the connection belongs to the upgraded
                     // protocol: it must never carry another request.
-                    let lease =
-                        (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
-                            sender,
-                            home: home.clone(),
-                        });
-                    return Ok(resp.map(|inner| Body::Upstream(Leased { inner, lease })));
+                    let pooled = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+                    return Ok(resp.map(|inner| {
+                        Body::Upstream(if pooled {
+                            Leased::pooled(inner, sender, home.clone())
+                        } else {
+                            Leased::unpooled(inner)
+                        })
+                    }));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(back) if reused => req = back,
@@ -237,7 +145,7 @@ mod tests {
     fn pool(target: Uri) -> H1Pool {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(
-                rustls::ClientConfig::builder_with_provider(crate::tls::certs::provider())
+                rustls::ClientConfig::builder_with_provider(crate::pem::provider())
                     .with_safe_default_protocol_versions()
                     .unwrap()
                     .with_root_certificates(rustls::RootCertStore::empty())

@@ -107,8 +107,8 @@ impl TestCa {
             .with_root_certificates(roots);
         let mut cfg = match client {
             Some(c) => {
-                let chain = gatehouse::tls::certs::load_certs(&c.cert_file).unwrap();
-                let key = gatehouse::tls::certs::load_key(&c.key_file).unwrap();
+                let chain = gatehouse::pem::load_certs(&c.cert_file).unwrap();
+                let key = gatehouse::pem::load_key(&c.key_file).unwrap();
                 builder.with_client_auth_cert(chain, key).unwrap()
             }
             None => builder.with_no_client_auth(),
@@ -130,7 +130,7 @@ pub fn acceptor(issued: &Issued, client_ca: Option<&Path>) -> tokio_rustls::TlsA
         .unwrap();
     let builder = match client_ca {
         Some(ca) => {
-            let roots = Arc::new(gatehouse::tls::certs::root_store(ca).unwrap());
+            let roots = Arc::new(gatehouse::pem::root_store(ca).unwrap());
             let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .build()
                 .unwrap();
@@ -138,8 +138,8 @@ pub fn acceptor(issued: &Issued, client_ca: Option<&Path>) -> tokio_rustls::TlsA
         }
         None => builder.with_no_client_auth(),
     };
-    let chain = gatehouse::tls::certs::load_certs(&issued.cert_file).unwrap();
-    let key = gatehouse::tls::certs::load_key(&issued.key_file).unwrap();
+    let chain = gatehouse::pem::load_certs(&issued.cert_file).unwrap();
+    let key = gatehouse::pem::load_key(&issued.key_file).unwrap();
     let mut cfg = builder.with_single_cert(chain, key).unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::Errors;
+use super::{Errors, resilience};
 use crate::config::edge::*;
 use crate::config::raw::*;
-use crate::tls::certs;
+use crate::pem;
 
 pub(super) fn listener_tls(
     t: &RawTls,
@@ -25,8 +25,41 @@ pub(super) fn listener_tls(
             "at least one certificate is required",
         );
     }
-    let certificates: Vec<CertPaths> = t
-        .certificates
+    let certificates = certificates(t, path, base, errs);
+    let client_auth = client_auth(t, path, base, errs);
+    let client_cert_header = t.client_cert_header.as_deref().and_then(|h| {
+        HeaderName::try_from(h)
+            .map_err(|_| {
+                errs.push(
+                    format!("{path}.client_cert_header"),
+                    "not a valid header name",
+                )
+            })
+            .ok()
+    });
+    if client_cert_header.is_some() && client_auth == ClientAuth::None {
+        errs.push(
+            format!("{path}.client_cert_header"),
+            "needs client_auth optional or required",
+        );
+    }
+    let watch_interval = positive(
+        t.watch_interval.as_ref().map(|d| d.0),
+        crate::config::DEFAULT_CERT_WATCH_INTERVAL,
+        &format!("{path}.watch_interval"),
+        errs,
+    );
+    (errs.0.len() == before).then_some(ListenerTls {
+        certificates,
+        client_auth,
+        client_cert_header,
+        watch_interval,
+    })
+}
+
+/// The listener's certificates, each loaded once so a bad file is named here.
+fn certificates(t: &RawTls, path: &str, base: &Path, errs: &mut Errors) -> Vec<CertPaths> {
+    t.certificates
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -34,19 +67,23 @@ pub(super) fn listener_tls(
                 cert_file: base.join(&c.cert_file),
                 key_file: base.join(&c.key_file),
             };
-            if let Err(e) = certs::certified_key(&paths) {
+            if let Err(e) = pem::certified_key(&paths.cert_file, &paths.key_file) {
                 errs.push(format!("{path}.certificates[{i}]"), e.to_string());
             }
             paths
         })
-        .collect();
+        .collect()
+}
+
+/// Whether clients present certificates, and the CA that verifies them.
+fn client_auth(t: &RawTls, path: &str, base: &Path, errs: &mut Errors) -> ClientAuth {
     let ca = t.client_ca_file.as_ref().map(|f| base.join(f));
     if let Some(ca) = &ca
-        && let Err(e) = certs::root_store(ca)
+        && let Err(e) = pem::root_store(ca)
     {
         errs.push(format!("{path}.client_ca_file"), e.to_string());
     }
-    let client_auth = match (t.client_auth.as_deref().unwrap_or("none"), ca) {
+    match (t.client_auth.as_deref().unwrap_or("none"), ca) {
         ("none", None) => ClientAuth::None,
         ("none", Some(_)) => {
             errs.push(
@@ -71,38 +108,15 @@ pub(super) fn listener_tls(
             );
             ClientAuth::None
         }
-    };
-    let client_cert_header = t.client_cert_header.as_deref().and_then(|h| {
-        HeaderName::try_from(h)
-            .map_err(|_| {
-                errs.push(
-                    format!("{path}.client_cert_header"),
-                    "not a valid header name",
-                )
-            })
-            .ok()
-    });
-    if client_cert_header.is_some() && client_auth == ClientAuth::None {
-        errs.push(
-            format!("{path}.client_cert_header"),
-            "needs client_auth optional or required",
-        );
     }
-    let watch_interval = positive(
-        t.watch_interval.as_ref().map(|d| d.0),
-        crate::tls::DEFAULT_WATCH_INTERVAL,
-        &format!("{path}.watch_interval"),
-        errs,
-    );
-    (errs.0.len() == before).then_some(ListenerTls {
-        certificates,
-        client_auth,
-        client_cert_header,
-        watch_interval,
-    })
 }
 
-fn positive(d: Option<Duration>, default: Duration, path: &str, errs: &mut Errors) -> Duration {
+pub(super) fn positive(
+    d: Option<Duration>,
+    default: Duration,
+    path: &str,
+    errs: &mut Errors,
+) -> Duration {
     match d {
         Some(d) if d.is_zero() => {
             errs.push(path, "must be more than 0");
@@ -113,7 +127,7 @@ fn positive(d: Option<Duration>, default: Duration, path: &str, errs: &mut Error
     }
 }
 
-fn at_least_one(n: Option<u32>, default: u32, path: &str, errs: &mut Errors) -> u32 {
+pub(super) fn at_least_one(n: Option<u32>, default: u32, path: &str, errs: &mut Errors) -> u32 {
     match n {
         Some(0) => {
             errs.push(path, "must be at least 1");
@@ -142,6 +156,50 @@ pub(super) fn service_edge(
     schemes: &[&str],
     errs: &mut Errors,
 ) -> ServiceEdge {
+    let protocol = protocol(s, path, schemes, errs);
+    let tls = s
+        .tls
+        .as_ref()
+        .map(|t| upstream_tls(t, &format!("{path}.tls"), base, errs))
+        .unwrap_or_default();
+    if s.tls.is_some() && !schemes.contains(&"https") {
+        errs.push(
+            format!("{path}.tls"),
+            "only used by https:// instances; this service has none",
+        );
+    }
+    let health_check = s
+        .health_check
+        .as_ref()
+        .map(|h| resilience::health_check(h, &format!("{path}.health_check"), errs));
+    let outlier_detection = s
+        .outlier_detection
+        .as_ref()
+        .map(|o| resilience::outlier_detection(o, &format!("{path}.outlier_detection"), errs));
+    let circuit_breaker = s
+        .circuit_breaker
+        .as_ref()
+        .map(|c| resilience::circuit_breaker(c, &format!("{path}.circuit_breaker"), errs));
+    let retries = s
+        .retries
+        .as_ref()
+        .map(|r| resilience::retries(r, &format!("{path}.retries"), errs));
+    let per_try_timeout = s
+        .per_try_timeout
+        .as_ref()
+        .map(|d| positive(Some(d.0), d.0, &format!("{path}.per_try_timeout"), errs));
+    ServiceEdge {
+        protocol,
+        tls,
+        health_check,
+        outlier_detection,
+        circuit_breaker,
+        retries,
+        per_try_timeout,
+    }
+}
+
+fn protocol(s: &RawService, path: &str, schemes: &[&str], errs: &mut Errors) -> UpstreamProtocol {
     let protocol = match s.protocol.as_deref().unwrap_or("http1") {
         "http1" => UpstreamProtocol::Http1,
         "h2" => UpstreamProtocol::H2,
@@ -165,150 +223,13 @@ pub(super) fn service_edge(
         ),
         _ => {}
     }
-    let tls = s
-        .tls
-        .as_ref()
-        .map(|t| upstream_tls(t, &format!("{path}.tls"), base, errs))
-        .unwrap_or_default();
-    if s.tls.is_some() && !schemes.contains(&"https") {
-        errs.push(
-            format!("{path}.tls"),
-            "only used by https:// instances; this service has none",
-        );
-    }
-    let health_check = s.health_check.as_ref().map(|h| {
-        let p = format!("{path}.health_check");
-        if !h.path.starts_with('/') {
-            errs.push(format!("{p}.path"), "must start with `/`");
-        }
-        HealthCheck {
-            path: h.path.clone(),
-            interval: positive(
-                h.interval.as_ref().map(|d| d.0),
-                Duration::from_secs(5),
-                &format!("{p}.interval"),
-                errs,
-            ),
-            timeout: positive(
-                h.timeout.as_ref().map(|d| d.0),
-                Duration::from_secs(1),
-                &format!("{p}.timeout"),
-                errs,
-            ),
-            healthy_threshold: at_least_one(
-                h.healthy_threshold,
-                2,
-                &format!("{p}.healthy_threshold"),
-                errs,
-            ),
-            unhealthy_threshold: at_least_one(
-                h.unhealthy_threshold,
-                3,
-                &format!("{p}.unhealthy_threshold"),
-                errs,
-            ),
-        }
-    });
-    let outlier_detection = s.outlier_detection.as_ref().map(|o| {
-        let p = format!("{path}.outlier_detection");
-        let base_ejection_time = positive(
-            o.base_ejection_time.as_ref().map(|d| d.0),
-            Duration::from_secs(30),
-            &format!("{p}.base_ejection_time"),
-            errs,
-        );
-        OutlierDetection {
-            consecutive_failures: at_least_one(
-                o.consecutive_failures,
-                5,
-                &format!("{p}.consecutive_failures"),
-                errs,
-            ),
-            base_ejection_time,
-            max_ejection_time: positive(
-                o.max_ejection_time.as_ref().map(|d| d.0),
-                Duration::from_secs(300),
-                &format!("{p}.max_ejection_time"),
-                errs,
-            )
-            .max(base_ejection_time),
-        }
-    });
-    let circuit_breaker = s.circuit_breaker.as_ref().map(|c| {
-        let p = format!("{path}.circuit_breaker");
-        CircuitBreaker {
-            failure_threshold: at_least_one(
-                c.failure_threshold,
-                5,
-                &format!("{p}.failure_threshold"),
-                errs,
-            ),
-            open_for: positive(
-                c.open_for.as_ref().map(|d| d.0),
-                Duration::from_secs(10),
-                &format!("{p}.open_for"),
-                errs,
-            ),
-            half_open_requests: at_least_one(
-                c.half_open_requests,
-                1,
-                &format!("{p}.half_open_requests"),
-                errs,
-            ),
-            failure_rate: failure_rate(c, &p, errs),
-        }
-    });
-    let retries = s
-        .retries
-        .as_ref()
-        .map(|r| retries(r, &format!("{path}.retries"), errs));
-    let per_try_timeout = s
-        .per_try_timeout
-        .as_ref()
-        .map(|d| positive(Some(d.0), d.0, &format!("{path}.per_try_timeout"), errs));
-    ServiceEdge {
-        protocol,
-        tls,
-        health_check,
-        outlier_detection,
-        circuit_breaker,
-        retries,
-        per_try_timeout,
-    }
-}
-
-fn failure_rate(c: &RawCircuitBreaker, p: &str, errs: &mut Errors) -> Option<FailureRate> {
-    let Some(rate) = c.failure_rate else {
-        if c.window.is_some() || c.min_requests.is_some() {
-            errs.push(
-                format!("{p}.failure_rate"),
-                "`window` and `min_requests` need `failure_rate`",
-            );
-        }
-        return None;
-    };
-    if !(rate > 0.0 && rate <= 1.0) {
-        errs.push(
-            format!("{p}.failure_rate"),
-            "must be a share of tries in (0, 1], e.g. 0.5",
-        );
-    }
-    Some(FailureRate {
-        permille: (rate * 1000.0).round().clamp(1.0, 1000.0) as u32,
-        window: positive(
-            c.window.as_ref().map(|d| d.0),
-            Duration::from_secs(10),
-            &format!("{p}.window"),
-            errs,
-        ),
-        min_requests: at_least_one(c.min_requests, 20, &format!("{p}.min_requests"), errs),
-    })
+    protocol
 }
 
 fn upstream_tls(t: &RawUpstreamTls, path: &str, base: &Path, errs: &mut Errors) -> UpstreamTls {
     let ca_file = t.ca_file.as_ref().map(|f| base.join(f));
     if let Some(ca) = &ca_file
-        && let Err(e) = certs::root_store(ca)
+        && let Err(e) = pem::root_store(ca)
     {
         errs.push(format!("{path}.ca_file"), e.to_string());
     }
@@ -318,7 +239,7 @@ fn upstream_tls(t: &RawUpstreamTls, path: &str, base: &Path, errs: &mut Errors) 
                 cert_file: base.join(c),
                 key_file: base.join(k),
             };
-            if let Err(e) = certs::certified_key(&paths) {
+            if let Err(e) = pem::certified_key(&paths.cert_file, &paths.key_file) {
                 errs.push(path.to_string(), e.to_string());
             }
             Some(paths)
@@ -341,51 +262,5 @@ fn upstream_tls(t: &RawUpstreamTls, path: &str, base: &Path, errs: &mut Errors) 
         ca_file,
         client_cert,
         server_name: t.server_name.clone(),
-    }
-}
-
-fn retries(r: &RawRetries, path: &str, errs: &mut Errors) -> Retries {
-    let mut on = RetryOn::default();
-    let list =
-        r.on.clone()
-            .unwrap_or_else(|| vec!["connect_failure".into(), "reset".into()]);
-    for (i, cond) in list.iter().enumerate() {
-        match cond.as_str() {
-            "connect_failure" => on.connect_failure = true,
-            "reset" => on.reset = true,
-            "timeout" => on.timeout = true,
-            code => match code.parse::<u16>() {
-                Ok(c) if (500..600).contains(&c) => on.statuses.push(c),
-                _ => errs.push(
-                    format!("{path}.on[{i}]"),
-                    format!("`{code}`: expected connect_failure, reset, timeout or a 5xx status"),
-                ),
-            },
-        }
-    }
-    let budget = r.budget.unwrap_or(0.2);
-    if !(budget > 0.0 && budget <= 1.0) {
-        errs.push(
-            format!("{path}.budget"),
-            "must be a share of requests in (0, 1], e.g. 0.2",
-        );
-    }
-    let backoff_base = positive(
-        r.backoff_base.as_ref().map(|d| d.0),
-        Duration::from_millis(25),
-        &format!("{path}.backoff_base"),
-        errs,
-    );
-    Retries {
-        attempts: at_least_one(r.attempts, 2, &format!("{path}.attempts"), errs),
-        on,
-        backoff_base,
-        backoff_max: r
-            .backoff_max
-            .as_ref()
-            .map_or(Duration::from_millis(250), |d| d.0)
-            .max(backoff_base),
-        budget,
-        max_body_bytes: r.max_body_bytes.unwrap_or(64 * 1024),
     }
 }

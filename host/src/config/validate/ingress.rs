@@ -81,3 +81,27 @@ pub(super) fn plugin_state(raw: Option<&RawPluginState>, errs: &mut Errors) -> P
         kv_bytes: bound(r.kv_bytes, d.kv_bytes, "kv_bytes"),
     }
 }
+
+/// The proxies whose `X-Forwarded-For` is believed.
+pub(super) fn trusted_proxies(raw: &[String], errs: &mut Errors) -> Vec<ipnet::IpNet> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, c)| match parse_cidr(c) {
+            Some(net) => Some(net),
+            None => {
+                errs.push(
+                    format!("trusted_proxies[{i}]"),
+                    format!("`{c}` is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host).
+fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}

@@ -102,11 +102,23 @@ pub(super) fn tracing(t: &RawTracing, errs: &mut Errors) -> Option<TracingConfig
     })
 }
 
-/// Every consumer key as the api-key plugin's `keys` entries.
-pub(super) fn consumer_keys(
+/// The consumers' keys, given to every attachment (global or per route)
+/// that asks for them with `keys_from_consumers: true`.
+pub(super) fn give_keys(
     consumers: &[RawConsumer],
+    global: &mut [crate::config::AttachmentConfig],
+    routes: &mut [crate::config::RouteConfig],
     errs: &mut Errors,
-) -> Vec<serde_json::Value> {
+) {
+    let keys = consumer_keys(consumers, errs);
+    inject_keys(global, &keys, "plugins", errs);
+    for (i, r) in routes.iter_mut().enumerate() {
+        inject_keys(&mut r.plugins, &keys, &format!("routes[{i}].plugins"), errs);
+    }
+}
+
+/// Every consumer key as the api-key plugin's `keys` entries.
+fn consumer_keys(consumers: &[RawConsumer], errs: &mut Errors) -> Vec<serde_json::Value> {
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (i, c) in consumers.iter().enumerate() {
@@ -146,7 +158,7 @@ pub(super) fn consumer_keys(
 /// For attachments whose config has `keys_from_consumers: true`: the
 /// consumers' keys are appended to `keys` (the marker stays, so the plugin
 /// knows an empty list is expected).
-pub(super) fn inject_keys(
+fn inject_keys(
     attachments: &mut [crate::config::AttachmentConfig],
     keys: &[serde_json::Value],
     path: &str,

@@ -27,54 +27,9 @@ pub(super) fn route(
             None
         }
     };
-    let methods = m.methods.as_ref().map(|ms| {
-        ms.iter()
-            .enumerate()
-            .filter_map(
-                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        errs.push(
-                            format!("{path}.match.methods[{i}]"),
-                            format!("`{s}` is not an HTTP method"),
-                        );
-                        None
-                    }
-                },
-            )
-            .collect()
-    });
-    let hosts = m
-        .hosts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| match parse_host_pattern(h) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                errs.push(format!("{path}.match.hosts[{i}]"), e);
-                None
-            }
-        })
-        .collect();
-    let headers = m
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            match (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(k), Ok(v)) => Some((k, v)),
-                _ => {
-                    errs.push(
-                        format!("{path}.match.headers.{k}"),
-                        "not a valid header name and value",
-                    );
-                    None
-                }
-            }
-        })
-        .collect();
+    let methods = methods(m, path, errs);
+    let hosts = hosts(m, path, errs);
+    let headers = headers(m, path, errs);
     let target = target(r, path, services, errs);
     let rewrite = r
         .rewrite
@@ -97,6 +52,64 @@ pub(super) fn route(
         preserve_host: r.preserve_host.unwrap_or(true),
         retry_non_idempotent: r.retry_non_idempotent,
     })
+}
+
+/// `match.methods`, upper-cased; none means any method.
+fn methods(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Vec<Method>> {
+    m.methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(
+                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errs.push(
+                            format!("{path}.match.methods[{i}]"),
+                            format!("`{s}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                },
+            )
+            .collect()
+    })
+}
+
+/// `match.hosts`: exact names or `*.suffix` wildcards.
+fn hosts(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<HostPattern> {
+    m.hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match parse_host_pattern(h) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                errs.push(format!("{path}.match.hosts[{i}]"), e);
+                None
+            }
+        })
+        .collect()
+}
+
+/// `match.headers`: exact header values a request must carry.
+fn headers(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<(HeaderName, HeaderValue)> {
+    m.headers
+        .iter()
+        .filter_map(|(k, v)| {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    errs.push(
+                        format!("{path}.match.headers.{k}"),
+                        "not a valid header name and value",
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 fn target(

@@ -1,4 +1,8 @@
 //! Reading PEM certificates and keys, and the names a certificate answers to.
+//!
+//! A leaf module: config validation loads certificates through it (so a bad
+//! file is a config error naming its path) and `tls`/`upstream` build rustls
+//! configurations from the same functions.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +11,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-
-use crate::config::CertPaths;
 
 /// Why a certificate, key or CA file cannot be used. Always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -93,20 +95,20 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// A certificate chain with its signing key, checked to belong together.
-pub fn certified_key(paths: &CertPaths) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = load_certs(&paths.cert_file)?;
-    let key = load_key(&paths.key_file)?;
+pub fn certified_key(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = load_certs(cert_file)?;
+    let key = load_key(key_file)?;
     let signer = provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| TlsError::Key {
-            path: paths.key_file.clone(),
+            path: key_file.to_path_buf(),
             message: e.to_string(),
         })?;
     let ck = CertifiedKey::new(chain, signer);
     ck.keys_match().map_err(|_| TlsError::Mismatch {
-        key: paths.key_file.clone(),
-        cert: paths.cert_file.clone(),
+        key: key_file.to_path_buf(),
+        cert: cert_file.to_path_buf(),
     })?;
     Ok(Arc::new(ck))
 }
@@ -172,11 +174,9 @@ mod tests {
     fn loads_a_matching_pair_and_reads_its_names() {
         let dir = tempfile::tempdir().expect("tmp");
         let (cert, key) = self_signed(&["api.example.com", "*.example.org"]);
-        let paths = CertPaths {
-            cert_file: write(dir.path(), "c.pem", &cert),
-            key_file: write(dir.path(), "k.pem", &key),
-        };
-        let ck = certified_key(&paths).expect("pair loads");
+        let cert_file = write(dir.path(), "c.pem", &cert);
+        let key_file = write(dir.path(), "k.pem", &key);
+        let ck = certified_key(&cert_file, &key_file).expect("pair loads");
         assert_eq!(
             dns_names(&ck.cert[0]),
             vec!["api.example.com".to_string(), "*.example.org".to_string()]
@@ -189,29 +189,23 @@ mod tests {
         let (cert, key) = self_signed(&["a.test"]);
         let (_, other_key) = self_signed(&["b.test"]);
         let cert_file = write(dir.path(), "c.pem", &cert);
-        let mismatch = certified_key(&CertPaths {
-            cert_file: cert_file.clone(),
-            key_file: write(dir.path(), "other.pem", &other_key),
-        })
-        .expect_err("mismatch");
+        let mismatch = certified_key(&cert_file, &write(dir.path(), "other.pem", &other_key))
+            .expect_err("mismatch");
         assert!(matches!(mismatch, TlsError::Mismatch { .. }), "{mismatch}");
-        let missing = certified_key(&CertPaths {
-            cert_file: dir.path().join("nope.pem"),
-            key_file: write(dir.path(), "k.pem", &key),
-        })
+        let missing = certified_key(
+            &dir.path().join("nope.pem"),
+            &write(dir.path(), "k.pem", &key),
+        )
         .expect_err("missing");
         assert!(missing.to_string().contains("nope.pem"), "{missing}");
-        let not_pem = certified_key(&CertPaths {
-            cert_file: write(dir.path(), "junk.pem", "hello"),
-            key_file: dir.path().join("k.pem"),
-        })
+        let not_pem = certified_key(
+            &write(dir.path(), "junk.pem", "hello"),
+            &dir.path().join("k.pem"),
+        )
         .expect_err("junk");
         assert!(matches!(not_pem, TlsError::NoCertificate(_)), "{not_pem}");
-        let key_as_cert = certified_key(&CertPaths {
-            cert_file,
-            key_file: write(dir.path(), "cert-as-key.pem", &cert),
-        })
-        .expect_err("cert given as key");
+        let key_as_cert = certified_key(&cert_file, &write(dir.path(), "cert-as-key.pem", &cert))
+            .expect_err("cert given as key");
         assert!(matches!(key_as_cert, TlsError::Key { .. }), "{key_as_cert}");
     }
 }
