@@ -42,7 +42,8 @@ impl RequestHead {
         std::mem::replace(self, empty)
     }
 
-    fn blank() -> Self {
+    /// An empty head (GET, no URI, no headers).
+    pub(crate) fn blank() -> Self {
         Self {
             method: Method::GET,
             uri: Uri::default(),

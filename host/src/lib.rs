@@ -8,14 +8,16 @@
 //!        ─► proxy::route         host → path trie → methods/headers → priority
 //!        ─► proxy::prepare       the head and body the upstream will get
 //!        ─► proxy::request       plugin chain on-request (+ body), in order; a plugin may answer
-//!        ─► proxy::forward       bulkhead, breaker, balancer, upstream try, retries
+//!        ─► proxy::forward       the route's service through `dispatch`: bulkhead,
+//!                                breaker, balancer, upstream try, retries
 //!        ─► proxy::respond       plugin chain on-response (+ body), reverse order; or a tunnel
 //!        ─► client
 //! ```
 //! `proxy::handle` is that flow, one call per stage, on one
 //! [`exchange::Exchange`] lent to each. Where things are decided:
-//! - an open breaker's 503: `proxy::forward` asks the service's
-//!   `resilience::breaker::Breaker` to admit the try (`Try::admit`) and turns a refusal into
+//! - an open breaker's 503: `proxy::forward` sends through `dispatch`, whose
+//!   `Try::admit` asks the service's `resilience::breaker::Breaker` to admit
+//!   the try and turns a refusal into
 //!   `error::GatewayError::CircuitOpen`; `error::render` (the one place any
 //!   error becomes a response) gives it 503 `circuit_open` and `Retry-After`.
 //! - a plugin's answer: [`plugin::ChainRun`] returns [`plugin::Flow::Respond`];
@@ -30,6 +32,10 @@
 //! - [`control`]: config reload, admin writes, plugin hot swap; typed errors.
 //! - [`exchange`]: one request, owned by the spine and lent to every stage.
 //! - [`router`], [`plugin`], `balancer`, `upstream`: what the stages use.
+//! - `service`, `dispatch`: a service (instances, balancer, client, breaker,
+//!   probes) and one request to it under its policies; the forward stage and
+//!   plugin callouts ([`plugin::callout`]) both send through `dispatch`.
+//! - [`pem`]: reading certificates and keys (config validation and TLS).
 //! - `listener`, [`tls`], `proxy`: connections, TLS and the request path.
 //! - `accept`: the canonical request (path canonicaliser, Host rules, identity stripping).
 //! - `resilience`: health, outlier ejection, circuit breaker, bulkhead, retries.
@@ -46,6 +52,7 @@ pub(crate) mod body;
 pub mod config;
 pub mod control;
 pub(crate) mod data_plane;
+pub(crate) mod dispatch;
 pub(crate) mod error;
 pub mod exchange;
 pub(crate) mod gateway;
@@ -58,6 +65,7 @@ pub(crate) mod reload;
 pub(crate) mod resilience;
 pub mod router;
 pub mod scaffold;
+pub(crate) mod service;
 pub mod snapshot;
 pub(crate) mod telemetry;
 pub mod tls;

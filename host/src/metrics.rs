@@ -95,6 +95,21 @@ pub struct PluginMetrics {
     pub short_circuits: AtomicU64,
 }
 
+/// Callouts of one plugin to one service.
+#[derive(Debug, Default)]
+pub struct CalloutMetrics {
+    /// Callouts that got an answer (any status).
+    pub answered: AtomicU64,
+    /// Callouts refused: service not granted, or an invalid request.
+    pub refused: AtomicU64,
+    /// Callouts past their timeout.
+    pub timeouts: AtomicU64,
+    /// Callouts no instance could take, or whose answer was too large.
+    pub failed: AtomicU64,
+    /// Time from send to the whole answer.
+    pub duration: Histogram,
+}
+
 /// Rate-limit decisions of one plugin.
 #[derive(Debug, Default)]
 pub struct LimitMetrics {
@@ -187,6 +202,7 @@ pub struct Metrics {
     pub(crate) routes: Registry<Arc<str>, RouteMetrics>,
     pub(crate) services: Registry<Arc<str>, ServiceMetrics>,
     pub(crate) plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
+    pub(crate) callouts: Registry<(Arc<str>, Arc<str>), CalloutMetrics>,
     pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
     pub(crate) custom: Registry<Arc<str>, PluginCustom>,
     /// Open downstream connections.
@@ -217,6 +233,11 @@ impl Metrics {
     /// The counters of plugin `name` on route `route`.
     pub fn plugin(&self, name: &Arc<str>, route: &Arc<str>) -> Arc<PluginMetrics> {
         entry(&self.plugins, &(name.clone(), route.clone()))
+    }
+
+    /// The callouts of plugin `name` to service `service`.
+    pub fn callouts(&self, name: &Arc<str>, service: &Arc<str>) -> Arc<CalloutMetrics> {
+        entry(&self.callouts, &(name.clone(), service.clone()))
     }
 
     /// The rate-limit decisions of plugin `name`.

@@ -8,6 +8,7 @@
 //! - `stderr`: a guest's standard error, forwarded to the log.
 
 mod bindings;
+pub mod callout;
 pub mod chain;
 mod host_api;
 pub mod kv;
@@ -21,6 +22,7 @@ mod stderr;
 
 /// What hooks answer (as in [`pool::Outcome`]).
 pub use bindings::types::{BodyAction, RequestAction, ResponseAction};
+pub use callout::Grants;
 pub use chain::{Attachment, Chain, ChainRun, Flow, PluginResponse};
 pub use runtime::{LoadError, PluginRuntime, RuntimeError};
 

@@ -3,78 +3,20 @@
 //! snapshot off the request path and swaps it in; nothing mutates a live one.
 
 mod loader;
-mod probes;
 
+pub use crate::service::Service;
 use loader::Loader;
 
 use std::sync::Arc;
 
 use crate::accept::Ingress;
-use crate::balancer::{Balancer, Instance, ip_hash, stable_hash};
+use crate::balancer::{ip_hash, stable_hash};
 use crate::config::{
-    AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, ServiceConfig, SplitKey,
-    Target,
+    AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, SplitKey, Target,
 };
-use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
-use crate::plugin::{Attachment, Chain, PluginRuntime};
-use crate::resilience::breaker::Breaker;
-use crate::resilience::bulkhead::Bulkhead;
-use crate::resilience::retry::RetryBudget;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::plugin::{Attachment, Chain, Grants, PluginRuntime};
 use crate::router::Router;
-use crate::upstream::Upstream;
-
-/// An upstream service with its instances, balancer, client and resilience state.
-#[derive(Debug)]
-pub struct Service {
-    /// Service name.
-    pub name: Arc<str>,
-    /// Instances in config order.
-    pub instances: Vec<Arc<Instance>>,
-    /// Selection algorithm.
-    pub balancer: Balancer,
-    /// Pooled client.
-    pub upstream: Upstream,
-    /// The validated settings (timeouts, retries, outlier detection).
-    pub config: ServiceConfig,
-    /// Circuit breaker, when configured.
-    pub breaker: Option<Breaker>,
-    /// Concurrency cap, when configured.
-    pub bulkhead: Option<Bulkhead>,
-    /// Retry budget, when retries are configured.
-    pub retry_budget: Option<RetryBudget>,
-    /// Upstream counters and latency.
-    pub metrics: Arc<ServiceMetrics>,
-}
-
-impl Service {
-    /// Builds the service and starts its health probes (they stop when the
-    /// service is dropped).
-    fn build(
-        cfg: &ServiceConfig,
-        metrics: Arc<ServiceMetrics>,
-    ) -> Result<Arc<Self>, crate::tls::TlsError> {
-        let instances: Vec<Arc<Instance>> = cfg
-            .instances
-            .iter()
-            .map(|i| Arc::new(Instance::new(i)))
-            .collect();
-        let svc = Arc::new(Self {
-            name: cfg.name.clone(),
-            balancer: Balancer::build(&cfg.load_balancer, &instances),
-            instances,
-            upstream: Upstream::new(cfg)?,
-            config: cfg.clone(),
-            breaker: cfg.circuit_breaker.map(Breaker::new),
-            bulkhead: cfg.max_concurrent_requests.map(Bulkhead::new),
-            retry_budget: cfg.retries.as_ref().map(|r| RetryBudget::new(r.budget)),
-            metrics,
-        });
-        if let Some(hc) = &cfg.health_check {
-            probes::spawn(&svc, hc);
-        }
-        Ok(svc)
-    }
-}
 
 /// Where a route sends traffic, resolved to live services.
 #[derive(Debug)]
@@ -213,11 +155,13 @@ impl Snapshot {
         let mut errors = Vec::new();
         let mut global = Vec::new();
         let mut global_counters = Vec::new();
+        let mut global_grants = Vec::new();
         for (i, a) in config.global_plugins.iter().enumerate() {
             match loader.attachment(a, &config).await {
                 Ok(att) => {
                     global.push(att);
                     global_counters.push(counter(a, "*", i));
+                    global_grants.push(Grants::new(a, &services, runtime.metrics()));
                 }
                 Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e.to_string())),
             }
@@ -226,11 +170,13 @@ impl Snapshot {
         for (ri, r) in config.routes.iter().enumerate() {
             let mut items = global.clone();
             let mut counters = global_counters.clone();
+            let mut grants = global_grants.clone();
             for (pi, a) in r.plugins.iter().enumerate() {
                 match loader.attachment(a, &config).await {
                     Ok(att) => {
                         items.push(att);
                         counters.push(counter(a, &r.id, pi));
+                        grants.push(Grants::new(a, &services, runtime.metrics()));
                     }
                     Err(e) => {
                         let at = format!("routes[{ri}].plugins[{pi}]");
@@ -243,7 +189,7 @@ impl Snapshot {
                 .iter()
                 .map(|a| metrics.plugin(&a.config().name, &r.id))
                 .collect();
-            let chain = Chain::new(items, plugin_metrics, counters);
+            let chain = Chain::new(items, plugin_metrics, counters, grants);
             routes.push(route(r, &services, chain, metrics.route(&r.id)));
         }
         if !errors.is_empty() {

@@ -26,7 +26,8 @@
 //!
 //! Instances are pooled: `new` runs once per instance, the hooks run for many
 //! requests. Keep per-request state in [`Context`] attributes and lasting state
-//! in the host ([`host::kv_get`], [`host::rate_limit`]).
+//! in the host ([`host::kv_get`], [`host::rate_limit`]). Services the
+//! attachment is granted are reachable with [`callout::send`].
 
 pub mod params;
 mod response;
@@ -55,6 +56,82 @@ pub mod host {
         counter_add, histogram_record, identity_header, kv_delete, kv_get, kv_set, log,
         monotonic_ns, now_ms, rate_limit, verify_signature,
     };
+}
+
+/// HTTP calls to the services the attachment is granted (`callouts:` in the
+/// config). A call is an ordinary function call: the plugin waits for the
+/// answer while the gateway, not a thread, waits for the network.
+///
+/// ```ignore
+/// let answer = callout::send(callout::Request::get("idp", "/userinfo")
+///     .header("authorization", token))?;
+/// if answer.status != 200 { /* ... */ }
+/// ```
+pub mod callout {
+    use crate::Header;
+    pub use crate::bindings::gatehouse::plugin::callout::{
+        Error, Request, Response, send, send_all,
+    };
+
+    impl Request {
+        /// A request with `method` to `path` (path and query) on `service`.
+        pub fn new(service: &str, method: &str, path: &str) -> Self {
+            Request {
+                service: service.into(),
+                method: method.into(),
+                path: path.into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+                timeout_ms: None,
+            }
+        }
+
+        /// A `GET` to `path` on `service`.
+        pub fn get(service: &str, path: &str) -> Self {
+            Self::new(service, "GET", path)
+        }
+
+        /// A `POST` of `body` to `path` on `service`.
+        pub fn post(service: &str, path: &str, body: impl Into<Vec<u8>>) -> Self {
+            Self::new(service, "POST", path).body(body)
+        }
+
+        /// Adds a header.
+        pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+            self.headers.push(Header {
+                name: name.into(),
+                value: value.as_ref().to_vec(),
+            });
+            self
+        }
+
+        /// Sets the body.
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+            self.body = body.into();
+            self
+        }
+
+        /// A timeout shorter than the attachment's `callout_timeout`.
+        pub fn timeout_ms(mut self, ms: u32) -> Self {
+            self.timeout_ms = Some(ms);
+            self
+        }
+    }
+
+    impl Response {
+        /// The first value of header `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&[u8]> {
+            self.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.as_slice())
+        }
+
+        /// The body as UTF-8 text (lossy).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
 }
 
 /// A gateway plugin. Every hook has a default that lets the request through,

@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod auth;
 mod balancing;
+mod callouts;
 mod cli;
 mod hostile;
 mod languages;

@@ -83,6 +83,10 @@ fn kit_attachment(max_instances: usize, config: &str) -> gatehouse::config::Atta
         optional: false,
         allow_read: vec![],
         counter: None,
+        callouts: vec![],
+        callout_timeout: std::time::Duration::from_secs(1),
+        callout_total_timeout: std::time::Duration::from_secs(3),
+        callout_max_body: 1 << 20,
     }
 }
 

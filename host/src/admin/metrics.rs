@@ -18,6 +18,7 @@ pub fn render(shared: &ControlPlane) -> String {
     health(o, &shared.snapshot());
     connections(o, m);
     plugins(o, m);
+    callouts(o, m);
     plugin_state(o, m);
     control(o, m, &shared.stats);
     out.0
@@ -239,6 +240,43 @@ fn plugins(o: &mut Out, m: &Metrics) {
         o.histogram(
             "gatehouse_plugin_call_duration_seconds",
             &pr(p, r),
+            &v.duration,
+        );
+    }
+}
+
+/// Plugin callouts, by plugin, service and result; their duration.
+fn callouts(o: &mut Out, m: &Metrics) {
+    let callouts = read(&m.callouts);
+    let ps = |p: &str, s: &str| format!("plugin=\"{}\",service=\"{}\"", escape(p), escape(s));
+    o.family(
+        "gatehouse_plugin_callouts_total",
+        "counter",
+        "Plugin callouts, by plugin, service and result (answered, refused, timeout, failed).",
+    );
+    for ((p, s), v) in &callouts {
+        for (result, n) in [
+            ("answered", &v.answered),
+            ("refused", &v.refused),
+            ("timeout", &v.timeouts),
+            ("failed", &v.failed),
+        ] {
+            o.sample(
+                "gatehouse_plugin_callouts_total",
+                &format!("{},result=\"{result}\"", ps(p, s)),
+                n.load(Ordering::Relaxed),
+            );
+        }
+    }
+    o.family(
+        "gatehouse_plugin_callout_duration_seconds",
+        "histogram",
+        "Time per plugin callout, send to whole answer, by plugin and service.",
+    );
+    for ((p, s), v) in &callouts {
+        o.histogram(
+            "gatehouse_plugin_callout_duration_seconds",
+            &ps(p, s),
             &v.duration,
         );
     }

@@ -321,6 +321,14 @@ pub struct AttachmentConfig {
     /// The rate-limit counter namespace shared on purpose (`counter:`); `None`:
     /// the attachment counts on its own (route id and position).
     pub counter: Option<Arc<str>>,
+    /// The services the plugin may call (`callouts:`); any other is refused.
+    pub callouts: Vec<Arc<str>>,
+    /// Bound of one callout. Default 1 s.
+    pub callout_timeout: Duration,
+    /// Bound of all the waiting for callouts within one hook call. Default 3 s.
+    pub callout_total_timeout: Duration,
+    /// Largest callout answer body. Default 1 MiB.
+    pub callout_max_body: usize,
 }
 
 /// Default `plugin_state.rate_limit_keys`: local rate-limit keys kept per plugin.
@@ -337,3 +345,9 @@ pub const DEFAULT_PLUGIN_MEMORY: usize = 64 << 20;
 pub const DEFAULT_MAX_INSTANCES: usize = 64;
 /// Default body buffer for body hooks.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// Default bound of one plugin callout.
+pub const DEFAULT_CALLOUT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default bound of the callout waiting within one hook call.
+pub const DEFAULT_CALLOUT_TOTAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default largest callout answer body.
+pub const DEFAULT_CALLOUT_MAX_BODY: usize = 1 << 20;

@@ -261,6 +261,11 @@ pub struct RawAttachment {
     #[serde(default)]
     pub allow_read: Vec<PathBuf>,
     pub counter: Option<String>,
+    #[serde(default)]
+    pub callouts: Vec<String>,
+    pub callout_timeout: Option<Dur>,
+    pub callout_total_timeout: Option<Dur>,
+    pub callout_max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

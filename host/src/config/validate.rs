@@ -16,7 +16,7 @@ mod resilience;
 mod route;
 mod service;
 
-use route::{attachments, route};
+use route::{attachments, check_callouts, route};
 
 /// Collects errors while walking the raw document.
 struct Errors(Vec<ConfigError>);
@@ -60,6 +60,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .unwrap_or_default();
     let trusted_proxies = ingress::trusted_proxies(&raw.trusted_proxies, &mut errs);
     let mut global_plugins = global_plugins;
+    check_callouts(&global_plugins, &routes, &service_index, &mut errs);
     observe::give_keys(&raw.consumers, &mut global_plugins, &mut routes, &mut errs);
     let escaped_slashes = ingress::escaped_slashes(raw.path_normalization.as_ref(), &mut errs);
     let strip_request_headers = ingress::strip_headers(&raw.strip_request_headers, &mut errs);

@@ -9,7 +9,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    imports: { "gatehouse:plugin/host.rate-limit": async },
+    imports: {
+        "gatehouse:plugin/host.rate-limit": async,
+        "gatehouse:plugin/callout.send": async,
+        "gatehouse:plugin/callout.send-all": async,
+    },
     exports: { default: async },
     with: {
         "gatehouse:plugin/types.context": ContextRes,
@@ -25,5 +29,6 @@ pub struct RequestHeadRes;
 /// Marker for the `response-head` resource.
 pub struct ResponseHeadRes;
 
+pub use gatehouse::plugin::callout;
 pub use gatehouse::plugin::host;
 pub use gatehouse::plugin::types;

@@ -13,6 +13,7 @@ use hook::{convert, invoke};
 
 use super::PluginError;
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
+use super::callout::Grants;
 use super::pool::{Call, Outcome, Pool};
 use crate::body::Body;
 use crate::config::AttachmentConfig;
@@ -58,6 +59,8 @@ pub struct Chain {
     items: Arc<[Arc<Attachment>]>,
     metrics: Arc<[Arc<PluginMetrics>]>,
     counters: Arc<[Arc<str>]>,
+    /// Each attachment's callout grants; `None` when no attachment has any.
+    grants: Option<Arc<[Option<Arc<Grants>>]>>,
 }
 
 /// A response a plugin produced.
@@ -95,19 +98,23 @@ pub enum Flow {
 }
 
 impl Chain {
-    /// A chain of `items` in order; `metrics` and `counters` (each
-    /// attachment's rate-limit namespace) hold one entry per item.
+    /// A chain of `items` in order; `metrics`, `counters` (each
+    /// attachment's rate-limit namespace) and `grants` (what each may call
+    /// out to) hold one entry per item.
     pub fn new(
         items: Vec<Arc<Attachment>>,
         metrics: Vec<Arc<PluginMetrics>>,
         counters: Vec<Arc<str>>,
+        grants: Vec<Option<Arc<Grants>>>,
     ) -> Self {
         debug_assert_eq!(items.len(), metrics.len());
         debug_assert_eq!(items.len(), counters.len());
+        debug_assert_eq!(items.len(), grants.len());
         Self {
             items: items.into(),
             metrics: metrics.into(),
             counters: counters.into(),
+            grants: grants.iter().any(Option::is_some).then(|| grants.into()),
         }
     }
 
@@ -132,6 +139,7 @@ impl Chain {
         ChainRun {
             pools: self.items.iter().map(|a| a.pool()).collect(),
             metrics: self.metrics.clone(),
+            grants: self.grants.clone(),
             ran: 0,
         }
     }
@@ -142,11 +150,17 @@ impl Chain {
 pub struct ChainRun {
     pools: Vec<Option<Arc<Pool>>>,
     metrics: Arc<[Arc<PluginMetrics>]>,
+    grants: Option<Arc<[Option<Arc<Grants>>]>>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
 }
 
 impl ChainRun {
+    /// What plugin `i` may call out to.
+    fn grants(&self, i: usize) -> Option<&Arc<Grants>> {
+        self.grants.as_ref().and_then(|g| g[i].as_ref())
+    }
+
     fn wants(&self, f: Features) -> bool {
         self.pools
             .iter()
@@ -202,7 +216,7 @@ impl ChainRun {
             self.ran = i + 1;
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
-            let outcome = invoke(pool, m, i, ex, Call::Request).await?;
+            let outcome = invoke(pool, m, self.grants(i), i, ex, Call::Request).await?;
             if let Some(Outcome::Request(RequestAction::Respond(r))) = outcome {
                 m.short_circuits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Flow::Respond(convert(r, pool)));
@@ -251,7 +265,8 @@ impl ChainRun {
             if !pool.features().contains(Features::RESPONSE_HEADERS) {
                 continue;
             }
-            let outcome = invoke(pool, &self.metrics[i], i, ex, Call::Response).await;
+            let m = &self.metrics[i];
+            let outcome = invoke(pool, m, self.grants(i), i, ex, Call::Response).await;
             if let Some(Outcome::Response(ResponseAction::Replace(r))) = outcome? {
                 return Ok(Flow::Respond(convert(r, pool)));
             }
@@ -309,7 +324,7 @@ impl ChainRun {
                 Side::Request => Call::RequestBody(body.to_vec()),
                 Side::Response => Call::ResponseBody(body.to_vec()),
             };
-            match invoke(pool, m, i, ex, call).await? {
+            match invoke(pool, m, self.grants(i), i, ex, call).await? {
                 Some(Outcome::Body(BodyAction::Replace(b))) => body = Bytes::from(b),
                 Some(Outcome::Body(BodyAction::Respond(r))) => {
                     if side == Side::Request {

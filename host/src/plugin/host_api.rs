@@ -2,6 +2,7 @@
 //! and `response-head`, and the `host` interface. All synchronous and cheap but
 //! `rate-limit`, which may talk to Redis.
 
+mod callout;
 mod interface;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};

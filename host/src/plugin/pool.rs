@@ -18,6 +18,7 @@ use super::state::{MemoryLimiter, PluginShared, PluginState};
 use super::stderr::PluginStderr;
 use crate::config::AttachmentConfig;
 use crate::exchange::PluginView;
+use crate::plugin::callout::Scope;
 
 /// `init` may do real work (parse keys, compile regexes): it gets a longer deadline.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -199,6 +200,7 @@ impl Pool {
             names: Default::default(),
             identity_headers: Vec::new(),
             shared: self.shared.clone(),
+            callouts: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -233,10 +235,23 @@ impl Pool {
         view: &mut PluginView,
         call: Call,
     ) -> Result<Outcome, PluginError> {
+        self.invoke_with(view, call, &mut None).await
+    }
+
+    /// [`invoke`](Self::invoke) with what the call may reach by callout;
+    /// the scope goes into the store with the view and comes back with the
+    /// callouts' spans.
+    pub async fn invoke_with(
+        self: &Arc<Self>,
+        view: &mut PluginView,
+        call: Call,
+        scope: &mut Option<Scope>,
+    ) -> Result<Outcome, PluginError> {
         let _permit = self.permit().await?;
         let mut slot = self.take_slot().await?;
         let state = slot.store.data_mut();
         std::mem::swap(&mut state.view, view);
+        std::mem::swap(&mut state.callouts, scope);
         state.serving = true;
         state.deadline = Instant::now() + self.cfg.timeout;
         state.ticks = 0;
@@ -248,6 +263,7 @@ impl Pool {
         let result = run(&slot.plugin, &mut slot.store, call).await;
         let state = slot.store.data_mut();
         std::mem::swap(&mut state.view, view);
+        std::mem::swap(&mut state.callouts, scope);
         state.serving = false;
         match result {
             Ok(outcome) => {

@@ -128,6 +128,9 @@ pub struct PluginState {
     /// Identity headers the plugin declared in `init`.
     pub(crate) identity_headers: Vec<http::HeaderName>,
     pub(crate) shared: Arc<PluginShared>,
+    /// What the current call may reach by callout (`None` between calls,
+    /// during `init`, and for attachments granted none).
+    pub(crate) callouts: Option<super::callout::Scope>,
 }
 
 impl PluginState {

@@ -1,31 +1,19 @@
-//! The forward stage: bulkhead, circuit breaker, instance selection and the
-//! upstream call, repeated under the retry policy. Every try's outcome feeds
-//! the breaker and outlier detection.
+//! The forward stage: the head and body the request hooks left go to the
+//! route's service through [`dispatch`](crate::dispatch) (bulkhead, circuit
+//! breaker, instance selection, tries under the retry policy).
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use http::Response;
 
-use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, Uri, header};
-use tokio::time::Instant;
-
-use crate::balancer::{Instance, SelectKey};
-use crate::body::{Body, CollectError, collect};
-use crate::config::Retries;
+use crate::body::Body;
+use crate::dispatch::{self, Target};
 use crate::error::GatewayError;
-use crate::exchange::{Exchange, RequestHead, Upstreamed};
+use crate::exchange::Exchange;
 use crate::plugin::ChainRun;
-use crate::resilience::Outcome;
-use crate::resilience::breaker::Ticket;
-use crate::resilience::retry::{TryFailure, backoff, is_idempotent, retries_on};
-use crate::snapshot::{Route, Service};
-use crate::telemetry::trace::{SpanKind, TraceContext, new_span_id};
-use crate::upstream::UpstreamError;
-use std::time::{Instant as StdInstant, SystemTime};
+use crate::snapshot::Route;
 
 /// Stage five: the head and body the request hooks left go to the route's
-/// service; what the tries learned goes into the trail's [`Upstreamed`].
+/// service; what the tries learned goes into the trail's
+/// [`Upstreamed`](crate::exchange::Upstreamed).
 pub async fn to_upstream(
     route: &Route,
     run: &ChainRun,
@@ -34,266 +22,11 @@ pub async fn to_upstream(
     let head = run.upstream_head(&mut ex.view);
     let body = ex.take_body();
     let to = Target {
-        route,
+        service: route.target.service(ex.view.client_ip, &head.headers),
         client: ex.view.client_ip,
         trace: ex.trail.trace.as_ref(),
+        preserve_host: route.preserve_host,
+        retry_non_idempotent: route.retry_non_idempotent,
     };
-    forward(&to, head, body, &mut ex.trail.upstream).await
-}
-
-/// Where a request goes and what each try needs to know about it.
-struct Target<'a> {
-    route: &'a Route,
-    client: IpAddr,
-    trace: Option<&'a TraceContext>,
-}
-
-/// Sends the request to the route's service and returns the response head,
-/// its body still streaming. Tries as the retry policy allows when the
-/// body can be replayed, once otherwise.
-async fn forward(
-    to: &Target<'_>,
-    head: RequestHead,
-    body: Body,
-    learned: &mut Upstreamed,
-) -> Result<Response<Body>, GatewayError> {
-    let service = to.route.target.service(to.client, &head.headers);
-    let _slot = match &service.bulkhead {
-        Some(b) => Some(
-            b.enter()
-                .ok_or_else(|| GatewayError::Overloaded(service.name.clone()))?,
-        ),
-        None => None,
-    };
-    let cfg = &service.config;
-    let pq = head
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if let Some(budget) = &service.retry_budget {
-        budget.deposit();
-    }
-    let t = Try {
-        to,
-        service,
-        method: &head.method,
-        pq: &pq,
-    };
-    let policy = cfg
-        .retries
-        .as_ref()
-        .filter(|_| to.route.retry_non_idempotent || is_idempotent(&head.method));
-    let replay = match policy {
-        Some(p) => replayable(body, p.max_body_bytes).await?.map(|b| (p, b)),
-        None => Err(body),
-    };
-    match replay {
-        Ok((policy, bytes)) => t.with_retries(policy, head.headers, bytes, learned).await,
-        // No policy, or a body too big (or of unknown size) to keep: one try.
-        Err(body) => {
-            let timeout = cfg
-                .per_try_timeout
-                .map_or(cfg.timeout, |t| t.min(cfg.timeout));
-            t.send(head.headers, body, timeout, &[], learned).await.1
-        }
-    }
-}
-
-/// The body as bytes when it can be sent again; otherwise the body untouched.
-async fn replayable(body: Body, max: usize) -> Result<Result<Bytes, Body>, GatewayError> {
-    use http_body::Body as _;
-    let size = body.size_hint().exact();
-    match body {
-        Body::Full(b) => Ok(Ok(b.unwrap_or_default())),
-        body if body.is_end_stream() => Ok(Ok(Bytes::new())),
-        body if size.is_some_and(|n| n <= max as u64) => match collect(body, max).await {
-            Ok(bytes) => Ok(Ok(bytes)),
-            Err(CollectError::TooLarge) => Err(GatewayError::PayloadTooLarge),
-            Err(CollectError::TimedOut) => Err(GatewayError::BodyTimeout),
-            Err(CollectError::Stream(_)) => {
-                Err(GatewayError::BadRequest("request body could not be read"))
-            }
-        },
-        body => Ok(Err(body)),
-    }
-}
-
-/// One try's fixed inputs.
-struct Try<'a> {
-    to: &'a Target<'a>,
-    service: &'a Arc<Service>,
-    method: &'a Method,
-    pq: &'a PathAndQuery,
-}
-
-impl<'a> Try<'a> {
-    /// Tries until one succeeds or the policy, the retry budget or the
-    /// service's overall timeout says stop.
-    async fn with_retries(
-        &self,
-        policy: &Retries,
-        headers: HeaderMap,
-        body: Bytes,
-        learned: &mut Upstreamed,
-    ) -> Result<Response<Body>, GatewayError> {
-        let service = self.service;
-        let cfg = &service.config;
-        let deadline = Instant::now() + cfg.timeout;
-        let mut tried = Vec::with_capacity(policy.attempts as usize);
-        let mut attempt = 1;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(UpstreamError::Timeout(cfg.timeout).into());
-            }
-            let per_try = cfg.per_try_timeout.map_or(remaining, |t| t.min(remaining));
-            let body = Body::full(body.clone());
-            let (idx, result) = self
-                .send(headers.clone(), body, per_try, &tried, learned)
-                .await;
-            let failure = match &result {
-                Ok(resp) => Some(TryFailure::Status(resp.status().as_u16())),
-                Err(e) => e.try_failure(),
-            };
-            let again = attempt < policy.attempts
-                && failure.is_some_and(|f| retries_on(policy, f))
-                && service.retry_budget.as_ref().is_none_or(|b| b.withdraw());
-            if !again {
-                return result;
-            }
-            tried.extend(idx);
-            service
-                .metrics
-                .retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let pause =
-                backoff(policy, attempt).min(deadline.saturating_duration_since(Instant::now()));
-            tracing::debug!(
-                service = &*service.name,
-                attempt,
-                ?failure,
-                ?pause,
-                "retrying"
-            );
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        }
-    }
-
-    /// Admits through the breaker, picks an instance (avoiding `tried`), sends,
-    /// and records the outcome. Returns the instance used, if any.
-    async fn send(
-        &self,
-        mut headers: HeaderMap,
-        body: Body,
-        timeout: std::time::Duration,
-        tried: &[usize],
-        learned: &mut Upstreamed,
-    ) -> (Option<usize>, Result<Response<Body>, GatewayError>) {
-        let service = self.service;
-        let ticket = match self.admit() {
-            Ok(t) => t,
-            Err(e) => return (None, Err(e)),
-        };
-        let key = SelectKey {
-            client_ip: self.to.client,
-            headers: &headers,
-        };
-        let Some(idx) = service
-            .balancer
-            .select_avoiding(&service.instances, &key, tried)
-        else {
-            let err = GatewayError::NoHealthyUpstream(service.name.clone());
-            return (None, Err(err));
-        };
-        let instance = &service.instances[idx];
-        // Each try is its own client span; the upstream continues the trace from it.
-        let span_id = self.to.trace.map(|t| {
-            let id = new_span_id();
-            t.propagate(&mut headers, &id);
-            id
-        });
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = Uri::from(self.pq.clone());
-        *req.headers_mut() = headers;
-        if !self.to.route.preserve_host {
-            req.headers_mut()
-                .insert(header::HOST, instance.host.clone());
-        }
-        let wall = SystemTime::now();
-        let started = StdInstant::now();
-        let result = {
-            let _in_flight = instance.begin();
-            service.upstream.send(idx, req, timeout).await
-        };
-        let took = started.elapsed();
-        let status = result.as_ref().ok().map(|r| r.status());
-        self.learn(instance, status, took, (span_id, wall), learned);
-        if let Some(outcome) = outcome(&result) {
-            if let Some(t) = ticket {
-                t.finish(outcome);
-            }
-            if let Some(od) = &service.config.outlier_detection {
-                instance.health.record(outcome, od);
-            }
-        }
-        (Some(idx), result.map_err(GatewayError::from))
-    }
-
-    /// The circuit breaker's word on this try: where an open breaker
-    /// becomes the request's 503 `circuit_open` (with its `Retry-After`).
-    fn admit(&self) -> Result<Option<Ticket<'a>>, GatewayError> {
-        let Some(breaker) = &self.service.breaker else {
-            return Ok(None);
-        };
-        breaker
-            .admit()
-            .map(Some)
-            .map_err(|open| GatewayError::CircuitOpen {
-                service: self.service.name.clone(),
-                retry_after: open.retry_after,
-            })
-    }
-
-    /// Records one try: the service's metrics, what the request learned and,
-    /// when sampled, the try's client span.
-    fn learn(
-        &self,
-        instance: &Instance,
-        status: Option<http::StatusCode>,
-        took: std::time::Duration,
-        (span_id, wall): (Option<[u8; 8]>, SystemTime),
-        learned: &mut Upstreamed,
-    ) {
-        let service = self.service;
-        service.metrics.record(status, took);
-        learned.tries += 1;
-        learned.upstream_time += took;
-        learned.service = Some(service.name.clone());
-        learned.instance = Some(instance.authority.clone());
-        let Some(t) = self.to.trace.filter(|t| t.sampled) else {
-            return;
-        };
-        let mut attrs = vec![("server.address", instance.authority.to_string())];
-        if let Some(s) = status {
-            attrs.push(("http.response.status_code", s.as_u16().to_string()));
-        }
-        let failed = status.is_none_or(|s| s.is_server_error());
-        let name = format!("upstream {}", service.name);
-        let span = t.child(span_id, name, SpanKind::Client, wall, attrs, failed);
-        learned.spans.extend(span);
-    }
-}
-
-/// What a try tells the breaker and outlier detection; `None` when the
-/// client's body was at fault, not the upstream.
-fn outcome(result: &Result<Response<Body>, UpstreamError>) -> Option<Outcome> {
-    match result {
-        Ok(resp) if resp.status().is_server_error() => Some(Outcome::Failure),
-        Ok(_) => Some(Outcome::Success),
-        Err(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => None,
-        Err(_) => Some(Outcome::Failure),
-    }
+    dispatch::send(&to, head, body, &mut ex.trail.upstream).await
 }

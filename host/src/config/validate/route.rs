@@ -274,7 +274,41 @@ pub(super) fn attachments(
                 optional: a.optional,
                 allow_read: a.allow_read.iter().map(|d| base.join(d)).collect(),
                 counter: ingress::counter(a.counter.as_deref(), &p, errs),
+                callouts: a.callouts.iter().map(|s| s.as_str().into()).collect(),
+                callout_timeout: a.callout_timeout.map_or(DEFAULT_CALLOUT_TIMEOUT, |d| d.0),
+                callout_total_timeout: a
+                    .callout_total_timeout
+                    .map_or(DEFAULT_CALLOUT_TOTAL_TIMEOUT, |d| d.0),
+                callout_max_body: a.callout_max_body_bytes.unwrap_or(DEFAULT_CALLOUT_MAX_BODY),
             })
         })
         .collect()
+}
+
+/// Every service an attachment may call must exist: the grant is checked
+/// here, when the config is loaded, and again on every call.
+pub(super) fn check_callouts(
+    global: &[AttachmentConfig],
+    routes: &[RouteConfig],
+    services: &HashMap<String, usize>,
+    errs: &mut Errors,
+) {
+    let lists = std::iter::once(("plugins".to_string(), global)).chain(
+        routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routes[{i}].plugins"), &r.plugins[..])),
+    );
+    for (path, attachments) in lists {
+        for (i, a) in attachments.iter().enumerate() {
+            for (j, name) in a.callouts.iter().enumerate() {
+                if !services.contains_key(&**name) {
+                    errs.push(
+                        format!("{path}[{i}].callouts[{j}]"),
+                        format!("no service named `{name}`"),
+                    );
+                }
+            }
+        }
+    }
 }

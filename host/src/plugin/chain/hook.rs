@@ -13,6 +13,7 @@ use crate::config::OnError;
 use crate::exchange::Exchange;
 use crate::metrics::PluginMetrics;
 use crate::plugin::PluginError;
+use crate::plugin::callout::{Grants, Scope};
 use crate::plugin::pool::{Call, Outcome, Pool};
 use crate::telemetry::trace::SpanKind;
 
@@ -22,6 +23,7 @@ use crate::telemetry::trace::SpanKind;
 pub(super) async fn invoke(
     pool: &Arc<Pool>,
     m: &PluginMetrics,
+    grants: Option<&Arc<Grants>>,
     position: usize,
     ex: &mut Exchange,
     call: Call,
@@ -35,7 +37,13 @@ pub(super) async fn invoke(
     let started = std::time::Instant::now();
     let wall = ex.trail.sampled().then(std::time::SystemTime::now);
     ex.view.attachment = position;
-    let result = pool.invoke(&mut ex.view, call).await;
+    // Only attachments granted callouts pay for a scope.
+    let mut scope =
+        grants.map(|g| Scope::new(g.clone(), ex.view.client_ip, ex.trail.trace.clone()));
+    let result = pool.invoke_with(&mut ex.view, call, &mut scope).await;
+    if let Some(scope) = scope {
+        ex.trail.spans.extend(scope.spans);
+    }
     m.calls.fetch_add(1, Ordering::Relaxed);
     m.duration.record(started.elapsed());
     if let Some(start) = wall {

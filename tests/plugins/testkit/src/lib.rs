@@ -28,6 +28,11 @@ enum Config {
     Sleep { ms: u64 },
     /// Echoes path params and the request id into headers.
     Echo,
+    /// Calls `service` at each of `paths` (all at once when there are
+    /// several) and reports the answers upstream: `x-callout-status` is the
+    /// statuses in order (`error` for none), `x-callout-error` the first
+    /// error, `x-callout-body` the first answer's body.
+    Callout { service: String, paths: Vec<String> },
 }
 
 struct Kit(Config);
@@ -85,6 +90,44 @@ impl Plugin for Kit {
                 let end = host::monotonic_ns() + ms * 1_000_000;
                 while host::monotonic_ns() < end {
                     std::hint::spin_loop();
+                }
+            }
+            Config::Callout { service, paths } => {
+                let requests: Vec<callout::Request> = paths
+                    .iter()
+                    .map(|p| callout::Request::get(service, p).header("x-from", "testkit"))
+                    .collect();
+                let answers = if requests.len() == 1 {
+                    vec![callout::send(&requests[0])]
+                } else {
+                    callout::send_all(&requests)
+                };
+                let statuses: Vec<String> = answers
+                    .iter()
+                    .map(|a| a.as_ref().map_or("error".into(), |r| r.status.to_string()))
+                    .collect();
+                req.set_header("x-callout-status", statuses.join(",").as_bytes());
+                if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
+                    let text: String = format!("{e:?}")
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_graphic() || c == ' ' {
+                                c
+                            } else {
+                                ' '
+                            }
+                        })
+                        .collect();
+                    req.set_header("x-callout-error", text.as_bytes());
+                }
+                if let Some(Ok(r)) = answers.first() {
+                    let body: String = r
+                        .text()
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                        .take(512)
+                        .collect();
+                    req.set_header("x-callout-body", body.as_bytes());
                 }
             }
             Config::Echo => {

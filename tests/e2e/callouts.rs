@@ -1,0 +1,264 @@
+//! Plugin callouts end to end: a plugin (testkit `callout` mode) calls
+//! services its attachment is granted, through the gateway's own upstream
+//! machinery, against real upstream servers on loopback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::Method;
+
+use crate::observability::{ADMIN, TOKEN};
+use crate::support::*;
+
+/// An `app` service (the route's upstream) and an `idp` service the
+/// plugin may call; `attachment` is the testkit attachment's YAML body.
+fn config(app: &Upstream, idp: &Upstream, attachment: &str) -> String {
+    format!(
+        "{ADMIN}services:\n  - name: app\n    instances: [{{ url: \"{}\" }}]\n  - name: idp\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /r }}\n    upstream: app\n    plugins:\n      - {{ name: testkit, {attachment} }}\n  - id: plain\n    match: {{ path: /plain }}\n    upstream: app\n",
+        app.url(),
+        idp.url()
+    )
+}
+
+async fn start(app: &Upstream, idp: &Upstream, attachment: &str) -> TestGateway {
+    let kit = plugin_path("testkit");
+    TestGateway::start_with_plugins(&config(app, idp, attachment), &[("testkit", &kit)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_callout_goes_through_the_service_and_its_answer_reaches_the_plugin() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/userinfo?fields=sub\"] }",
+    )
+    .await;
+    let r = get(&gw.url("/r")).await;
+    assert_eq!(r.status, 200);
+    // The service saw the callout as the plugin wrote it, with the instance's Host.
+    assert_eq!(idp.hits(), 1);
+    let call = idp.last();
+    assert_eq!(call.method, "GET");
+    assert_eq!(call.uri, "/userinfo?fields=sub");
+    assert_eq!(call.headers["x-from"], "testkit");
+    assert_eq!(
+        call.headers["host"].to_str().unwrap(),
+        idp.url().trim_start_matches("http://")
+    );
+    // The plugin got the answer: status and body (the echo names the path).
+    let seen = app.last();
+    assert_eq!(seen.headers["x-callout-status"], "200");
+    assert!(seen.headers.get("x-callout-error").is_none());
+    let body = seen.headers["x-callout-body"].to_str().unwrap();
+    assert!(body.contains("/userinfo?fields=sub"), "{body}");
+    // Counted per plugin and service.
+    let m = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", TOKEN)],
+        "",
+    )
+    .await;
+    let line =
+        "gatehouse_plugin_callouts_total{plugin=\"testkit\",service=\"idp\",result=\"answered\"} 1";
+    assert!(m.text().contains(line), "{}", m.text());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_to_a_service_not_granted_is_refused_and_sends_nothing() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    // `app` exists as a service, but the attachment grants only `idp`.
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], config: { mode: callout, service: app, paths: [\"/internal\"] }",
+    )
+    .await;
+    let r = get(&gw.url("/r")).await;
+    assert_eq!(r.status, 200, "the plugin decides what a refusal means");
+    assert_eq!(app.hits(), 1, "only the proxied request reached app");
+    assert_eq!(app.last().uri, "/r");
+    assert_eq!(idp.hits(), 0);
+    let seen = app.last();
+    assert_eq!(seen.headers["x-callout-status"], "error");
+    let err = seen.headers["x-callout-error"].to_str().unwrap();
+    assert!(err.starts_with("Error::NotGranted"), "{err}");
+    assert!(err.contains("callouts: [idp]"), "{err}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_without_callouts_may_not_call_out() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    let gw = start(
+        &app,
+        &idp,
+        "config: { mode: callout, service: idp, paths: [\"/userinfo\"] }",
+    )
+    .await;
+    assert_eq!(get(&gw.url("/r")).await.status, 200);
+    assert_eq!(idp.hits(), 0);
+    let err = app.last().headers["x-callout-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("Error::NotGranted"), "{err}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_naming_no_service_is_a_config_error() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    let yaml = config(
+        &app,
+        &idp,
+        "callouts: [idp, users], config: { mode: callout, service: idp, paths: [\"/\"] }",
+    );
+    let kit = plugin_path("testkit");
+    let err = TestGateway::try_start_with_plugins(&yaml, &[("testkit", &kit)])
+        .await
+        .err()
+        .expect("config refused");
+    assert!(
+        err.contains("routes[0].plugins[0].callouts[1]")
+            && err.contains("no service named `users`"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_callouts_are_in_flight_together() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_millis(400))).await;
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/a\", \"/b\", \"/c\"] }",
+    )
+    .await;
+    // Watch the service's in-flight count while the request runs: sent one
+    // after another it would never exceed 1.
+    let peak = Arc::new(AtomicUsize::new(0));
+    let watch = {
+        let (active, peak) = (idp.active.clone(), peak.clone());
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                peak.fetch_max(active.load(Ordering::SeqCst), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let r = get(&gw.url("/r")).await;
+    let took = started.elapsed();
+    watch.abort();
+    assert_eq!(r.status, 200);
+    assert_eq!(app.last().headers["x-callout-status"], "200,200,200");
+    let mut paths: Vec<String> = idp.received().into_iter().map(|c| c.uri).collect();
+    paths.sort();
+    assert_eq!(paths, ["/a", "/b", "/c"]);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "all three in flight at once"
+    );
+    eprintln!("callouts: 3 parallel callouts of 400 ms each answered in {took:?} (sum 1.2 s)");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_past_its_timeout_is_a_timeout_for_the_plugin() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_secs(3))).await;
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], callout_timeout: 200ms, config: { mode: callout, service: idp, paths: [\"/slow\"] }",
+    )
+    .await;
+    let r = get(&gw.url("/r")).await;
+    assert_eq!(r.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.headers["x-callout-status"], "error");
+    assert_eq!(seen.headers["x-callout-error"], "Error::Timeout");
+    let m = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", TOKEN)],
+        "",
+    )
+    .await;
+    let line =
+        "gatehouse_plugin_callouts_total{plugin=\"testkit\",service=\"idp\",result=\"timeout\"} 1";
+    assert!(m.text().contains(line), "{}", m.text());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_to_a_dead_service_is_unavailable() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/x\"] }",
+    )
+    .await;
+    idp.kill();
+    assert_eq!(get(&gw.url("/r")).await.status, 200);
+    let err = app.last().headers["x-callout-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("Error::Unavailable"), "{err}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_callout_does_not_stall_other_requests() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_millis(1500))).await;
+    let gw = start(
+        &app,
+        &idp,
+        "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/slow\"] }",
+    )
+    .await;
+    // More slow requests than worker threads, all waiting on their callout.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let url = gw.url("/r");
+            tokio::spawn(async move { get(&url).await.status })
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(5), async || idp
+            .active
+            .load(Ordering::SeqCst)
+            == 4)
+        .await,
+        "four callouts in flight"
+    );
+    let started = Instant::now();
+    let fast = get(&gw.url("/plain")).await;
+    let took = started.elapsed();
+    assert_eq!(fast.status, 200);
+    assert!(
+        slow.iter().all(|h| !h.is_finished()),
+        "the plain request was answered while the four callouts still waited"
+    );
+    for h in slow {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    eprintln!(
+        "callouts: a plain request took {took:?} while 4 callouts of 1.5 s waited on 2 workers"
+    );
+    gw.stop().await;
+}
