@@ -21,18 +21,36 @@ fn config(app: &Upstream, idp: &Upstream, attachment: &str) -> String {
     )
 }
 
-async fn start(app: &Upstream, idp: &Upstream, attachment: &str) -> TestGateway {
+/// An echoing `app`, an `idp` that behaves as `idp`, and a gateway whose
+/// route `/r` runs testkit with `attachment`.
+async fn start(idp: Behavior, attachment: &str) -> (Upstream, Upstream, TestGateway) {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", idp).await;
     let kit = plugin_path("testkit");
-    TestGateway::start_with_plugins(&config(app, idp, attachment), &[("testkit", &kit)]).await
+    let yaml = config(&app, &idp, attachment);
+    let gw = TestGateway::start_with_plugins(&yaml, &[("testkit", &kit)]).await;
+    (app, idp, gw)
+}
+
+/// Whether `/metrics` counts one callout of testkit to idp with `result`.
+async fn counted(gw: &TestGateway, result: &str) -> bool {
+    let m = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", TOKEN)],
+        "",
+    )
+    .await;
+    let line = format!(
+        "gatehouse_plugin_callouts_total{{plugin=\"testkit\",service=\"idp\",result=\"{result}\"}} 1"
+    );
+    m.text().contains(&line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_callout_goes_through_the_service_and_its_answer_reaches_the_plugin() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Echo).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (app, idp, gw) = start(
+        Behavior::Echo,
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/userinfo?fields=sub\"] }",
     )
     .await;
@@ -55,27 +73,18 @@ async fn a_granted_callout_goes_through_the_service_and_its_answer_reaches_the_p
     let body = seen.headers["x-callout-body"].to_str().unwrap();
     assert!(body.contains("/userinfo?fields=sub"), "{body}");
     // Counted per plugin and service.
-    let m = request(
-        Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", TOKEN)],
-        "",
-    )
-    .await;
-    let line =
-        "gatehouse_plugin_callouts_total{plugin=\"testkit\",service=\"idp\",result=\"answered\"} 1";
-    assert!(m.text().contains(line), "{}", m.text());
+    assert!(
+        counted(&gw, "answered").await,
+        "one answered callout counted"
+    );
     gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callout_to_a_service_not_granted_is_refused_and_sends_nothing() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Echo).await;
     // `app` exists as a service, but the attachment grants only `idp`.
-    let gw = start(
-        &app,
-        &idp,
+    let (app, idp, gw) = start(
+        Behavior::Echo,
         "callouts: [idp], config: { mode: callout, service: app, paths: [\"/internal\"] }",
     )
     .await;
@@ -94,11 +103,8 @@ async fn a_callout_to_a_service_not_granted_is_refused_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_without_callouts_may_not_call_out() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Echo).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (app, idp, gw) = start(
+        Behavior::Echo,
         "config: { mode: callout, service: idp, paths: [\"/userinfo\"] }",
     )
     .await;
@@ -135,11 +141,8 @@ async fn a_grant_naming_no_service_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_callouts_are_in_flight_together() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_millis(400))).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (app, idp, gw) = start(
+        Behavior::Delay(Duration::from_millis(400)),
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/a\", \"/b\", \"/c\"] }",
     )
     .await;
@@ -175,11 +178,8 @@ async fn parallel_callouts_are_in_flight_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callout_past_its_timeout_is_a_timeout_for_the_plugin() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_secs(3))).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (app, _idp, gw) = start(
+        Behavior::Delay(Duration::from_secs(3)),
         "callouts: [idp], callout_timeout: 200ms, config: { mode: callout, service: idp, paths: [\"/slow\"] }",
     )
     .await;
@@ -188,26 +188,14 @@ async fn a_callout_past_its_timeout_is_a_timeout_for_the_plugin() {
     let seen = app.last();
     assert_eq!(seen.headers["x-callout-status"], "error");
     assert_eq!(seen.headers["x-callout-error"], "Error::Timeout");
-    let m = request(
-        Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", TOKEN)],
-        "",
-    )
-    .await;
-    let line =
-        "gatehouse_plugin_callouts_total{plugin=\"testkit\",service=\"idp\",result=\"timeout\"} 1";
-    assert!(m.text().contains(line), "{}", m.text());
+    assert!(counted(&gw, "timeout").await, "one timeout callout counted");
     gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callout_to_a_dead_service_is_unavailable() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Echo).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (app, idp, gw) = start(
+        Behavior::Echo,
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/x\"] }",
     )
     .await;
@@ -223,11 +211,8 @@ async fn a_callout_to_a_dead_service_is_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_callout_does_not_stall_other_requests() {
-    let app = Upstream::start("app", Behavior::Echo).await;
-    let idp = Upstream::start("idp", Behavior::Delay(Duration::from_millis(1500))).await;
-    let gw = start(
-        &app,
-        &idp,
+    let (_app, idp, gw) = start(
+        Behavior::Delay(Duration::from_millis(1500)),
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/slow\"] }",
     )
     .await;

@@ -73,20 +73,11 @@ async fn on_error_allow_skips_the_failed_plugin() {
 
 fn kit_attachment(max_instances: usize, config: &str) -> gatehouse::config::AttachmentConfig {
     gatehouse::config::AttachmentConfig {
-        name: "testkit".into(),
-        on_error: gatehouse::config::OnError::Deny,
         config: config.into(),
         timeout: std::time::Duration::from_millis(100),
         memory_limit: 16 << 20,
         max_instances,
-        body_limit: 1 << 20,
-        optional: false,
-        allow_read: vec![],
-        counter: None,
-        callouts: vec![],
-        callout_timeout: std::time::Duration::from_secs(1),
-        callout_total_timeout: std::time::Duration::from_secs(3),
-        callout_max_body: 1 << 20,
+        ..gatehouse::config::AttachmentConfig::named("testkit")
     }
 }
 

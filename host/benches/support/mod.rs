@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse::config::{AttachmentConfig, OnError};
+use gatehouse::config::AttachmentConfig;
 use gatehouse::exchange::{PluginView, RequestHead};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -34,16 +34,10 @@ pub fn build(name: &str) -> PathBuf {
 
 pub fn attachment(name: &str, config: &str) -> AttachmentConfig {
     AttachmentConfig {
-        name: name.into(),
-        on_error: OnError::Deny,
         config: config.into(),
         timeout: Duration::from_millis(100),
-        memory_limit: 64 << 20,
         max_instances: 4,
-        body_limit: 1 << 20,
-        optional: false,
-        allow_read: vec![],
-        counter: None,
+        ..AttachmentConfig::named(name)
     }
 }
 

@@ -331,6 +331,30 @@ pub struct AttachmentConfig {
     pub callout_max_body: usize,
 }
 
+impl AttachmentConfig {
+    /// An attachment of plugin `name` with every setting at its default
+    /// (empty config, `on_error: deny`, no callouts), as the config file
+    /// would give it; for embedding and tests.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            on_error: OnError::Deny,
+            config: "{}".into(),
+            timeout: DEFAULT_PLUGIN_TIMEOUT,
+            memory_limit: DEFAULT_PLUGIN_MEMORY,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            body_limit: DEFAULT_BODY_LIMIT,
+            optional: false,
+            allow_read: Vec::new(),
+            counter: None,
+            callouts: Vec::new(),
+            callout_timeout: DEFAULT_CALLOUT_TIMEOUT,
+            callout_total_timeout: DEFAULT_CALLOUT_TOTAL_TIMEOUT,
+            callout_max_body: DEFAULT_CALLOUT_MAX_BODY,
+        }
+    }
+}
+
 /// Default `plugin_state.rate_limit_keys`: local rate-limit keys kept per plugin.
 pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
 /// Default `plugin_state.kv_keys`: kv entries kept per plugin.
