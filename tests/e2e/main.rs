@@ -11,6 +11,7 @@ mod auth;
 mod balancing;
 mod callouts;
 mod cli;
+mod ext_authz;
 mod hostile;
 mod languages;
 mod lifecycle;

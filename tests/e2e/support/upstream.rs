@@ -32,6 +32,11 @@ pub enum Behavior {
     HopByHop,
     /// Sends a response head promising 1 MiB, 1 KiB of it, then resets the connection.
     ResetMidResponse,
+    /// An authorization service: `Bearer good` → 200 vouching `x-user-id:
+    /// alice` (and an `x-internal` header); `Bearer slow` → the same after
+    /// 2 s; another token → 403 with `www-authenticate`, `x-internal` and a
+    /// JSON body; no `authorization` → 401.
+    Authz,
     /// 200 with this `Content-Type`, `Content-Encoding` (when not empty) and body.
     Fixed {
         content_type: &'static str,
@@ -222,6 +227,33 @@ async fn reset_mid_response(mut stream: tokio::net::TcpStream, ctx: &Ctx) {
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// What [`Behavior::Authz`] answers.
+async fn authorize(rec: &Recorded) -> Response<Body> {
+    let token = rec.headers.get("authorization").map(|v| v.as_bytes());
+    let allow = || {
+        Response::builder()
+            .header("x-user-id", "alice")
+            .header("x-internal", "secret")
+            .body(full(""))
+            .unwrap()
+    };
+    match token {
+        Some(b"Bearer good") => allow(),
+        Some(b"Bearer slow") => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            allow()
+        }
+        Some(_) => Response::builder()
+            .status(403)
+            .header("www-authenticate", "Bearer realm=\"test\"")
+            .header("x-internal", "secret")
+            .header("content-type", "application/json")
+            .body(full("{\"error\":\"denied by authz\"}"))
+            .unwrap(),
+        None => Response::builder().status(401).body(full("")).unwrap(),
+    }
+}
+
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
 }
@@ -306,6 +338,7 @@ impl Ctx {
                 h.insert("proxy-authenticate", "Basic".parse().unwrap());
                 r
             }
+            Behavior::Authz => authorize(&rec).await,
             Behavior::Echo | Behavior::Drain | Behavior::ResetMidResponse => self.echo(&rec),
         }
     }
