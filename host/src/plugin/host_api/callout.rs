@@ -31,7 +31,7 @@ impl callout::Host for PluginState {
                 .iter()
                 .map(|r| {
                     Err(Error::NotGranted(format!(
-                        "`{}`: this plugin may not call out here (the attachment's `callouts` lists the services it may call, and only request hooks may)",
+                        "`{}`: this attachment grants no callouts (list the services it may call in its `callouts`), or the call came from `init`",
                         r.service
                     )))
                 })
