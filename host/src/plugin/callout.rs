@@ -19,7 +19,6 @@ use crate::error::GatewayError;
 use crate::exchange::{RequestHead, Upstreamed};
 use crate::metrics::{CalloutMetrics, Metrics};
 use crate::plugin::bindings::callout::{Error, Request, Response};
-use crate::plugin::bindings::types::Header;
 use crate::service::Service;
 use crate::telemetry::trace::{Span, TraceContext};
 
@@ -174,7 +173,7 @@ impl Scope {
             })?;
             Ok(Response {
                 status: parts.status.as_u16(),
-                headers: headers_out(&parts.headers),
+                headers: super::host_api::all(&parts.headers),
                 body: body.to_vec(),
             })
         };
@@ -220,16 +219,6 @@ fn head(r: &Request) -> Result<RequestHead, String> {
     Ok(head)
 }
 
-fn headers_out(headers: &HeaderMap) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|(n, v)| Header {
-            name: n.as_str().to_string(),
-            value: v.as_bytes().to_vec(),
-        })
-        .collect()
-}
-
 /// Why no instance answered, as the plugin sees it.
 fn unavailable(e: GatewayError) -> Error {
     match e {
@@ -242,6 +231,7 @@ fn unavailable(e: GatewayError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::bindings::types::Header;
 
     fn request(method: &str, path: &str, headers: &[(&str, &[u8])]) -> Request {
         Request {

@@ -26,7 +26,8 @@ fn get_all(headers: &HeaderMap, name: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn all(headers: &HeaderMap) -> Vec<Header> {
+/// Every header of `headers`, as the WIT `header` list.
+pub(super) fn all(headers: &HeaderMap) -> Vec<Header> {
     headers
         .iter()
         .map(|(k, v)| Header {
