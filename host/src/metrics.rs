@@ -98,8 +98,10 @@ pub struct PluginMetrics {
 /// Callouts of one plugin to one service.
 #[derive(Debug, Default)]
 pub struct CalloutMetrics {
-    /// Callouts that got an answer (any status).
+    /// Callouts that got an answer from the service (any status).
     pub answered: AtomicU64,
+    /// Callouts answered from the host's callout cache.
+    pub cached: AtomicU64,
     /// Callouts refused: service not granted, or an invalid request.
     pub refused: AtomicU64,
     /// Callouts past their timeout.

@@ -161,7 +161,7 @@ impl Snapshot {
                 Ok(att) => {
                     global.push(att);
                     global_counters.push(counter(a, "*", i));
-                    global_grants.push(Grants::new(a, &services, runtime.metrics()));
+                    global_grants.push(Grants::new(a, &services, runtime));
                 }
                 Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e.to_string())),
             }
@@ -176,7 +176,7 @@ impl Snapshot {
                     Ok(att) => {
                         items.push(att);
                         counters.push(counter(a, &r.id, pi));
-                        grants.push(Grants::new(a, &services, runtime.metrics()));
+                        grants.push(Grants::new(a, &services, runtime));
                     }
                     Err(e) => {
                         let at = format!("routes[{ri}].plugins[{pi}]");

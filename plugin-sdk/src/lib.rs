@@ -116,6 +116,13 @@ pub mod callout {
             self.timeout_ms = Some(ms);
             self
         }
+
+        /// Asks the service itself, not the gateway's callout cache (which
+        /// keeps `GET` answers as their `Cache-Control` allows); the fresh
+        /// answer replaces the cached one.
+        pub fn no_cache(self) -> Self {
+            self.header("cache-control", "no-cache")
+        }
     }
 
     impl Response {
@@ -130,6 +137,30 @@ pub mod callout {
         /// The body as UTF-8 text (lossy).
         pub fn text(&self) -> String {
             String::from_utf8_lossy(&self.body).into_owned()
+        }
+
+        /// Seconds the answer stays fresh: its `Cache-Control` `s-maxage` or
+        /// `max-age` less its `Age` (set by the gateway on cached answers).
+        /// `None` without one, or with `no-store`/`no-cache`.
+        pub fn fresh_for(&self) -> Option<u64> {
+            let cc = std::str::from_utf8(self.header("cache-control")?).ok()?;
+            let mut max_age = None;
+            let mut s_maxage = None;
+            for part in cc.split(',') {
+                let (name, arg) = part.split_once('=').unwrap_or((part, ""));
+                let secs = arg.trim().trim_matches('"').parse::<u64>().ok();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "no-store" | "no-cache" => return None,
+                    "max-age" => max_age = secs,
+                    "s-maxage" => s_maxage = secs,
+                    _ => {}
+                }
+            }
+            let age = self
+                .header("age")
+                .and_then(|a| std::str::from_utf8(a).ok()?.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            Some(s_maxage.or(max_age)?.saturating_sub(age))
         }
     }
 }

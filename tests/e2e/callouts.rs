@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use crate::observability::{ADMIN, TOKEN};
+use crate::support::idp;
 use crate::support::*;
 
 /// An `app` service (the route's upstream) and an `idp` service the
@@ -245,5 +246,61 @@ async fn a_slow_callout_does_not_stall_other_requests() {
     eprintln!(
         "callouts: a plain request took {took:?} while 4 callouts of 1.5 s waited on 2 workers"
     );
+    gw.stop().await;
+}
+
+/// An IdP (JWKS answered with `max-age`) behind `idp`, called by testkit on
+/// every request to `/r`.
+async fn start_cached(extra: &str) -> (Upstream, Upstream, TestGateway) {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let (idp, _state) = Idp::start().await;
+    let kit = plugin_path("testkit");
+    let attachment = format!(
+        "callouts: [idp]{extra}, config: {{ mode: callout, service: idp, paths: [\"{}\"] }}",
+        idp::CERTS
+    );
+    let yaml = config(&app, &idp, &attachment);
+    let gw = TestGateway::start_with_plugins(&yaml, &[("testkit", &kit)]).await;
+    (app, idp, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_answers_are_kept_for_their_max_age() {
+    let (app, idp, gw) = start_cached("").await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/r")).await.status, 200);
+        assert_eq!(app.last().headers["x-callout-status"], "200");
+        let body = app.last().headers["x-callout-body"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(body.contains("\"kid\":\"k1\""), "{body}");
+    }
+    assert_eq!(
+        idp.hits(),
+        1,
+        "the JWKS was fetched once, then served by the host"
+    );
+    let m = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", TOKEN)],
+        "",
+    )
+    .await;
+    assert!(
+        m.text().contains("gatehouse_plugin_callouts_total{plugin=\"testkit\",service=\"idp\",result=\"cached\"} 2"),
+        "two answers from the cache"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_cache_ttl_switches_the_cache_off() {
+    let (_app, idp, gw) = start_cached(", callout_cache_ttl: 0s").await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/r")).await.status, 200);
+    }
+    assert_eq!(idp.hits(), 3, "every request asked the service");
     gw.stop().await;
 }

@@ -16,6 +16,7 @@ mod hostile;
 mod languages;
 mod lifecycle;
 mod observability;
+mod oidc;
 mod plugins;
 mod policies;
 mod protocols;

@@ -252,11 +252,12 @@ fn callouts(o: &mut Out, m: &Metrics) {
     o.family(
         "gatehouse_plugin_callouts_total",
         "counter",
-        "Plugin callouts, by plugin, service and result (answered, refused, timeout, failed).",
+        "Plugin callouts, by plugin, service and result (answered, cached, refused, timeout, failed).",
     );
     for ((p, s), v) in &callouts {
         for (result, n) in [
             ("answered", &v.answered),
+            ("cached", &v.cached),
             ("refused", &v.refused),
             ("timeout", &v.timeouts),
             ("failed", &v.failed),

@@ -56,6 +56,8 @@ pub struct PluginStateBounds {
     pub kv_keys: usize,
     /// Key-value bytes (keys + values). Default 64 MiB.
     pub kv_bytes: usize,
+    /// Bytes of cached callout answers. Default 8 MiB.
+    pub callout_cache_bytes: usize,
 }
 
 impl Default for PluginStateBounds {
@@ -64,6 +66,7 @@ impl Default for PluginStateBounds {
             rate_limit_keys: DEFAULT_RATE_LIMIT_KEYS,
             kv_keys: DEFAULT_KV_KEYS,
             kv_bytes: DEFAULT_KV_BYTES,
+            callout_cache_bytes: DEFAULT_CALLOUT_CACHE_BYTES,
         }
     }
 }
@@ -329,6 +332,9 @@ pub struct AttachmentConfig {
     pub callout_total_timeout: Duration,
     /// Largest callout answer body. Default 1 MiB.
     pub callout_max_body: usize,
+    /// How long answers to the plugin's `GET` callouts are cached, overriding
+    /// their `Cache-Control` (`Some(ZERO)`: never). `None`: as the answer says.
+    pub callout_cache_ttl: Option<Duration>,
 }
 
 impl AttachmentConfig {
@@ -351,6 +357,7 @@ impl AttachmentConfig {
             callout_timeout: DEFAULT_CALLOUT_TIMEOUT,
             callout_total_timeout: DEFAULT_CALLOUT_TOTAL_TIMEOUT,
             callout_max_body: DEFAULT_CALLOUT_MAX_BODY,
+            callout_cache_ttl: None,
         }
     }
 }
@@ -361,6 +368,8 @@ pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
 pub const DEFAULT_KV_KEYS: usize = 100_000;
 /// Default `plugin_state.kv_bytes`: kv bytes kept per plugin.
 pub const DEFAULT_KV_BYTES: usize = 64 << 20;
+/// Default `plugin_state.callout_cache_bytes`: cached callout answers per plugin.
+pub const DEFAULT_CALLOUT_CACHE_BYTES: usize = 8 << 20;
 /// Default deadline per plugin call.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
 /// Default memory cap per plugin instance.

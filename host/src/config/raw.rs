@@ -82,6 +82,7 @@ pub struct RawPluginState {
     pub rate_limit_keys: Option<usize>,
     pub kv_keys: Option<usize>,
     pub kv_bytes: Option<usize>,
+    pub callout_cache_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +267,7 @@ pub struct RawAttachment {
     pub callout_timeout: Option<Dur>,
     pub callout_total_timeout: Option<Dur>,
     pub callout_max_body_bytes: Option<usize>,
+    pub callout_cache_ttl: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

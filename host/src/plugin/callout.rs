@@ -4,6 +4,8 @@
 //! retries, breaker, tracing). The guest waits as for any function call; the
 //! host awaits the I/O without holding a thread.
 
+mod cache;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,8 @@ use crate::config::AttachmentConfig;
 use crate::dispatch::{self, Target};
 use crate::error::GatewayError;
 use crate::exchange::{RequestHead, Upstreamed};
-use crate::metrics::{CalloutMetrics, Metrics};
+use crate::metrics::CalloutMetrics;
+use crate::plugin::PluginRuntime;
 use crate::plugin::bindings::callout::{Error, Request, Response};
 use crate::service::Service;
 use crate::telemetry::trace::{Span, TraceContext};
@@ -30,6 +33,7 @@ pub struct Grants {
     timeout: Duration,
     total: Duration,
     max_body: usize,
+    cache: cache::AnswerCache,
 }
 
 impl Grants {
@@ -39,11 +43,13 @@ impl Grants {
     pub fn new(
         cfg: &AttachmentConfig,
         services: &[Arc<Service>],
-        metrics: &Metrics,
+        runtime: &PluginRuntime,
     ) -> Option<Arc<Self>> {
         if cfg.callouts.is_empty() {
             return None;
         }
+        let metrics = runtime.metrics();
+        let store = runtime.shared(&cfg.name).callout_cache.clone();
         let services = cfg
             .callouts
             .iter()
@@ -55,6 +61,7 @@ impl Grants {
             timeout: cfg.callout_timeout,
             total: cfg.callout_total_timeout,
             max_body: cfg.callout_max_body,
+            cache: cache::AnswerCache::new(store, cfg.callout_cache_ttl),
         }))
     }
 
@@ -123,18 +130,39 @@ impl Scope {
         };
         let started = std::time::Instant::now();
         let result = match head(&r) {
-            Ok(head) => self.call(service, head, r, &mut learned).await,
+            Ok(head) => self.cached(service, head, r, &mut learned).await,
             Err(msg) => Err(Error::InvalidRequest(msg)),
         };
         metrics.duration.record(started.elapsed());
         let counter = match &result {
-            Ok(_) => &metrics.answered,
+            Ok(Answer::Cached(_)) => &metrics.cached,
+            Ok(Answer::Sent(_)) => &metrics.answered,
             Err(Error::NotGranted(_) | Error::InvalidRequest(_)) => &metrics.refused,
             Err(Error::Timeout) => &metrics.timeouts,
             Err(Error::Unavailable(_) | Error::TooLarge) => &metrics.failed,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (result, learned)
+        (result.map(Answer::into_response), learned)
+    }
+
+    /// The kept answer when the cache has a fresh one, else the service's
+    /// (kept if it may be).
+    async fn cached(
+        &self,
+        service: &Arc<Service>,
+        head: RequestHead,
+        r: Request,
+        learned: &mut Upstreamed,
+    ) -> Result<Answer, Error> {
+        let ask = self.grants.cache.ask(&service.name, &head);
+        if let Some(hit) = ask.as_ref().and_then(|a| self.grants.cache.get(a)) {
+            return Ok(Answer::Cached(hit));
+        }
+        let answer = self.call(service, head, r, learned).await?;
+        if let Some(ask) = ask {
+            self.grants.cache.put(ask, &answer);
+        }
+        Ok(Answer::Sent(answer))
     }
 
     /// Sends through the service's dispatch and reads the whole answer,
@@ -180,6 +208,20 @@ impl Scope {
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout),
+        }
+    }
+}
+
+/// Where an answer came from (for the metrics).
+enum Answer {
+    Cached(Response),
+    Sent(Response),
+}
+
+impl Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Cached(r) | Self::Sent(r) => r,
         }
     }
 }

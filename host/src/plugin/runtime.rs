@@ -250,9 +250,12 @@ impl PluginRuntime {
                 kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
                 let rate = RateLimiter::default();
                 rate.set_max_keys(bounds.rate_limit_keys);
+                let answers = Kv::default();
+                answers.set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
                 Arc::new(PluginShared {
                     name: name.clone(),
                     kv: Arc::new(kv),
+                    callout_cache: Arc::new(answers),
                     rate: Arc::new(rate),
                     redis: self.redis.clone(),
                     limits: self.metrics.limits(name),
@@ -268,6 +271,8 @@ impl PluginRuntime {
         let map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         for s in map.values() {
             s.kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
+            s.callout_cache
+                .set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
             s.rate.set_max_keys(bounds.rate_limit_keys);
         }
     }

@@ -21,6 +21,10 @@ pub struct PluginShared {
     pub name: Arc<str>,
     /// The plugin's key-value store.
     pub kv: Arc<Kv>,
+    /// Answers to the plugin's callouts, kept as their `Cache-Control` (or
+    /// the attachment's `callout_cache_ttl`) allows; apart from `kv`, so that
+    /// the plugin can neither read nor forge them.
+    pub callout_cache: Arc<Kv>,
     /// Rate-limit counters.
     pub rate: Arc<RateLimiter>,
     /// The gateway's Redis limiter, when the config names one (shared by all

@@ -24,6 +24,26 @@ pub struct Config {
     pub jwks_file: Option<String>,
     /// How often the JWKS file is checked for changes, in seconds (default 5).
     pub jwks_refresh_seconds: Option<u64>,
+    /// The provider's JWKS URL; its path is fetched from `jwks_service`.
+    pub jwks_uri: Option<String>,
+    /// Find `jwks_uri` in `<issuer>/.well-known/openid-configuration`
+    /// (OpenID Connect Discovery), fetched from `jwks_service`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// The granted service (`callouts:`) that is the identity provider.
+    pub jwks_service: Option<String>,
+    /// Key lifetime when the provider's answer states none (default 300).
+    pub jwks_cache_seconds: Option<u64>,
+    /// Shortest key lifetime, whatever the answer says (default 60).
+    pub jwks_cache_min_seconds: Option<u64>,
+    /// Longest key lifetime, whatever the answer says (default 86400).
+    pub jwks_cache_max_seconds: Option<u64>,
+    /// How old the last good keys may get while the provider cannot answer
+    /// (default 3600).
+    pub jwks_max_stale_seconds: Option<u64>,
+    /// Least time between refreshes forced by tokens with an unknown `kid`
+    /// (default 30).
+    pub jwks_rediscovery_seconds: Option<u64>,
     /// Where the token comes from (default: `Authorization: Bearer`).
     #[serde(default)]
     pub token: TokenSource,

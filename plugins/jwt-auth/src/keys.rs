@@ -66,6 +66,28 @@ pub fn from_jwks(text: &str) -> Result<Vec<Key>, String> {
     Ok(out)
 }
 
+/// Keys that can change while the plugin runs: a file, or the provider's.
+pub enum KeySource {
+    /// `jwks_file`.
+    File(JwksFile),
+    /// `jwks_uri` or `discovery`.
+    Remote(crate::remote::RemoteJwks),
+}
+
+impl KeySource {
+    /// The current keys; `force` after an unknown `kid`. `Err` only when a
+    /// provider's keys cannot be had and none are young enough to keep.
+    pub fn keys(
+        &self,
+        force: bool,
+    ) -> Result<std::sync::Arc<Vec<Key>>, crate::remote::Unavailable> {
+        match self {
+            Self::File(f) => Ok(f.keys(force)),
+            Self::Remote(r) => r.keys(force),
+        }
+    }
+}
+
 /// A JWKS file and what was last read from it.
 pub struct JwksFile {
     path: String,

@@ -9,6 +9,7 @@ mod claims;
 mod config;
 mod crypto;
 mod keys;
+mod remote;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use config::{ClaimNames, Config, TokenSource};
 use gatehouse_plugin_sdk::params::{cookie, cookie_without, query_param, query_without};
 use gatehouse_plugin_sdk::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use keys::{JwksFile, Key};
+use keys::{JwksFile, Key, KeySource};
 use verify::{Failure, Verifier};
 
 /// Verified tokens remembered per instance (Envoy's default size).
@@ -88,19 +89,14 @@ impl Plugin for JwtAuth {
         if let Some(doc) = &c.jwks {
             keys.extend(keys::from_jwks(&doc.to_string())?);
         }
-        let refresh = Duration::from_secs(c.jwks_refresh_seconds.unwrap_or(5));
-        let file = c
-            .jwks_file
-            .as_deref()
-            .map(|p| JwksFile::open(p, refresh))
-            .transpose()?;
-        if keys.is_empty() && file.is_none() {
+        let source = source(&c)?;
+        if keys.is_empty() && source.is_none() {
             return Err(
-                "no keys: set `secret`, `public_key`, `keys`, `jwks` or `jwks_file`".into(),
+                "no keys: set `secret`, `public_key`, `keys`, `jwks`, `jwks_file`, `jwks_uri` or `discovery`".into(),
             );
         }
         for alg in &algorithms {
-            let usable = keys.iter().any(|k| k.key.family() == alg.family()) || file.is_some();
+            let usable = keys.iter().any(|k| k.key.family() == alg.family()) || source.is_some();
             if !usable {
                 return Err(format!(
                     "algorithm {alg:?} is allowed but no key of its family is configured"
@@ -139,7 +135,7 @@ impl Plugin for JwtAuth {
             verifier: Verifier {
                 algorithms,
                 keys,
-                file,
+                source,
                 validation,
                 max_token_bytes: c.max_token_bytes.unwrap_or(8192),
             },
@@ -160,14 +156,15 @@ impl Plugin for JwtAuth {
             return unauthorized(ctx, &Failure::Missing);
         };
         let now = jsonwebtoken::get_current_timestamp();
-        let file_keys = self.verifier.file.as_ref().map(|f| f.keys(false));
-        let cached = self
-            .cache
-            .with_hit(&token, now, file_keys.as_ref(), |attrs| {
-                self.apply(ctx, req, attrs)
-            });
+        let current = match self.verifier.current() {
+            Ok(k) => k,
+            Err(f) => return unauthorized(ctx, &f),
+        };
+        let cached = self.cache.with_hit(&token, now, current.as_ref(), |attrs| {
+            self.apply(ctx, req, attrs)
+        });
         if !cached {
-            let claims = match self.verifier.verify(&token) {
+            let claims = match self.verifier.verify(&token, current.as_ref()) {
                 Ok(c) => c,
                 Err(f) => return unauthorized(ctx, &f),
             };
@@ -256,6 +253,49 @@ fn bearer(v: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// The keys that may change while running: `jwks_file`, or the provider's
+/// (`jwks_uri` or `discovery`, through `jwks_service`).
+fn source(c: &Config) -> Result<Option<KeySource>, String> {
+    let remote = c.jwks_uri.is_some() || c.discovery;
+    if c.jwks_file.is_some() && remote {
+        return Err("set `jwks_file` or a provider (`jwks_uri`, `discovery`), not both".into());
+    }
+    if let Some(path) = &c.jwks_file {
+        let refresh = Duration::from_secs(c.jwks_refresh_seconds.unwrap_or(5));
+        return JwksFile::open(path, refresh).map(|f| Some(KeySource::File(f)));
+    }
+    if !remote {
+        return Ok(None);
+    }
+    let Some(service) = c.jwks_service.clone() else {
+        return Err("`jwks_uri` and `discovery` need `jwks_service`: the service (granted in `callouts`) that is the provider".into());
+    };
+    let location = match (&c.jwks_uri, c.discovery) {
+        (Some(_), true) => return Err("set `jwks_uri` or `discovery`, not both".into()),
+        (Some(uri), false) => remote::Location::Jwks(remote::path_of(uri)),
+        (None, _) => match &c.issuer {
+            Some(config::OneOrMany::One(issuer)) => remote::Location::Discover {
+                issuer: issuer.clone(),
+            },
+            _ => return Err("`discovery` needs `issuer`, one value: the issuer whose discovery document names the keys".into()),
+        },
+    };
+    let secs = |v: Option<u64>, default: u64| v.unwrap_or(default).saturating_mul(1000);
+    let settings = remote::Settings {
+        service,
+        location,
+        default_ms: secs(c.jwks_cache_seconds, 300),
+        min_ms: secs(c.jwks_cache_min_seconds, 60),
+        max_ms: secs(c.jwks_cache_max_seconds, 86_400),
+        max_stale_ms: secs(c.jwks_max_stale_seconds, 3_600),
+        rediscovery_ms: secs(c.jwks_rediscovery_seconds, 30),
+    };
+    if settings.min_ms > settings.max_ms {
+        return Err("`jwks_cache_min_seconds` is above `jwks_cache_max_seconds`".into());
+    }
+    Ok(Some(KeySource::Remote(remote::RemoteJwks::new(settings))))
+}
+
 fn secret_key(kid: Option<String>, secret: &str) -> Result<Key, String> {
     if secret.len() < 32 {
         return Err("an HMAC `secret` must be at least 32 bytes".into());
@@ -270,6 +310,10 @@ fn secret_key(kid: Option<String>, secret: &str) -> Result<Key, String> {
 /// 401 with RFC 6750 `WWW-Authenticate`: bare `Bearer` when no token was sent.
 fn unauthorized(ctx: &Context, failure: &Failure) -> Action {
     let rid = ctx.request_id();
+    if *failure == Failure::KeysUnavailable {
+        let body = serde_json::json!({ "error": "temporarily_unavailable", "error_description": failure.description(), "request_id": rid });
+        return Response::json(503, &body).header("retry-after", "1").into();
+    }
     let (challenge, body) = match failure {
         Failure::Missing => (
             "Bearer".to_string(),

@@ -8,7 +8,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode};
 use serde_json::{Map, Value};
 
-use crate::keys::{JwksFile, Key, fits};
+use std::sync::Arc;
+
+use crate::keys::{Key, KeySource, fits};
 
 /// Why a token was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +28,9 @@ pub enum Failure {
     UnsupportedCritical,
     /// `kid` names no configured key.
     UnknownKid,
+    /// The provider's keys cannot be fetched and none are young enough to
+    /// keep using (answered 503, not 401: the token may be fine).
+    KeysUnavailable,
     /// No configured key of the token's algorithm family.
     NoKey,
     /// The signature does not verify.
@@ -54,6 +59,7 @@ impl Failure {
             Self::AlgorithmNotAllowed => "algorithm not allowed".into(),
             Self::UnsupportedCritical => "unsupported critical header".into(),
             Self::UnknownKid => "unknown key id".into(),
+            Self::KeysUnavailable => "signing keys unavailable".into(),
             Self::NoKey => "no key for this algorithm".into(),
             Self::BadSignature => "invalid signature".into(),
             Self::Expired => "token expired".into(),
@@ -79,8 +85,8 @@ pub struct Verifier {
     pub algorithms: Vec<Algorithm>,
     /// Keys from `secret`, `public_key`, `keys` and `jwks`.
     pub keys: Vec<Key>,
-    /// Keys from `jwks_file`.
-    pub file: Option<JwksFile>,
+    /// Keys from `jwks_file`, `jwks_uri` or `discovery`.
+    pub source: Option<KeySource>,
     /// Issuer, audience, leeway, required claims (algorithms set per token).
     pub validation: Validation,
     /// Largest token accepted.
@@ -88,8 +94,22 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Map<String, Value>, Failure> {
+    /// The source's current keys (`None` without a source).
+    pub fn current(&self) -> Result<Option<Arc<Vec<Key>>>, Failure> {
+        self.source
+            .as_ref()
+            .map(|s| s.keys(false))
+            .transpose()
+            .map_err(|_| Failure::KeysUnavailable)
+    }
+
+    /// Verifies `token` with the configured keys and `current` ones from the
+    /// source, and returns its claims.
+    pub fn verify(
+        &self,
+        token: &str,
+        current: Option<&Arc<Vec<Key>>>,
+    ) -> Result<Map<String, Value>, Failure> {
         if token.len() > self.max_token_bytes {
             return Err(Failure::TooLarge);
         }
@@ -125,12 +145,14 @@ impl Verifier {
 
         let mut validation = self.validation.clone();
         validation.algorithms = vec![alg];
-        let file_keys = self.file.as_ref().map(|f| f.keys(false));
-        match self.try_keys(token, alg, kid, &validation, file_keys.as_deref()) {
-            // A kid we do not know may be a key just added to the JWKS file.
-            Err(Failure::UnknownKid) if self.file.is_some() => {
-                let fresh = self.file.as_ref().map(|f| f.keys(true));
-                self.try_keys(token, alg, kid, &validation, fresh.as_deref())
+        match self.try_keys(token, alg, kid, &validation, current.map(|k| &**k)) {
+            // A kid we do not know may be a key just added to the source.
+            Err(Failure::UnknownKid) if self.source.is_some() => {
+                let fresh = self.source.as_ref().map(|s| s.keys(true));
+                match fresh {
+                    Some(Ok(keys)) => self.try_keys(token, alg, kid, &validation, Some(&keys)),
+                    _ => Err(Failure::UnknownKid),
+                }
             }
             other => other,
         }

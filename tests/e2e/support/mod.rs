@@ -7,6 +7,7 @@
 pub mod client;
 pub mod examples;
 pub mod gateway;
+pub mod idp;
 pub mod load;
 pub mod plugins;
 pub mod process;
@@ -19,6 +20,7 @@ pub mod ws;
 pub use client::{get, request};
 pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
+pub use idp::Idp;
 pub use load::Load;
 pub use plugins::{plugin_path, precompile};
 pub use process::GatewayProcess;

@@ -37,6 +37,8 @@ pub enum Behavior {
     /// 2 s; another token → 403 with `www-authenticate`, `x-internal` and a
     /// JSON body; no `authorization` → 401.
     Authz,
+    /// An OpenID Connect provider (see [`super::idp`]).
+    Idp(Arc<super::idp::Idp>),
     /// 200 with this `Content-Type`, `Content-Encoding` (when not empty) and body.
     Fixed {
         content_type: &'static str,
@@ -339,6 +341,14 @@ impl Ctx {
                 r
             }
             Behavior::Authz => authorize(&rec).await,
+            Behavior::Idp(idp) => {
+                let (status, headers, body) = idp.answer(&rec);
+                let mut b = Response::builder().status(status);
+                for (name, value) in headers {
+                    b = b.header(name, value);
+                }
+                b.body(full(body)).unwrap()
+            }
             Behavior::Echo | Behavior::Drain | Behavior::ResetMidResponse => self.echo(&rec),
         }
     }

@@ -79,6 +79,11 @@ pub(super) fn plugin_state(raw: Option<&RawPluginState>, errs: &mut Errors) -> P
         rate_limit_keys: bound(r.rate_limit_keys, d.rate_limit_keys, "rate_limit_keys"),
         kv_keys: bound(r.kv_keys, d.kv_keys, "kv_keys"),
         kv_bytes: bound(r.kv_bytes, d.kv_bytes, "kv_bytes"),
+        callout_cache_bytes: bound(
+            r.callout_cache_bytes,
+            d.callout_cache_bytes,
+            "callout_cache_bytes",
+        ),
     }
 }
 

@@ -280,6 +280,7 @@ pub(super) fn attachments(
                     .callout_total_timeout
                     .map_or(DEFAULT_CALLOUT_TOTAL_TIMEOUT, |d| d.0),
                 callout_max_body: a.callout_max_body_bytes.unwrap_or(DEFAULT_CALLOUT_MAX_BODY),
+                callout_cache_ttl: a.callout_cache_ttl.map(|d| d.0),
             })
         })
         .collect()
