@@ -1,6 +1,7 @@
 //! `jwt-auth`: verifies a JWT bearer token (HS/RS/PS/ES/EdDSA from an explicit
-//! allow-list; keys inline, as PEM, or as a JWKS inline or in a file that is
-//! re-read when it changes), maps its claims to request attributes and upstream
+//! allow-list; keys inline, as PEM, as a JWKS inline or in a file that is
+//! re-read when it changes, or from the identity provider through a callout,
+//! see `remote`), maps its claims to request attributes and upstream
 //! headers, and answers 401 with an RFC 6750 `WWW-Authenticate` otherwise.
 //! Public-key signatures are checked by the host in native code (see `crypto`).
 
