@@ -13,6 +13,7 @@ mod callouts;
 mod cli;
 mod ext_authz;
 mod hostile;
+mod introspection;
 mod languages;
 mod lifecycle;
 mod observability;
