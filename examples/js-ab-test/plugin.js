@@ -12,8 +12,15 @@
 //   cookie:              cookie name, default "ab_<experiment>"
 //   max_age:             cookie lifetime in seconds, default 30 days
 //   blocked_user_agents: case-insensitive substrings, default []
+//   variant_service:     a service (granted in the attachment's `callouts`)
+//                        that picks new visitors' variants: GET
+//                        <variant_path>?experiment=<name> answers a variant
+//                        name as text; no answer (or an unknown name) falls
+//                        back to the hash. Default: none, the hash only.
+//   variant_path:        default "/variant"
 
 import { counterAdd } from 'gatehouse:plugin/host@0.1.0';
+import { send } from 'gatehouse:plugin/callout@0.1.0';
 
 let settings;
 
@@ -43,6 +50,8 @@ export function init(config) {
     cookie: c.cookie ?? `ab_${c.experiment}`,
     maxAge: c.max_age ?? 30 * 24 * 3600,
     blocked: blocked.map((b) => b.toLowerCase()),
+    variantService: c.variant_service,
+    variantPath: c.variant_path ?? '/variant',
   };
   // Ask for the response hook: it sets the cookie for newly assigned visitors.
   return { responseHeaders: true };
@@ -67,6 +76,29 @@ function bucket(id, n) {
   return h % n;
 }
 
+// A new visitor's variant: the variant service's choice when configured and
+// it answers in time, else the hash.
+function assign(ctx) {
+  if (settings.variantService) {
+    try {
+      // A callout is a plain call: the gateway waits for the network, not a thread.
+      const answer = send({
+        service: settings.variantService,
+        method: 'GET',
+        path: `${settings.variantPath}?experiment=${settings.experiment}`,
+        headers: [],
+        body: new Uint8Array(),
+        timeoutMs: 200,
+      });
+      const chosen = text(answer.body).trim();
+      if (answer.status === 200 && settings.variants.includes(chosen)) return chosen;
+    } catch (e) {
+      // Down, slow or not granted (the error is in e.payload): use the hash.
+    }
+  }
+  return settings.variants[bucket(ctx.requestId(), settings.variants.length)];
+}
+
 function forbidden(ctx) {
   const body = JSON.stringify({ error: 'blocked_user_agent', request_id: ctx.requestId() });
   return {
@@ -83,7 +115,7 @@ export function onRequest(ctx, req) {
   }
   let variant = cookieValue(req.header('cookie'), settings.cookie);
   if (!settings.variants.includes(variant)) {
-    variant = settings.variants[bucket(ctx.requestId(), settings.variants.length)];
+    variant = assign(ctx);
     ctx.setAttribute('experiment.assigned', variant);
     // A Prometheus counter per variant: gatehouse_plugin_counter_total{name="assigned_A"}.
     counterAdd(`assigned_${variant}`, 1n);

@@ -45,6 +45,52 @@ fn ab_config() -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_plugin_asks_a_service_through_a_callout() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let flags = Upstream::start(
+        "flags",
+        Behavior::Fixed {
+            content_type: "text/plain",
+            encoding: "",
+            body: b"Z",
+        },
+    )
+    .await;
+    let attachment = json!({
+        "name": "p", "timeout": "100ms", "callouts": ["flags"],
+        "config": { "experiment": "checkout", "variants": ["A", "B", "Z"], "variant_service": "flags" },
+    });
+    let mut yaml = json_routes(&up, "", &[("r", "/*", vec![attachment])]);
+    yaml = yaml.replace(
+        "services:\n",
+        &format!(
+            "services:\n  - name: flags\n    instances: [{{ url: \"{}\" }}]\n",
+            flags.url()
+        ),
+    );
+    let wasm = example_plugin("js-ab-test");
+    let gw = TestGateway::start_with_plugins(&yaml, &[("p", &wasm)]).await;
+    // Six new visitors: the hash alone would put all six in Z once in 729.
+    for _ in 0..6 {
+        assert_eq!(get(&gw.url("/page")).await.status, 200);
+        assert_eq!(header(&up.last(), "x-experiment"), Some("checkout=Z"));
+    }
+    assert_eq!(flags.hits(), 6);
+    assert_eq!(flags.last().uri, "/variant?experiment=checkout");
+    // The service down: the plugin falls back to the hash, the request passes.
+    flags.kill();
+    assert_eq!(get(&gw.url("/page")).await.status, 200);
+    let v = header(&up.last(), "x-experiment")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ["checkout=A", "checkout=B", "checkout=Z"].contains(&v.as_str()),
+        "{v}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_plugin_assigns_keeps_and_blocks() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let gw = start_example(&up, "js-ab-test", ab_config()).await;
