@@ -141,3 +141,42 @@ async fn wrong_client_credentials_are_the_providers_refusal_not_a_pass() {
     assert_eq!(app.hits(), 0);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_from_one_provider_is_not_used_for_another() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let (one, idp_one) = Idp::start().await;
+    let (two, _idp_two) = Idp::start().await;
+    idp_one.activate("opaque-5", json!({ "sub": "erin" }));
+    let route = |id: &str, svc: &str| {
+        format!(
+            "  - id: {id}\n    match: {{ path: /{id} }}\n    upstream: app\n    plugins:\n      - {{ name: oauth2-introspection, callouts: [{svc}], config: {{ service: {svc}, introspection_path: \"{}\", client_id: {}, client_secret: {} }} }}\n",
+            idp::INTROSPECT,
+            CLIENT.0,
+            CLIENT.1
+        )
+    };
+    let yaml = format!(
+        "services:\n  - name: app\n    instances: [{{ url: \"{}\" }}]\n  - name: one\n    instances: [{{ url: \"{}\" }}]\n  - name: two\n    instances: [{{ url: \"{}\" }}]\nroutes:\n{}{}",
+        app.url(),
+        one.url(),
+        two.url(),
+        route("a", "one"),
+        route("b", "two"),
+    );
+    let p = plugin_path("oauth2-introspection");
+    let gw = TestGateway::start_with_plugins(&yaml, &[("oauth2-introspection", &p)]).await;
+    let auth = [("authorization", "Bearer opaque-5")];
+    assert_eq!(
+        request(Method::GET, &gw.url("/a"), &auth, "").await.status,
+        200
+    );
+    // Provider one's verdict is in the plugin's store; route b asks its own.
+    assert_eq!(
+        request(Method::GET, &gw.url("/b"), &auth, "").await.status,
+        401
+    );
+    assert_eq!((one.hits(), two.hits()), (1, 1));
+    assert_eq!(app.hits(), 1);
+    gw.stop().await;
+}

@@ -6,7 +6,7 @@
 //! RFC 6750 `WWW-Authenticate`.
 //!
 //! Results are kept in the plugin's key-value store, keyed by the SHA-256 of
-//! the token (the token itself is never stored): active ones until
+//! the provider and the token (the token itself is never stored): active ones until
 //! `min(exp, cache_seconds)`, inactive ones for `negative_cache_seconds`, so
 //! the provider is asked once per token, not once per request. When the
 //! provider cannot answer, `status_on_error` (503) unless `failure_mode_allow`.
@@ -116,10 +116,15 @@ impl Plugin for Introspection {
         let Some(token) = req.header_str("authorization").and_then(|v| bearer(&v)) else {
             return challenge(ctx, 401, "Bearer", "unauthorized", "missing token");
         };
-        let key = format!(
-            "introspection:{}",
-            hex::encode(Sha256::digest(token.as_bytes()))
-        );
+        // Per provider: the kv store is shared by every attachment of the
+        // plugin, and a token active at one provider means nothing at another.
+        let mut hash = Sha256::new();
+        hash.update(self.c.service.as_bytes());
+        hash.update([0]);
+        hash.update(self.path.as_bytes());
+        hash.update([0]);
+        hash.update(token.as_bytes());
+        let key = format!("introspection:{}", hex::encode(hash.finalize()));
         let verdict = match host::kv_get(&key).and_then(|v| remembered(&v)) {
             Some(v) => v,
             None => match self.ask(&token) {
