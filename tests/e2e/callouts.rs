@@ -302,3 +302,31 @@ async fn a_zero_cache_ttl_switches_the_cache_off() {
     assert_eq!(idp.hits(), 3, "every request asked the service");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_callout_adds_to_a_request_is_measured() {
+    // Measured, not asserted: the median of a proxied request with and
+    // without one callout to an echoing service, one after another.
+    let (_app, idp, gw) = start(
+        Behavior::Echo,
+        "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/userinfo\"] }",
+    )
+    .await;
+    let mut median = async |path: &str| {
+        let mut took = Vec::with_capacity(40);
+        for _ in 0..40 {
+            let started = Instant::now();
+            assert_eq!(get(&gw.url(path)).await.status, 200);
+            took.push(started.elapsed());
+        }
+        took.sort();
+        took[20]
+    };
+    let plain = median("/plain").await;
+    let with_callout = median("/r").await;
+    assert_eq!(idp.hits(), 40, "every /r request called out");
+    eprintln!(
+        "callouts: median request {plain:?} plain, {with_callout:?} with one callout (debug build, loopback)"
+    );
+    gw.stop().await;
+}
