@@ -330,3 +330,44 @@ async fn what_one_callout_adds_to_a_request_is_measured() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_continues_the_requests_trace_in_a_span_of_its_own() {
+    let app = Upstream::start("app", Behavior::Echo).await;
+    let idp = Upstream::start("idp", Behavior::Echo).await;
+    let (otlp, _spans) = crate::observability::otlp_receiver().await;
+    let yaml = format!(
+        "tracing: {{ otlp_endpoint: \"http://{otlp}/v1/traces\", flush_interval: 100ms }}\n{}",
+        config(
+            &app,
+            &idp,
+            "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/userinfo\"] }",
+        )
+    );
+    let kit = plugin_path("testkit");
+    let gw = TestGateway::start_with_plugins(&yaml, &[("testkit", &kit)]).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let tp = format!("00-{trace}-00f067aa0ba902b7-01");
+    let r = request(Method::GET, &gw.url("/r"), &[("traceparent", &tp)], "").await;
+    assert_eq!(r.status, 200);
+    let part = |u: &Upstream, i: usize| {
+        let tp = u.last().headers["traceparent"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        tp.split('-').nth(i).unwrap().to_string()
+    };
+    assert_eq!(part(&idp, 1), trace, "the callout is in the client's trace");
+    assert_eq!(part(&app, 1), trace);
+    assert_ne!(
+        part(&idp, 2),
+        part(&app, 2),
+        "the callout and the proxied request are different spans"
+    );
+    assert_ne!(
+        part(&idp, 2),
+        "00f067aa0ba902b7",
+        "a child, not the client's span"
+    );
+    gw.stop().await;
+}

@@ -220,7 +220,7 @@ async fn the_access_log_has_one_json_line_per_request() {
 }
 
 /// A real OTLP/HTTP endpoint: keeps every JSON export request it receives.
-async fn otlp_receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<Value>>>) {
+pub async fn otlp_receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
