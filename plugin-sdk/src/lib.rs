@@ -58,6 +58,23 @@ pub mod host {
     };
 }
 
+/// The attribute → upstream header map of an authentication plugin
+/// (`upstream_headers` in its config; default `consumer` →
+/// `x-consumer-id`), with every header declared as an identity header, so
+/// that the gateway strips it from every client request on every route.
+/// Call from `new` (`init`).
+pub fn identity_headers(
+    configured: Option<&std::collections::BTreeMap<String, String>>,
+) -> std::collections::BTreeMap<String, String> {
+    let map = configured.cloned().unwrap_or_else(|| {
+        std::collections::BTreeMap::from([("consumer".into(), "x-consumer-id".into())])
+    });
+    for header in map.values() {
+        host::identity_header(header);
+    }
+    map
+}
+
 /// HTTP calls to the services the attachment is granted (`callouts:` in the
 /// config). A call is an ordinary function call: the plugin waits for the
 /// answer while the gateway, not a thread, waits for the network.

@@ -16,14 +16,7 @@ async fn start(users: Behavior, recs: Behavior, user_part: &str) -> (Vec<Upstrea
     let users = Upstream::start("users", users).await;
     let orders = Upstream::start("orders", Behavior::Delay(Duration::from_millis(300))).await;
     let recs = Upstream::start("recs", recs).await;
-    let mut yaml = String::from("services:\n");
-    for u in [&app, &users, &orders, &recs] {
-        yaml.push_str(&format!(
-            "  - name: {}\n    instances: [{{ url: \"{}\" }}]\n",
-            u.name,
-            u.url()
-        ));
-    }
+    let mut yaml = services_yaml(&[&app, &users, &orders, &recs]);
     yaml.push_str(&format!(
         "routes:\n  - id: bff\n    match: {{ path: \"/bff/{{id}}\" }}\n    upstream: app\n    plugins:\n      - {{ name: aggregate, callouts: [users, orders, recs], config: {{ forward_headers: [authorization], parts: [{{ key: user, service: users, path: \"/users/{{id}}\"{user_part} }}, {{ key: orders, service: orders, path: \"/orders?user={{id}}\" }}, {{ key: recs, service: recs, path: \"/recs/{{id}}\", required: false }}] }} }}\n"
     ));

@@ -312,7 +312,7 @@ async fn what_one_callout_adds_to_a_request_is_measured() {
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/userinfo\"] }",
     )
     .await;
-    let mut median = async |path: &str| {
+    let median = async |path: &str| {
         let mut took = Vec::with_capacity(40);
         for _ in 0..40 {
             let started = Instant::now();

@@ -13,9 +13,8 @@ async fn start(extra: &str) -> (Upstream, Upstream, std::sync::Arc<Idp>, TestGat
     let app = Upstream::start("app", Behavior::Echo).await;
     let (up, state) = Idp::start().await;
     let yaml = format!(
-        "services:\n  - name: app\n    instances: [{{ url: \"{}\" }}]\n  - name: idp\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: oauth2-introspection, callouts: [idp], config: {{ service: idp, introspection_path: \"{}\", client_id: {}, client_secret: {}{extra} }} }}\n",
-        app.url(),
-        up.url(),
+        "{}routes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: oauth2-introspection, callouts: [idp], config: {{ service: idp, introspection_path: \"{}\", client_id: {}, client_secret: {}{extra} }} }}\n",
+        services_yaml(&[&app, &up]),
         idp::INTROSPECT,
         CLIENT.0,
         CLIENT.1,
@@ -129,9 +128,8 @@ async fn wrong_client_credentials_are_the_providers_refusal_not_a_pass() {
     let (up, idp) = Idp::start().await;
     idp.activate("opaque-4", json!({ "sub": "dave" }));
     let yaml = format!(
-        "services:\n  - name: app\n    instances: [{{ url: \"{}\" }}]\n  - name: idp\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: oauth2-introspection, callouts: [idp], config: {{ service: idp, introspection_path: \"{}\", client_id: gateway, client_secret: wrong }} }}\n",
-        app.url(),
-        up.url(),
+        "{}routes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: oauth2-introspection, callouts: [idp], config: {{ service: idp, introspection_path: \"{}\", client_id: gateway, client_secret: wrong }} }}\n",
+        services_yaml(&[&app, &up]),
         idp::INTROSPECT,
     );
     let p = plugin_path("oauth2-introspection");

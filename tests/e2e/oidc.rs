@@ -17,9 +17,8 @@ async fn start(keys: &str) -> (Upstream, Upstream, std::sync::Arc<Idp>, TestGate
     let app = Upstream::start("app", Behavior::Echo).await;
     let (up, state) = Idp::start().await;
     let yaml = format!(
-        "services:\n  - name: app\n    instances: [{{ url: \"{}\" }}]\n  - name: idp\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: jwt-auth, callouts: [idp], config: {{ algorithms: [EdDSA], issuer: \"{}\", jwks_service: idp, {keys} }} }}\n",
-        app.url(),
-        up.url(),
+        "{}routes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: app\n    plugins:\n      - {{ name: jwt-auth, callouts: [idp], config: {{ algorithms: [EdDSA], issuer: \"{}\", jwks_service: idp, {keys} }} }}\n",
+        services_yaml(&[&app, &up]),
         state.issuer(),
     );
     let jwt = plugin_path("jwt-auth");

@@ -124,14 +124,7 @@ impl Plugin for JwtAuth {
             .clone()
             .unwrap_or_else(|| vec!["exp".into()]);
         validation.set_required_spec_claims(&required);
-        let upstream_headers = c
-            .upstream_headers
-            .clone()
-            .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())]));
-        // The gateway strips these from every request on every route.
-        for header in upstream_headers.values() {
-            host::identity_header(header);
-        }
+        let upstream_headers = identity_headers(c.upstream_headers.as_ref());
         Ok(JwtAuth {
             verifier: Verifier {
                 algorithms,

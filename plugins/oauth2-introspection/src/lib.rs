@@ -92,13 +92,7 @@ impl Plugin for Introspection {
         if !path.starts_with('/') {
             return Err("`introspection_path` must be a path (`/introspect`) or a URL".into());
         }
-        let upstream_headers = c
-            .upstream_headers
-            .clone()
-            .unwrap_or_else(|| BTreeMap::from([("consumer".into(), "x-consumer-id".into())]));
-        for header in upstream_headers.values() {
-            host::identity_header(header);
-        }
+        let upstream_headers = identity_headers(c.upstream_headers.as_ref());
         // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
         let pair = format!("{}:{}", form(&c.client_id), form(&c.client_secret));
         Ok(Self {

@@ -41,6 +41,19 @@ pub async fn eventually(timeout: std::time::Duration, mut f: impl AsyncFnMut() -
     }
 }
 
+/// `services:` with one service per upstream, named as the upstream.
+pub fn services_yaml(ups: &[&Upstream]) -> String {
+    let mut yaml = String::from("services:\n");
+    for u in ups {
+        yaml.push_str(&format!(
+            "  - name: {}\n    instances: [{{ url: \"{}\" }}]\n",
+            u.name,
+            u.url()
+        ));
+    }
+    yaml
+}
+
 /// A config with one catch-all route to `up` through the plugin named `tag`.
 pub fn tagged_route(up: &Upstream) -> String {
     format!(
