@@ -217,7 +217,7 @@ async fn a_callout_to_a_dead_service_is_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_callout_does_not_stall_other_requests() {
-    let (_app, idp, gw) = start(
+    let (app, idp, gw) = start(
         Behavior::Delay(Duration::from_millis(1500)),
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/slow\"] }",
     )
@@ -368,6 +368,49 @@ async fn a_callout_continues_the_requests_trace_in_a_span_of_its_own() {
         part(&idp, 2),
         "00f067aa0ba902b7",
         "a child, not the client's span"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_callout_frees_the_instance() {
+    // One instance only: if the dropped request kept it until its callout
+    // ended, the next request would find none (503 plugin_busy).
+    let (app, idp, gw) = start(
+        Behavior::Delay(Duration::from_millis(1500)),
+        "max_instances: 1, callouts: [idp], callout_timeout: 3s, config: { mode: callout, service: idp, paths: [\"/slow\"] }",
+    )
+    .await;
+    let addr = gw
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut client = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /r HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("send");
+    assert!(
+        eventually(Duration::from_secs(2), async || idp.hits() == 1).await,
+        "the first callout is in flight"
+    );
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let r = get(&gw.url("/r")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(idp.hits(), 2, "the second request made its own callout");
+    assert_eq!(app.last().headers["x-callout-status"], "200");
+    assert_eq!(
+        app.hits(),
+        1,
+        "the dropped request never reached the upstream"
+    );
+    eprintln!(
+        "callouts: after a client left mid-callout the next request was answered in {:?}",
+        started.elapsed()
     );
     gw.stop().await;
 }
