@@ -217,7 +217,7 @@ async fn a_callout_to_a_dead_service_is_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_callout_does_not_stall_other_requests() {
-    let (app, idp, gw) = start(
+    let (_app, idp, gw) = start(
         Behavior::Delay(Duration::from_millis(1500)),
         "callouts: [idp], config: { mode: callout, service: idp, paths: [\"/slow\"] }",
     )
