@@ -154,12 +154,7 @@ impl Scope {
         r: Request,
         learned: &mut Upstreamed,
     ) -> Result<Answer, Error> {
-        // A GET with a body (rare, but some search APIs) is not cached: the
-        // key does not cover bodies.
-        let ask = match r.body.is_empty() {
-            true => self.grants.cache.ask(&service.name, &head),
-            false => None,
-        };
+        let ask = self.grants.cache.ask(&service.name, &head, &r.body);
         if let Some(hit) = ask.as_ref().and_then(|a| self.grants.cache.get(a)) {
             return Ok(Answer::Cached(hit));
         }

@@ -41,10 +41,11 @@ impl AnswerCache {
         Self { store, ttl }
     }
 
-    /// How the callout `head` to `service` uses the cache, or `None` when it
-    /// cannot (not a `GET`, caching switched off, `no-store`).
-    pub(super) fn ask(&self, service: &str, head: &RequestHead) -> Option<Ask> {
-        if head.method != Method::GET || self.ttl.is_some_and(|t| t.is_zero()) {
+    /// How the callout `head` (with `body`) to `service` uses the cache, or
+    /// `None` when it cannot (not a `GET`, a `GET` with a body, which the key
+    /// does not cover, caching switched off, `no-store`).
+    pub(super) fn ask(&self, service: &str, head: &RequestHead, body: &[u8]) -> Option<Ask> {
+        if head.method != Method::GET || !body.is_empty() || self.ttl.is_some_and(|t| t.is_zero()) {
             return None;
         }
         let cc = Directives::of(&head.headers);
@@ -336,7 +337,7 @@ mod tests {
     #[test]
     fn the_key_covers_service_path_and_headers_but_not_cache_control() {
         let cache = AnswerCache::new(Arc::new(Kv::default()), None);
-        let key = |s: &str, h: &RequestHead| cache.ask(s, h).expect("cacheable").key;
+        let key = |s: &str, h: &RequestHead| cache.ask(s, h, b"").expect("cacheable").key;
         let plain = key("idp", &get("/jwks", &[("accept", "application/json")]));
         assert_eq!(
             plain,
@@ -364,24 +365,25 @@ mod tests {
             key("idp", &get("/jwks", &[("accept", "text/plain")]))
         );
         let refresh = cache
-            .ask("idp", &get("/jwks", &[("cache-control", "no-cache")]))
+            .ask("idp", &get("/jwks", &[("cache-control", "no-cache")]), b"")
             .expect("stores");
         assert!(!refresh.lookup);
         assert!(
             cache
-                .ask("idp", &get("/jwks", &[("cache-control", "no-store")]))
+                .ask("idp", &get("/jwks", &[("cache-control", "no-store")]), b"")
                 .is_none()
         );
         let mut post = get("/jwks", &[]);
         post.method = Method::POST;
-        assert!(cache.ask("idp", &post).is_none());
+        assert!(cache.ask("idp", &post, b"").is_none());
+        assert!(cache.ask("idp", &get("/search", &[]), b"{}").is_none());
     }
 
     #[test]
     fn a_kept_answer_is_served_until_it_expires() {
         let cache = AnswerCache::new(Arc::new(Kv::default()), Some(Duration::from_millis(50)));
         let head = get("/jwks", &[]);
-        let ask = || cache.ask("idp", &head).expect("cacheable");
+        let ask = || cache.ask("idp", &head, b"").expect("cacheable");
         assert!(cache.get(&ask()).is_none());
         cache.put(ask(), &answer(200, &[]));
         assert_eq!(cache.get(&ask()).expect("hit").status, 200);
