@@ -6,6 +6,7 @@
 mod collections;
 mod consumers;
 mod exposition;
+mod fleet;
 mod handlers;
 mod metrics;
 mod redact;
@@ -149,13 +150,17 @@ async fn serve(
             "this token is read-only",
         )
     } else {
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        let limit = match (&method, segments.as_slice()) {
+            (&Method::PUT, ["plugins", _]) => fleet::MAX_PLUGIN,
+            _ => MAX_BODY,
+        };
+        let body = match Limited::new(req.into_body(), limit).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
                 return finish(Reply::error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    "body over 1 MiB",
+                    format!("body over {} MiB", limit >> 20),
                 ));
             }
         };

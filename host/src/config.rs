@@ -34,8 +34,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Parses and validates config `text`; `path` names the source in errors and
 /// anchors relative paths (`plugin_dir`, certificate files).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    parse_in(path, path.parent().unwrap_or(Path::new(".")), text)
+}
+
+/// [`parse`] with relative paths anchored at `base` (a fleet node's config
+/// has a name, `etcd:/gatehouse/config`, but no directory).
+pub fn parse_in(path: &Path, base: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let text = env::substitute(text).map_err(|e| ConfigErrors::single(path, e))?;
     let raw = raw::parse(path, &text).map_err(|e| ConfigErrors::single(path, e))?;
-    let base = path.parent().unwrap_or(Path::new("."));
     validate::validate(raw, base).map_err(|errors| ConfigErrors::new(path, errors))
 }

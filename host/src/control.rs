@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use error::{ControlError, ReloadError, SwapError};
+pub use error::{ControlError, ReloadError, SwapError, WriteError};
 
 use crate::config::{self, ConfigErrors, document};
 use crate::data_plane::DataPlane;
+use crate::fleet::{self, Record};
 use crate::plugin::PluginRuntime;
 use crate::snapshot::Snapshot;
 use crate::versions::Versions;
@@ -32,14 +33,28 @@ pub struct Stats {
     pub swaps_failed: AtomicU64,
 }
 
+/// Where the config comes from and where admin writes go.
+pub enum Origin {
+    /// A file: reloaded when it changes; admin writes replace it.
+    File,
+    /// etcd: the fleet's document (with this node's overrides); admin writes
+    /// are transactions there, and every node applies what etcd holds.
+    Fleet(Arc<fleet::Link>),
+}
+
 /// What the control plane owns.
 pub struct ControlPlane {
     /// What it publishes to.
     pub data: Arc<DataPlane>,
     /// The plugin runtime.
     pub runtime: Arc<PluginRuntime>,
-    /// The config file being served.
+    /// The config file being served (in fleet mode, `etcd:{prefix}/config`:
+    /// a name for errors, not a file).
     pub config_path: PathBuf,
+    /// Where the config comes from.
+    pub origin: Origin,
+    /// The directory relative paths in the config are read from.
+    anchor: PathBuf,
     /// Reload and swap counters.
     pub stats: Stats,
     /// Config versions (admin API).
@@ -71,16 +86,55 @@ impl ControlPlane {
             document::parse(&config_path, text).unwrap_or_default(),
             "file",
         );
+        let anchor = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into());
         Self {
             data,
             runtime,
             config_path,
+            origin: Origin::File,
+            anchor,
             stats: Stats::default(),
             versions,
             control: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
             live_hash: Mutex::new(Some(digest(text))),
             plugin_errors: Mutex::default(),
+        }
+    }
+
+    /// The control plane of a fleet node whose snapshot was built from `rec`.
+    pub fn fleet(
+        data: Arc<DataPlane>,
+        runtime: Arc<PluginRuntime>,
+        link: Arc<fleet::Link>,
+        rec: &Record,
+    ) -> Self {
+        let versions = Versions::default();
+        versions.record(rec);
+        let text = link.render(&rec.document);
+        Self {
+            data,
+            runtime,
+            config_path: link.name(),
+            origin: Origin::Fleet(link.clone()),
+            anchor: link.anchor().to_path_buf(),
+            stats: Stats::default(),
+            versions,
+            control: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(None),
+            live_hash: Mutex::new(Some(digest(&text))),
+            plugin_errors: Mutex::default(),
+        }
+    }
+
+    /// The fleet link, in fleet mode.
+    pub fn fleet_link(&self) -> Option<&Arc<fleet::Link>> {
+        match &self.origin {
+            Origin::Fleet(l) => Some(l),
+            Origin::File => None,
         }
     }
 
@@ -146,32 +200,99 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Validates `document` exactly like the file, builds it, writes it to the
-    /// config file (temp file + rename) and makes it live as a new version by
-    /// `author`. On any error nothing changes. Callers hold [`Self::lock_control`].
+    /// Validates `document` exactly like the file, builds it, persists it
+    /// (the config file, temp file + rename; or an etcd transaction on the
+    /// live version) and makes it live as a new version by `author`. On any
+    /// error nothing changes. Callers hold [`Self::lock_control`].
     pub async fn apply_document(
         &self,
         document: &serde_json::Value,
         author: &str,
-    ) -> Result<u64, ConfigErrors> {
-        let text = document::render(&self.config_path, document);
+    ) -> Result<u64, WriteError> {
+        let text = self.render(document);
         let snap = self.build(&text).await?;
-        let path = self.config_path.clone();
-        let written = text.clone();
-        let write = tokio::task::spawn_blocking(move || atomic_write(&path, &written)).await;
-        if let Err(e) = write.map_err(std::io::Error::other).and_then(|r| r) {
-            let err = config::ConfigError::new("", format!("cannot write the config file: {e}"));
-            return Err(ConfigErrors::single(&self.config_path, err));
-        }
-        let n = self.go_live(snap, &text, author);
+        let link = match &self.origin {
+            Origin::File => {
+                let path = self.config_path.clone();
+                let written = text.clone();
+                let write = tokio::task::spawn_blocking(move || {
+                    crate::files::write_atomically(&path, written.as_bytes())
+                })
+                .await;
+                if let Err(e) = write.map_err(std::io::Error::other).and_then(|r| r) {
+                    let err =
+                        config::ConfigError::new("", format!("cannot write the config file: {e}"));
+                    return Err(ConfigErrors::single(&self.config_path, err).into());
+                }
+                let n = self.go_live(snap, &text, author);
+                self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(version = n, author, "config changed through the admin API");
+                return Ok(n);
+            }
+            Origin::Fleet(link) => link,
+        };
+        let base = self.versions.current().map(|v| v.record());
+        let rec = link
+            .store()?
+            .write_config(document.clone(), author, base.as_ref())
+            .await?;
+        self.go_live_record(snap, &text, &rec);
+        link.applied(&rec).await;
         self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(version = n, author, "config changed through the admin API");
-        Ok(n)
+        tracing::info!(version = rec.version, author, "config written to etcd");
+        Ok(rec.version)
+    }
+
+    /// Applies a version read from etcd: built and published like a reload,
+    /// or rejected with the last good one serving. The version already live
+    /// (this node's own write, seen again on the watch) is a no-op.
+    pub async fn apply_record(&self, rec: &Record) -> Result<(), ReloadError> {
+        let _guard = self.control.lock().await;
+        let live = self.versions.current();
+        if live
+            .as_ref()
+            .is_some_and(|v| v.version == rec.version && v.revision == rec.revision)
+        {
+            return Ok(());
+        }
+        let text = self.render(&rec.document);
+        if self.is_live(&text) {
+            // Same document under a new version (a rollback to it, say).
+            self.versions.record(rec);
+        } else {
+            match self.build(&text).await {
+                Ok(snap) => self.go_live_record(snap, &text, rec),
+                Err(e) => {
+                    let e = ReloadError::Rejected(e);
+                    self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    self.record_error(e.clone().into());
+                    if let Some(link) = self.fleet_link() {
+                        link.rejected(rec, &e);
+                    }
+                    return Err(e);
+                }
+            }
+            self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(link) = self.fleet_link() {
+            link.applied(rec).await;
+        }
+        tracing::info!(version = rec.version, author = %rec.author, "config applied from etcd");
+        Ok(())
+    }
+
+    /// The text the document is parsed from: as the file would hold it, or
+    /// in fleet mode the fleet's document with this node's overrides.
+    fn render(&self, document: &serde_json::Value) -> String {
+        match &self.origin {
+            Origin::File => document::render(&self.config_path, document),
+            Origin::Fleet(link) => link.render(document),
+        }
     }
 
     /// Parses, validates and builds `text` (off the request path).
     async fn build(&self, text: &str) -> Result<Snapshot, ConfigErrors> {
-        let cfg = config::parse(&self.config_path, text)?;
+        let cfg = config::parse_in(&self.config_path, &self.anchor, text)?;
         let current = self.snapshot();
         Snapshot::build(cfg, &self.runtime, Some(&current))
             .await
@@ -188,6 +309,13 @@ impl ControlPlane {
         *lock(&self.live_hash) = Some(digest(text));
         let doc = document::parse(&self.config_path, text).unwrap_or_default();
         self.versions.push(doc, author)
+    }
+
+    /// Publishes `snap` and records `rec` (from etcd) as the live version.
+    fn go_live_record(&self, snap: Snapshot, text: &str, rec: &Record) {
+        self.publish(snap);
+        *lock(&self.live_hash) = Some(digest(text));
+        self.versions.record(rec);
     }
 
     /// Publishes `snap` and lets the runtime drop what no snapshot runs.
@@ -244,23 +372,4 @@ impl ControlPlane {
 fn digest(text: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes()).into()
-}
-
-/// Writes `text` to a temporary file beside `path` and renames it over `path`,
-/// so that readers see the old or the new file, never half of one.
-fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("config");
-    let tmp = dir.join(format!(".{name}.{}.tmp", fastrand::u64(..)));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }

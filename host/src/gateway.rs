@@ -1,6 +1,7 @@
 //! The running gateway: builds the first snapshot, binds the listeners, and
 //! starts the data plane (listeners, proxy), the control plane (reload, hot
-//! swap, admin API) and the file watcher.
+//! swap, admin API) and the file watcher, or for a fleet node the etcd
+//! watch and the node registry.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, ConfigErrors};
 use crate::control::ControlPlane;
 use crate::data_plane::DataPlane;
+use crate::fleet::{self, Bootstrap, Link};
 use crate::plugin::{PluginRuntime, RuntimeError};
 use crate::snapshot::Snapshot;
 
@@ -44,6 +46,10 @@ pub enum StartError {
     /// The plugin runtime could not start.
     #[error("plugin runtime: {0}")]
     Runtime(#[from] RuntimeError),
+    /// A fleet node found no config: etcd unreachable and no local copy, or
+    /// nothing pushed yet.
+    #[error("{0}")]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// A running gateway.
@@ -69,6 +75,58 @@ impl Gateway {
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
+        let mut gw = Self::launch(snapshot, runtime, |data, rt| {
+            ControlPlane::new(data, rt, path, &text)
+        })
+        .await?;
+        match crate::reload::watch(gw.shared.clone(), gw.shutdown.subscribe()) {
+            Ok(task) => gw.tasks.push(task),
+            Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),
+        }
+        Ok(gw)
+    }
+
+    /// Starts a fleet node: the config from etcd (or the local copy when etcd
+    /// is down), pushed plugins installed into `plugin_dir`, then the same
+    /// gateway as [`Self::start`], kept on what etcd holds by a watch instead
+    /// of a file watcher, and registered under `{prefix}/nodes/`.
+    pub async fn start_fleet(bootstrap: Bootstrap) -> Result<Self, StartError> {
+        let (link, rec) = Link::open(bootstrap).await?;
+        let name = link.name();
+        let cfg = config::parse_in(&name, link.anchor(), &link.render(&rec.document))?;
+        fleet::sync::install_all(&link, &cfg.plugin_dir).await;
+        let runtime = PluginRuntime::new()?;
+        let snapshot = Snapshot::build(cfg, &runtime, None)
+            .await
+            .map_err(|errors| ConfigErrors::new(&name, errors))?;
+        if !link.status().stale {
+            // The copy a restart falls back on when etcd is down.
+            link.applied(&rec).await;
+        }
+        let fleet_link = link.clone();
+        let mut gw = Self::launch(snapshot, runtime, move |data, rt| {
+            ControlPlane::fleet(data, rt, fleet_link, &rec)
+        })
+        .await?;
+        let rx = gw.shutdown.subscribe();
+        let sync = fleet::sync::run(gw.shared.clone(), link.clone(), rx.clone());
+        gw.tasks.push(tokio::spawn(sync));
+        let addrs = fleet::registry::Addresses {
+            listeners: gw.addrs.clone(),
+            admin: gw.admin_addr,
+        };
+        let registry = fleet::registry::run(gw.shared.clone(), link, addrs, rx);
+        gw.tasks.push(tokio::spawn(registry));
+        Ok(gw)
+    }
+
+    /// Binds the listeners of `snapshot` and starts serving it, with the
+    /// control plane `control` makes.
+    async fn launch(
+        snapshot: Snapshot,
+        runtime: Arc<PluginRuntime>,
+        control: impl FnOnce(Arc<DataPlane>, Arc<PluginRuntime>) -> ControlPlane,
+    ) -> Result<Self, StartError> {
         let listeners = bind_listeners(&snapshot.config.listeners).await?;
         let addrs = listeners
             .iter()
@@ -82,7 +140,7 @@ impl Gateway {
         let telemetry = crate::telemetry::Telemetry::start(&snapshot.config, &metrics)
             .map_err(StartError::AccessLog)?;
         let data = Arc::new(DataPlane::new(snapshot, metrics, telemetry));
-        let shared = Arc::new(ControlPlane::new(data.clone(), runtime, path, &text));
+        let shared = Arc::new(control(data.clone(), runtime));
         let (tx, rx) = watch::channel(false);
         let mut tasks = serve_listeners(listeners, &data, &rx);
         let admin_addr = admin.and_then(|(listener, cfg)| {
@@ -91,10 +149,6 @@ impl Gateway {
             tasks.push(tokio::spawn(admin));
             addr
         });
-        match crate::reload::watch(shared.clone(), rx) {
-            Ok(task) => tasks.push(task),
-            Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),
-        }
         Ok(Self {
             shared,
             admin_addr,

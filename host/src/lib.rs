@@ -55,6 +55,8 @@ pub(crate) mod data_plane;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub mod exchange;
+pub(crate) mod files;
+pub mod fleet;
 pub(crate) mod gateway;
 pub(crate) mod listener;
 pub(crate) mod metrics;

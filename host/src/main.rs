@@ -1,11 +1,13 @@
-//! The `gatehouse` command: `run`, `validate`, `plugin compile`, `plugin new`.
+//! The `gatehouse` command: `run`, `validate`, `config push`, `plugin
+//! compile|new|push`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse::config;
+use gatehouse::fleet::{Bootstrap, FleetError, Store};
 use gatehouse::plugin::PluginRuntime;
 use gatehouse::scaffold::{self, Lang};
 use gatehouse::snapshot::Snapshot;
@@ -23,11 +25,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve, watching the config file and plugin_dir for changes.
+    /// Serve, watching the config file and plugin_dir for changes; or, with
+    /// `--etcd`/`--bootstrap`, serve the fleet's config from etcd.
     Run {
         /// Config file (YAML or JSON).
-        #[arg(short, long)]
-        config: PathBuf,
+        #[arg(short, long, required_unless_present_any = ["etcd", "bootstrap"], conflicts_with_all = ["etcd", "bootstrap"])]
+        config: Option<PathBuf>,
+        /// Where the fleet's config is.
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// The fleet's config in etcd.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Check the config and every plugin it references (runs each `init`).
     Validate {
@@ -42,8 +53,70 @@ enum Command {
     },
 }
 
+/// How to reach the fleet's etcd: flags, or a bootstrap file.
+#[derive(clap::Args)]
+struct FleetArgs {
+    /// etcd client URLs, comma-separated (`http://127.0.0.1:2379`).
+    #[arg(long, conflicts_with = "bootstrap")]
+    etcd: Option<String>,
+    /// Key prefix in etcd.
+    #[arg(long, requires = "etcd")]
+    prefix: Option<String>,
+    /// A bootstrap file: etcd endpoints, prefix, credentials and TLS; this
+    /// node's id, labels and state_dir; node-local overrides.
+    #[arg(long)]
+    bootstrap: Option<PathBuf>,
+}
+
+impl FleetArgs {
+    fn bootstrap(&self) -> anyhow::Result<Option<Bootstrap>> {
+        Ok(match (&self.etcd, &self.bootstrap) {
+            (Some(e), _) => Some(Bootstrap::from_flags(e, self.prefix.as_deref())?),
+            (None, Some(b)) => Some(Bootstrap::load(b)?),
+            (None, None) => None,
+        })
+    }
+
+    fn required(&self) -> anyhow::Result<Bootstrap> {
+        self.bootstrap()?
+            .context("say where etcd is: --etcd URL or --bootstrap FILE")
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and write it to etcd as the fleet's next
+    /// version (a transaction: refused if someone wrote first).
+    Push {
+        /// Config file (YAML or JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Recorded as the version's author.
+        #[arg(long, default_value = "cli")]
+        author: String,
+        /// Write only if the live version is still this one.
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+}
+
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Store a component in etcd as plugin `--name`: every fleet node
+    /// installs it into its plugin_dir and hot-swaps it.
+    Push {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// The plugin name routes attach.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Recorded as who pushed it.
+        #[arg(long, default_value = "cli")]
+        author: String,
+    },
     /// Precompile a component to `<name>.cwasm` so that it swaps in fast.
     Compile {
         /// The component (`.wasm`).
@@ -79,7 +152,32 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, fleet } => match config {
+            Some(c) => run(c),
+            None => fleet.required().and_then(run_fleet),
+        },
+        Command::Config {
+            command:
+                ConfigCommand::Push {
+                    file,
+                    fleet,
+                    author,
+                    if_version,
+                },
+        } => fleet
+            .required()
+            .and_then(|b| push_config(&file, b, &author, if_version)),
+        Command::Plugin {
+            command:
+                PluginCommand::Push {
+                    wasm,
+                    name,
+                    fleet,
+                    author,
+                },
+        } => fleet
+            .required()
+            .and_then(|b| push_plugin(&wasm, &name, b, &author)),
         Command::Validate { config } => validate(config),
         Command::Plugin {
             command: PluginCommand::Compile { wasm, output },
@@ -119,22 +217,105 @@ fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    runtime(workers)?.block_on(async move {
-        let gw = match gatehouse::Gateway::start(&path).await {
-            Ok(gw) => gw,
-            Err(e) => {
-                eprintln!("{e}");
-                return Ok(ExitCode::from(2));
-            }
-        };
-        for a in gw.addrs() {
-            tracing::info!(addr = %a, "listening");
-            // A machine-readable line so that scripts and tests can find port-0 listeners.
-            println!("listening on http://{a}");
+    runtime(workers)?.block_on(async move { serve(gatehouse::Gateway::start(&path).await).await })
+}
+
+fn run_fleet(b: Bootstrap) -> anyhow::Result<ExitCode> {
+    let workers = b
+        .overrides
+        .as_ref()
+        .and_then(|o| o.get("workers"))
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok());
+    runtime(workers)?.block_on(async move { serve(gatehouse::Gateway::start_fleet(b).await).await })
+}
+
+async fn serve(
+    started: Result<gatehouse::Gateway, gatehouse::StartError>,
+) -> anyhow::Result<ExitCode> {
+    let gw = match started {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
         }
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        gw.shutdown().await;
+    };
+    for a in gw.addrs() {
+        tracing::info!(addr = %a, "listening");
+        // A machine-readable line so that scripts and tests can find port-0 listeners.
+        println!("listening on http://{a}");
+    }
+    if let Some(a) = gw.admin_addr() {
+        println!("admin on http://{a}");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    gw.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates `file` (parse and validate; plugins load on the nodes, which
+/// keep their last good config if one does not) and writes it as the
+/// version after the live one.
+fn push_config(
+    file: &Path,
+    b: Bootstrap,
+    author: &str,
+    if_version: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    if let Err(e) = config::load(file) {
+        eprintln!("{e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let document = config::document::parse(file, &text).map_err(anyhow::Error::msg)?;
+    runtime(Some(1))?.block_on(async move {
+        let store = Store::connect(&b).await?;
+        let (live, _) = store.config().await?;
+        if let (Some(want), Some(live)) = (if_version, &live)
+            && live.version != want
+        {
+            eprintln!(
+                "error: the live version is {}, not {want}; nothing written",
+                live.version
+            );
+            return Ok(ExitCode::from(3));
+        }
+        match store.write_config(document, author, live.as_ref()).await {
+            Ok(rec) => {
+                println!(
+                    "version {} written ({}; etcd revision {})",
+                    rec.version, rec.summary, rec.revision
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e @ FleetError::Conflict { .. }) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(3))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+fn push_plugin(wasm: &Path, name: &str, b: Bootstrap, author: &str) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        gatehouse::fleet::sync::valid_name(name),
+        "`{name}` is not a valid plugin name"
+    );
+    let bytes = std::fs::read(wasm).with_context(|| wasm.display().to_string())?;
+    anyhow::ensure!(
+        bytes.starts_with(b"\0asm"),
+        "{} is not a WebAssembly component",
+        wasm.display()
+    );
+    runtime(Some(1))?.block_on(async move {
+        let store = Store::connect(&b).await?;
+        let rec = store.push_plugin(name, &bytes, author).await?;
+        println!(
+            "plugin {name}: {} ({} bytes in {} chunks)",
+            rec.sha256, rec.size, rec.chunks
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

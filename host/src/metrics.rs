@@ -222,6 +222,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Requests answered on every route (unmatched included), and how many
+    /// of them were 5xx: what a fleet node reports for a canary.
+    pub fn answered(&self) -> (u64, u64) {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.values().fold((0, 0), |(all, bad), r| {
+            let c = r.by_class();
+            (all + c.iter().map(|(_, n)| n).sum::<u64>(), bad + c[4].1)
+        })
+    }
+
     /// The counters of route `id` (`_unmatched` for requests no route took).
     pub fn route(&self, id: &Arc<str>) -> Arc<RouteMetrics> {
         entry(&self.routes, id)

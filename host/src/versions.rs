@@ -1,6 +1,8 @@
 //! Config versions: every config that went live (from the file or the admin
 //! API) with its time, author and a summary of what changed. The last
-//! [`KEPT`] are kept in memory; rollback re-applies one of them.
+//! [`KEPT`] are kept in memory; rollback re-applies one of them. In fleet
+//! mode the numbers are the fleet's (etcd holds the durable history) and this
+//! list is what this node applied.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -23,9 +25,43 @@ pub struct Version {
     pub author: String,
     /// What changed (`routes: +orders-v2 ~orders; services: -legacy`).
     pub summary: String,
+    /// In fleet mode, the etcd revision it was written at.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub revision: i64,
     /// The document as written (environment references not substituted).
     #[serde(skip)]
     pub document: Value,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl Version {
+    /// As the fleet store records it (the base of the next write).
+    pub fn record(&self) -> crate::fleet::Record {
+        crate::fleet::Record {
+            version: self.version,
+            revision: self.revision,
+            at: self.at.clone(),
+            author: self.author.clone(),
+            summary: self.summary.clone(),
+            document: self.document.clone(),
+        }
+    }
+}
+
+impl From<&crate::fleet::Record> for Version {
+    fn from(r: &crate::fleet::Record) -> Self {
+        Self {
+            version: r.version,
+            at: r.at.clone(),
+            author: r.author.clone(),
+            summary: r.summary.clone(),
+            revision: r.revision,
+            document: r.document.clone(),
+        }
+    }
 }
 
 /// The history.
@@ -50,12 +86,23 @@ impl Versions {
             at: crate::telemetry::access_log::rfc3339(SystemTime::now()),
             author: author.to_string(),
             summary,
+            revision: 0,
             document,
         });
         while list.len() > KEPT {
             list.pop_front();
         }
         version
+    }
+
+    /// Records a fleet version as the live one, numbered as etcd numbers it.
+    pub fn record(&self, rec: &crate::fleet::Record) {
+        let mut list = self.lock();
+        list.retain(|v| v.version != rec.version);
+        list.push_back(rec.into());
+        while list.len() > KEPT {
+            list.pop_front();
+        }
     }
 
     /// All kept versions, oldest first.

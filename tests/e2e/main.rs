@@ -13,6 +13,7 @@ mod balancing;
 mod callouts;
 mod cli;
 mod ext_authz;
+mod fleet;
 mod hostile;
 mod introspection;
 mod languages;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Caller, Reply, collections};
 use crate::config::document::{ROUTES, SERVICES};
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, WriteError};
 
 /// Routes one request to its handler.
 pub async fn dispatch(
@@ -29,10 +29,12 @@ pub async fn dispatch(
         ),
         ("GET", ["openapi.json"]) => Reply::text(OPENAPI.to_string(), "application/json"),
         ("GET", ["config"]) => Reply::ok(&current(shared)),
-        ("GET", ["config", "versions"]) => Reply::ok(&json!(shared.versions.list())),
-        ("GET", ["config", "versions", n]) => version(shared, n),
+        ("GET", ["config", "versions"]) => versions(shared).await,
+        ("GET", ["config", "versions", n]) => version(shared, n).await,
         ("POST", ["config", "rollback", n]) => rollback(shared, caller, n).await,
+        ("GET", ["nodes"]) => super::fleet::nodes(shared).await,
         ("GET", ["plugins"]) => plugins(shared),
+        ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
         ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
         (_, ["routes", id, "plugins", rest @ ..]) => {
             collections::attachments(shared, caller, m, id, rest, body).await
@@ -54,22 +56,63 @@ pub async fn dispatch(
     }
 }
 
+/// The kept versions, oldest first: this gateway's, or the fleet's from etcd.
+async fn versions(shared: &ControlPlane) -> Reply {
+    let Some(link) = shared.fleet_link() else {
+        return Reply::ok(&json!(shared.versions.list()));
+    };
+    let history = match link.store() {
+        Ok(store) => store.history().await,
+        Err(e) => Err(e),
+    };
+    match history {
+        Ok(list) => Reply::ok(&json!(
+            list.iter()
+                .map(crate::versions::Version::from)
+                .collect::<Vec<_>>()
+        )),
+        Err(e) => super::fleet::unavailable(&e),
+    }
+}
+
+/// Version `n` with its document, from this gateway's list or from etcd.
+async fn find_version(shared: &ControlPlane, n: &str) -> Result<crate::versions::Version, Reply> {
+    let Ok(number) = n.parse::<u64>() else {
+        return Err(not_found("version", n));
+    };
+    let found = match shared.fleet_link() {
+        None => shared.versions.get(number),
+        Some(link) => {
+            let stored = match link.store() {
+                Ok(store) => store.version(number).await,
+                Err(e) => Err(e),
+            };
+            stored
+                .map_err(|e| super::fleet::unavailable(&e))?
+                .as_ref()
+                .map(crate::versions::Version::from)
+        }
+    };
+    found.ok_or_else(|| not_found("version", n))
+}
+
 /// One stored version, with its document.
-fn version(shared: &ControlPlane, n: &str) -> Reply {
-    match n.parse().ok().and_then(|n| shared.versions.get(n)) {
-        Some(v) => {
+async fn version(shared: &ControlPlane, n: &str) -> Reply {
+    match find_version(shared, n).await {
+        Ok(v) => {
             let mut out = json!(v);
             out["document"] = v.document;
             Reply::ok(&out)
         }
-        None => not_found("version", n),
+        Err(r) => r,
     }
 }
 
 /// Makes an earlier version's document the live one, as a new version.
 async fn rollback(shared: &Arc<ControlPlane>, caller: &Caller<'_>, n: &str) -> Reply {
-    let Some(v) = n.parse().ok().and_then(|n| shared.versions.get(n)) else {
-        return not_found("version", n);
+    let v = match find_version(shared, n).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     write(shared, caller, |doc| {
         // Consumers and their keys stay as they are now: a rollback must not
@@ -131,10 +174,11 @@ pub async fn write(
     let author = caller.token.map_or("admin", |t| t.name.as_str());
     match shared.apply_document(&doc, author).await {
         Ok(version) => Reply::ok(&json!({ "version": version })),
-        Err(e) => Reply::json(
+        Err(WriteError::Invalid(e)) => Reply::json(
             StatusCode::BAD_REQUEST,
             &json!({ "error": "invalid_config", "message": "the change was rejected; nothing changed", "errors": config_errors(&e.errors) }),
         ),
+        Err(WriteError::Fleet(e)) => super::fleet::unavailable(&e),
     }
 }
 
@@ -146,8 +190,13 @@ fn ready(shared: &ControlPlane) -> Reply {
         .filter(|a| a.pool().is_none() && !a.config().optional)
         .map(|a| a.config().name.to_string())
         .collect();
+    let fleet = shared.fleet_link().map(|l| json!(l.status()));
     if missing.is_empty() {
-        Reply::ok(&json!({ "ready": true, "routes": snap.routes.len() }))
+        let mut out = json!({ "ready": true, "routes": snap.routes.len() });
+        if let Some(f) = fleet {
+            out["fleet"] = f;
+        }
+        Reply::ok(&out)
     } else {
         Reply::json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -47,3 +47,14 @@ pub enum ControlError {
     #[error(transparent)]
     Swap(#[from] SwapError),
 }
+
+/// Why an admin write changed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The document is invalid or its plugins do not load.
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    /// etcd refused or could not take the write (a conflict included).
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+}

@@ -62,16 +62,6 @@ pub fn monotonic_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Temp file + rename: the watcher and other processes never see half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// The engine configuration; a `.cwasm` only loads into an engine built the same way.
 fn engine_config() -> Config {
     let mut cfg = Config::new();
@@ -210,7 +200,7 @@ impl PluginRuntime {
             message: format!("{e:#}"),
         })?;
         if let (Some(file), Ok(art)) = (cache, component.serialize())
-            && let Err(e) = write_atomically(&file, &art)
+            && let Err(e) = crate::files::write_atomically(&file, &art)
         {
             tracing::debug!(cache = %file.display(), error = %e, "cannot write the compile cache");
         }
@@ -233,7 +223,7 @@ impl PluginRuntime {
             .engine
             .precompile_component(&bytes)
             .map_err(|e| format!("{}: {e:#}", wasm.display()))?;
-        write_atomically(out, &art).map_err(|e| format!("{}: {e}", out.display()))
+        crate::files::write_atomically(out, &art).map_err(|e| format!("{}: {e}", out.display()))
     }
 
     fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Compiled>> {

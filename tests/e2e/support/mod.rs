@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod etcd;
 pub mod examples;
+pub mod fleet;
 pub mod gateway;
 pub mod idp;
 pub mod load;
@@ -18,6 +20,7 @@ pub mod upstream;
 pub mod ws;
 
 pub use client::{get, request};
+pub use etcd::EtcdCluster;
 pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
 pub use idp::Idp;

@@ -27,20 +27,7 @@ impl GatewayProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn gatehouse");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(a.parse::<SocketAddr>().ok());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("gatehouse did not start"));
+        let (addr, _) = started(&mut child, false);
         Self { child, addr, dir }
     }
 
@@ -68,6 +55,33 @@ impl GatewayProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+}
+
+/// Waits for a started `gatehouse run` to print its first listener and, when
+/// `admin` is asked for, its admin address; panics if it exits first or takes
+/// over a minute.
+pub fn started(child: &mut Child, admin: bool) -> (SocketAddr, Option<SocketAddr>) {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut listener = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                if listener.is_none() {
+                    listener = a.parse::<SocketAddr>().ok();
+                    if !admin {
+                        let _ = tx.send((listener, None));
+                    }
+                }
+            } else if let Some(a) = line.strip_prefix("admin on http://") {
+                let _ = tx.send((listener, a.parse::<SocketAddr>().ok()));
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((Some(l), a)) => (l, a),
+        _ => panic!("gatehouse did not start"),
     }
 }
 

@@ -1,0 +1,206 @@
+//! Keeps a node on what etcd holds: on every (re)connection it reads the
+//! live config and the plugin names, applies what differs, then watches both
+//! from the revision it read at, so no change between the read and the watch
+//! is missed. A broken watch (etcd down, leader lost, history compacted)
+//! starts over after a backoff; the node serves what it has meanwhile.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchOptions};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{FleetError, Link, PluginRecord, Record, Store};
+use crate::control::ControlPlane;
+
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown`.
+pub async fn run(shared: Arc<ControlPlane>, link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ended = tokio::select! {
+            e = session(&shared, &link) => e,
+            _ = shutdown.changed() => return,
+        };
+        tracing::warn!(error = %ended, retry_in = ?backoff, "lost the etcd watch; serving the last applied config");
+        link.connected(Some(&ended));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's worth of catching up and watching; returns why it ended.
+async fn session(shared: &ControlPlane, link: &Link) -> FleetError {
+    match watch_once(shared, link).await {
+        Ok(()) => FleetError::Etcd("watch closed".into()),
+        Err(e) => e,
+    }
+}
+
+async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError> {
+    let store = link.connect().await?;
+    let (rec, config_rev) = store.config().await?;
+    if let Some(rec) = rec {
+        let _ = shared.apply_record(&rec).await;
+    }
+    let (plugins, plugins_rev) = store.plugins().await?;
+    for (name, p) in &plugins {
+        sync_plugin(shared, link, &store, name, p).await;
+    }
+    let mut client = store.client();
+    let mut config = client
+        .watch(
+            store.key("config"),
+            Some(WatchOptions::new().with_start_revision(config_rev + 1)),
+        )
+        .await?;
+    let names = store.key("plugins/names/");
+    let mut plugin_names = client
+        .watch(
+            names.as_str(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(plugins_rev + 1),
+            ),
+        )
+        .await?;
+    link.connected(None);
+    tracing::info!(prefix = store.prefix(), "watching etcd");
+    loop {
+        tokio::select! {
+            m = config.message() => {
+                let Some(resp) = m? else { return Ok(()) };
+                if resp.canceled() {
+                    return Err(FleetError::Etcd(format!("config watch canceled: {}", resp.cancel_reason())));
+                }
+                // Only the newest put of a batch matters: each is a whole document.
+                let newest = resp.events().iter().rev().find(|e| e.event_type() == EventType::Put);
+                if let Some(kv) = newest.and_then(|e| e.kv()) {
+                    match serde_json::from_slice::<Record>(kv.value()) {
+                        Ok(mut rec) => {
+                            rec.revision = kv.mod_revision();
+                            let _ = shared.apply_record(&rec).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "ignoring an unreadable config record in etcd"),
+                    }
+                }
+            }
+            m = plugin_names.message() => {
+                let Some(resp) = m? else { return Ok(()) };
+                if resp.canceled() {
+                    return Err(FleetError::Etcd(format!("plugin watch canceled: {}", resp.cancel_reason())));
+                }
+                for e in resp.events().iter().filter(|e| e.event_type() == EventType::Put) {
+                    let Some(kv) = e.kv() else { continue };
+                    let key = String::from_utf8_lossy(kv.key());
+                    let name = key.strip_prefix(&names).unwrap_or(&key).to_string();
+                    match serde_json::from_slice::<PluginRecord>(kv.value()) {
+                        Ok(p) => sync_plugin(shared, link, &store, &name, &p).await,
+                        Err(e) => link.plugin_result(&name, Some(format!("unreadable record: {e}"))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Installs a pushed plugin and hot-swaps it like a file drop.
+async fn sync_plugin(
+    shared: &ControlPlane,
+    link: &Link,
+    store: &Store,
+    name: &str,
+    rec: &PluginRecord,
+) {
+    let dir = shared.snapshot().config.plugin_dir.clone();
+    match install(store, name, rec, &dir).await {
+        Ok(true) => {
+            let result = shared.swap_plugin(name).await;
+            link.plugin_result(name, result.err().map(|e| e.to_string()));
+            tracing::info!(plugin = name, sha256 = %rec.sha256, "plugin from etcd installed");
+        }
+        Ok(false) => {
+            link.plugin_result(name, shared.plugin_error(name).map(|e| e.to_string()));
+        }
+        Err(e) => {
+            tracing::error!(plugin = name, error = %e, "refusing a pushed plugin");
+            link.plugin_result(name, Some(e));
+        }
+    }
+}
+
+/// Installs every pushed plugin into `dir` before the first snapshot is
+/// built (a node that cannot reach etcd starts with the files it has).
+pub async fn install_all(link: &Link, dir: &Path) {
+    let Ok(store) = link.store() else { return };
+    let plugins = match store.plugins().await {
+        Ok((p, _)) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list pushed plugins; starting with plugin_dir as it is");
+            return;
+        }
+    };
+    for (name, rec) in &plugins {
+        if let Err(e) = install(&store, name, rec, dir).await {
+            tracing::error!(plugin = %name, error = %e, "refusing a pushed plugin");
+            link.plugin_result(name, Some(e));
+        }
+    }
+}
+
+/// Makes `dir/<name>.wasm` the pushed blob: fetched, hash-checked, written
+/// whole. A file already holding those bytes is left alone (a restart or a
+/// reconnect costs a hash). `Ok(true)`: the file changed.
+async fn install(
+    store: &Store,
+    name: &str,
+    rec: &PluginRecord,
+    dir: &Path,
+) -> Result<bool, String> {
+    if !valid_name(name) {
+        return Err("not a valid plugin name".into());
+    }
+    let file = dir.join(format!("{name}.wasm"));
+    let check = file.clone();
+    let present = tokio::task::spawn_blocking(move || {
+        std::fs::read(&check)
+            .ok()
+            .map(|b| hex::encode(Sha256::digest(&b)))
+    })
+    .await
+    .ok()
+    .flatten();
+    if present.as_deref() == Some(rec.sha256.as_str()) {
+        return Ok(false);
+    }
+    let bytes = store
+        .plugin_blob(name, rec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let target = file.clone();
+    let written =
+        tokio::task::spawn_blocking(move || crate::files::write_atomically(&target, &bytes)).await;
+    written
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(true)
+}
+
+/// A plugin name is a file name in `plugin_dir`: no separators, no dot files.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

@@ -1,0 +1,449 @@
+//! A fleet: several `gatehouse run --bootstrap` processes serving one config
+//! from a real etcd cluster. Writes on any node reach every node; etcd
+//! elections and outages do not stop serving; a node restarted while etcd is
+//! down starts from its local copy; concurrent writers never lose an edit;
+//! a pushed plugin reaches every node, a corrupt one none.
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::support::fleet::{FleetNode, TOKEN, cli, document, push_config};
+use crate::support::{
+    Behavior, EtcdCluster, Load, Upstream, eventually, get, plugin_path, request,
+};
+
+fn auth() -> (&'static str, String) {
+    ("authorization", format!("Bearer {TOKEN}"))
+}
+
+/// `POST /routes` on `node`: route `id` serving `path` from `up`.
+async fn add_route(node: &FleetNode, id: &str, path: &str) -> crate::support::client::Reply {
+    let (k, v) = auth();
+    let body = json!({ "id": id, "match": { "path": path }, "upstream": "up" });
+    request(
+        Method::POST,
+        &node.admin_url("/routes"),
+        &[(k, &v), ("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+async fn admin_get(node: &FleetNode, path: &str) -> Value {
+    let (k, v) = auth();
+    request(Method::GET, &node.admin_url(path), &[(k, &v)], "")
+        .await
+        .json()
+}
+
+/// Waits until every node answers `path` with 200; returns how long it took.
+async fn converged(nodes: &[&FleetNode], path: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    for n in nodes {
+        let url = n.url(path);
+        let ok = eventually(within, async || get(&url).await.status == 200).await;
+        assert!(ok, "node {} does not serve {path} after {within:?}", n.id);
+    }
+    started.elapsed()
+}
+
+fn base(up: &Upstream) -> String {
+    document(&format!(
+        "services:\n  - name: up\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: v0\n    match: {{ path: /v0 }}\n    upstream: up\n",
+        up.url()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_on_any_node_reach_every_node_under_load() {
+    let etcd = EtcdCluster::start(3);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    let pushed = push_config(&eps, root.path(), &base(&up));
+    assert!(pushed.starts_with("version 1 written"), "{pushed}");
+    let nodes: Vec<FleetNode> = (1..=3)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    let all: Vec<&FleetNode> = nodes.iter().collect();
+    converged(&all, "/v0", Duration::from_secs(10)).await;
+
+    let r = add_route(&nodes[0], "v1", "/v1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], 2);
+    let first = converged(&all, "/v1", Duration::from_secs(10)).await;
+
+    let loads: Vec<Load> = nodes.iter().map(|n| Load::start(n.url("/v0"), 2)).collect();
+    let mut slowest = Duration::ZERO;
+    for k in 2..22 {
+        let writer = &nodes[k % 3];
+        let r = add_route(writer, &format!("v{k}"), &format!("/v{k}")).await;
+        assert_eq!(r.status, 200, "write {k} on {}: {}", writer.id, r.text());
+        slowest = slowest.max(converged(&all, &format!("/v{k}"), Duration::from_secs(10)).await);
+    }
+    let mut total = (0, 0);
+    for l in loads {
+        let (ok, failed, first) = l.finish().await;
+        assert_eq!(failed, 0, "first failure: {first:?}");
+        total = (total.0 + ok, total.1 + failed);
+    }
+    eprintln!(
+        "fleet convergence: first write {first:?}, slowest of 20 under load {slowest:?}; {} requests, {} failed",
+        total.0, total.1
+    );
+
+    // Every node reports what it serves; none lags.
+    let fleet = admin_get(&nodes[2], "/nodes").await;
+    assert_eq!(fleet["config_version"], 22, "{fleet}");
+    let listed = fleet["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 3, "{fleet}");
+    for n in &listed {
+        assert_eq!(n["config"]["version"], 22, "{n}");
+        assert_eq!(n["lagging"], false, "{n}");
+        assert_eq!(n["failed"], false, "{n}");
+        assert!(n["requests"].as_u64().unwrap_or(0) > 0, "{n}");
+    }
+    // The durable history is the fleet's, on every node.
+    let versions = admin_get(&nodes[1], "/config/versions").await;
+    let list = versions.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 22);
+    assert_eq!(list[0]["author"], "cli");
+    assert_eq!(list[1]["author"], "ops");
+    assert_eq!(list[1]["summary"], "routes: +v1");
+
+    // A node that stops leaves the registry at once (its lease is revoked).
+    let mut nodes = nodes;
+    nodes[2].stop();
+    let gone = eventually(Duration::from_secs(3), async || {
+        admin_get(&nodes[0], "/nodes").await["nodes"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert!(gone, "a stopped node is still listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_continue_when_the_etcd_leader_dies() {
+    let mut etcd = EtcdCluster::start(3);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    push_config(&eps, root.path(), &base(&up));
+    let nodes: Vec<FleetNode> = (1..=2)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    let all: Vec<&FleetNode> = nodes.iter().collect();
+    converged(&all, "/v0", Duration::from_secs(10)).await;
+    let load = Load::start(nodes[1].url("/v0"), 2);
+    let leader = etcd.leader();
+    etcd.kill(leader);
+    let killed = Instant::now();
+    // The write may meet the election; it lands once a new leader is up.
+    let mut status = 0;
+    while killed.elapsed() < Duration::from_secs(10) {
+        status = add_route(&nodes[0], "v1", "/v1").await.status.as_u16();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(
+            status, 503,
+            "a write during an election is refused as unavailable"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "no write landed within 10 s of the leader's death"
+    );
+    let landed = killed.elapsed();
+    converged(&all, "/v1", Duration::from_secs(10)).await;
+    let (ok, failed, first) = load.finish().await;
+    assert_eq!(failed, 0, "first failure: {first:?}");
+    eprintln!(
+        "etcd leader killed: a write landed {landed:?} later; {ok} requests served meanwhile, none failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
+    let mut etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    push_config(&eps, root.path(), &base(&up));
+    let mut nodes: Vec<FleetNode> = (1..=2)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    converged(
+        &nodes.iter().collect::<Vec<_>>(),
+        "/v0",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    etcd.kill_all();
+    let disconnected = eventually(Duration::from_secs(10), async || {
+        get(&nodes[0].admin_url("/ready")).await.json()["fleet"]["connected"] == false
+    })
+    .await;
+    assert!(disconnected, "node-1 does not notice etcd is gone");
+    assert_eq!(get(&nodes[0].url("/v0")).await.status, 200);
+    let (k, v) = auth();
+    let refused = add_route(&nodes[0], "v1", "/v1").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "etcd_unavailable");
+    let _ = (k, v);
+
+    // A node restarted meanwhile starts from its local copy, and says so.
+    nodes[1].kill();
+    nodes[1].start();
+    assert_eq!(get(&nodes[1].url("/v0")).await.status, 200);
+    let ready = get(&nodes[1].admin_url("/ready")).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["fleet"]["stale"], true, "{}", ready.text());
+    assert_eq!(ready.json()["fleet"]["version"], 1, "{}", ready.text());
+
+    etcd.restart_all();
+    let back = Instant::now();
+    let mut status = 0;
+    while back.elapsed() < Duration::from_secs(15) {
+        status = add_route(&nodes[0], "v1", "/v1").await.status.as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "writes do not resume after etcd is back");
+    converged(
+        &nodes.iter().collect::<Vec<_>>(),
+        "/v1",
+        Duration::from_secs(15),
+    )
+    .await;
+    let fresh = eventually(Duration::from_secs(10), async || {
+        get(&nodes[1].admin_url("/ready")).await.json()["fleet"]["stale"] == false
+    })
+    .await;
+    assert!(fresh, "node-2 still says it serves a stale copy");
+    eprintln!(
+        "etcd back: fleet converged {:?} after it returned",
+        back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_one_wins_and_nothing_is_lost() {
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    push_config(&eps, root.path(), &base(&up));
+
+    // Two writers on the same base: etcd's transaction lets exactly one in.
+    let b = gatehouse::fleet::Bootstrap::from_flags(&eps, None).expect("flags");
+    let store = gatehouse::fleet::Store::connect(&b).await.expect("etcd");
+    let (live, _) = store.config().await.expect("read");
+    let live = live.expect("pushed");
+    let mut one = live.document.clone();
+    one["workers"] = json!(1);
+    let mut two = live.document.clone();
+    two["workers"] = json!(2);
+    let (a, b) = tokio::join!(
+        store.write_config(one, "a", Some(&live)),
+        store.write_config(two, "b", Some(&live))
+    );
+    let wins = [a.is_ok(), b.is_ok()];
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{a:?} {b:?}");
+    let loser = if a.is_ok() { b } else { a };
+    assert!(
+        matches!(
+            loser,
+            Err(gatehouse::fleet::FleetError::Conflict {
+                base: 1,
+                current: 2
+            })
+        ),
+        "{loser:?}"
+    );
+
+    // The CLI's --if-version guard refuses a stale push and writes nothing.
+    let file = root.path().join("stale.yaml");
+    std::fs::write(&file, base(&up)).expect("write");
+    let out = cli(
+        &eps,
+        &[
+            "config",
+            "push",
+            file.to_str().expect("path"),
+            "--if-version",
+            "1",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("live version is 2"));
+    assert_eq!(
+        store.config().await.expect("read").0.map(|r| r.version),
+        Some(2)
+    );
+
+    // Admin writers on two nodes at once: each gets 200 or 409, and every
+    // write that got 200 is in the final config.
+    let nodes: Vec<FleetNode> = (1..=2)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    let writes = (0..16).map(|i| {
+        let node = &nodes[i % 2];
+        async move {
+            (
+                i,
+                add_route(node, &format!("c{i}"), &format!("/c{i}")).await,
+            )
+        }
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let mut won = Vec::new();
+    for (i, r) in &results {
+        match r.status.as_u16() {
+            200 => won.push(format!("c{i}")),
+            409 => assert_eq!(r.json()["error"], "conflict", "{}", r.text()),
+            s => panic!("write c{i}: {s} {}", r.text()),
+        }
+    }
+    assert!(!won.is_empty());
+    let (live, _) = store.config().await.expect("read");
+    let live = live.expect("config");
+    let mut ids: Vec<String> = live.document["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .filter(|id| id.starts_with('c'))
+        .collect();
+    ids.sort();
+    won.sort();
+    assert_eq!(
+        ids, won,
+        "the config holds exactly the writes that were accepted"
+    );
+    assert_eq!(live.version, 2 + won.len() as u64);
+    eprintln!(
+        "16 concurrent admin writes on 2 nodes: {} accepted, {} got 409",
+        won.len(),
+        16 - won.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_plugin_reaches_every_node_and_a_corrupt_one_none() {
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
+    let out = cli(
+        &eps,
+        &["plugin", "push", a.to_str().expect("path"), "--name", "tag"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    push_config(
+        &eps,
+        root.path(),
+        &document(&format!(
+            "services:\n  - name: up\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: up\n    plugins: [{{ name: tag }}]\n",
+            up.url()
+        )),
+    );
+    let nodes: Vec<FleetNode> = (1..=2)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    let tag = async |n: &FleetNode| {
+        get(&n.url("/probe")).await.json()["headers"]["x-tag"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    for n in &nodes {
+        assert_eq!(
+            tag(n).await,
+            "a",
+            "node {} installed the pushed plugin at start",
+            n.id
+        );
+    }
+
+    let loads: Vec<Load> = nodes
+        .iter()
+        .map(|n| Load::start(n.url("/load"), 2))
+        .collect();
+    let (k, v) = auth();
+    let bytes = std::fs::read(&b).expect("tag-b");
+    let pushed = request(
+        Method::PUT,
+        &nodes[1].admin_url("/plugins/tag"),
+        &[(k, &v)],
+        bytes,
+    )
+    .await;
+    assert_eq!(pushed.status, 200, "{}", pushed.text());
+    let started = Instant::now();
+    for n in &nodes {
+        let ok = eventually(Duration::from_secs(15), async || tag(n).await == "b").await;
+        assert!(ok, "node {} did not swap to the pushed plugin", n.id);
+    }
+    let swapped = started.elapsed();
+    for l in loads {
+        let (ok, failed, first) = l.finish().await;
+        assert_eq!(failed, 0, "first failure: {first:?}");
+        assert!(ok > 0);
+    }
+    eprintln!("plugin push: every node swapped within {swapped:?}, no request failed");
+
+    // A record whose blob does not hash to its name is refused on every node.
+    let mut client = etcd_client::Client::connect(eps.split(',').collect::<Vec<_>>(), None)
+        .await
+        .expect("etcd");
+    let fake = "00".repeat(32);
+    client
+        .put(
+            format!("/gatehouse/plugins/blobs/{fake}/000000"),
+            b"\0asm-not-this".to_vec(),
+            None,
+        )
+        .await
+        .expect("put");
+    let record =
+        json!({ "sha256": fake, "size": 13, "chunks": 1, "at": "now", "author": "mallory" });
+    client
+        .put("/gatehouse/plugins/names/tag", record.to_string(), None)
+        .await
+        .expect("put");
+    let reported = eventually(Duration::from_secs(10), async || {
+        let fleet = admin_get(&nodes[0], "/nodes").await;
+        fleet["nodes"].as_array().is_some_and(|list| {
+            list.len() == 2
+                && list.iter().all(|n| {
+                    n["failed"] == true
+                        && n["plugin_errors"]["tag"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("refused"))
+                })
+        })
+    })
+    .await;
+    assert!(reported, "{}", admin_get(&nodes[0], "/nodes").await);
+    for n in &nodes {
+        assert_eq!(tag(n).await, "b", "node {} keeps the good version", n.id);
+    }
+}
