@@ -237,10 +237,16 @@ impl ControlPlane {
             .write_config(document.clone(), author, base.as_ref())
             .await?;
         self.go_live_record(snap, &text, &rec);
-        link.applied(&rec).await;
+        link.applied(&rec, self.data.metrics.answered()).await;
         self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
         tracing::info!(version = rec.version, author, "config written to etcd");
         Ok(rec.version)
+    }
+
+    /// Validates and builds `document` as this node would serve it, without
+    /// publishing it (a staged rollout checks its version this way first).
+    pub async fn check_document(&self, document: &serde_json::Value) -> Result<(), ConfigErrors> {
+        self.build(&self.render(document)).await.map(drop)
     }
 
     /// Applies a version read from etcd: built and published like a reload,
@@ -275,7 +281,7 @@ impl ControlPlane {
             self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(link) = self.fleet_link() {
-            link.applied(rec).await;
+            link.applied(rec, self.data.metrics.answered()).await;
         }
         tracing::info!(version = rec.version, author = %rec.author, "config applied from etcd");
         Ok(())

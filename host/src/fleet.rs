@@ -10,6 +10,7 @@ mod bootstrap;
 mod error;
 mod local;
 pub mod registry;
+pub mod rollout;
 mod store;
 pub mod sync;
 
@@ -62,6 +63,8 @@ pub struct Link {
     local: LocalCopy,
     id: String,
     status: Mutex<Status>,
+    /// Requests and 5xx answered when the live version was applied.
+    baseline: Mutex<(u64, u64)>,
     changed: tokio::sync::Notify,
 }
 
@@ -77,6 +80,7 @@ impl Link {
             local,
             bootstrap: b,
             status: Mutex::default(),
+            baseline: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         };
         let read = async {
@@ -184,8 +188,20 @@ impl Link {
         self.changed.notified().await;
     }
 
-    /// `rec` is live: status, and the local copy a restart starts from.
-    pub async fn applied(&self, rec: &Record) {
+    /// Requests and 5xx answered since the live version was applied, from
+    /// the totals now (what a staged rollout's guard compares).
+    pub fn since_apply(&self, totals: (u64, u64)) -> (u64, u64) {
+        let b = *self.baseline.lock().unwrap_or_else(|p| p.into_inner());
+        (totals.0.saturating_sub(b.0), totals.1.saturating_sub(b.1))
+    }
+
+    /// `rec` is live (`totals`: requests and 5xx answered so far): status,
+    /// and the local copy a restart starts from.
+    pub async fn applied(&self, rec: &Record, totals: (u64, u64)) {
+        let new_version = self.lock().version != rec.version;
+        if new_version {
+            *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = totals;
+        }
         self.set(|s| {
             s.version = rec.version;
             s.revision = rec.revision;

@@ -101,7 +101,7 @@ impl Gateway {
             .map_err(|errors| ConfigErrors::new(&name, errors))?;
         if !link.status().stale {
             // The copy a restart falls back on when etcd is down.
-            link.applied(&rec).await;
+            link.applied(&rec, (0, 0)).await;
         }
         let fleet_link = link.clone();
         let mut gw = Self::launch(snapshot, runtime, move |data, rt| {
@@ -111,6 +111,10 @@ impl Gateway {
         let rx = gw.shutdown.subscribe();
         let sync = fleet::sync::run(gw.shared.clone(), link.clone(), rx.clone());
         gw.tasks.push(tokio::spawn(sync));
+        gw.tasks.push(tokio::spawn(fleet::rollout::guard(
+            link.clone(),
+            rx.clone(),
+        )));
         let addrs = fleet::registry::Addresses {
             listeners: gw.addrs.clone(),
             admin: gw.admin_addr,

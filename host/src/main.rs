@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Staged rollouts: a version to the nodes matching labels first.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
     /// Check the config and every plugin it references (runs each `init`).
     Validate {
         /// Config file (YAML or JSON).
@@ -98,6 +103,48 @@ enum ConfigCommand {
         /// Write only if the live version is still this one.
         #[arg(long)]
         if_version: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// Validate a config file and roll it out to the nodes whose labels
+    /// match `--labels`; every other node keeps the live version.
+    Start {
+        /// Config file (YAML or JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The canary nodes: `key=value[,key=value]`, all must match.
+        #[arg(long)]
+        labels: String,
+        /// Roll back by itself when the canary nodes' 5xx share passes this (0.05).
+        #[arg(long)]
+        max_error_rate: Option<f64>,
+        /// Over this many seconds.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// Fewer requests than this in the window decide nothing.
+        #[arg(long, default_value_t = 100)]
+        min_requests: u64,
+        /// Recorded as the version's author.
+        #[arg(long, default_value = "cli")]
+        author: String,
+    },
+    /// Make the rollout's version every node's.
+    Promote {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// End the rollout: the canary nodes return to the live version.
+    Abort {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// The rollout under way and how the last one ended (JSON).
+    Status {
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
 }
 
@@ -167,6 +214,7 @@ fn main() -> ExitCode {
         } => fleet
             .required()
             .and_then(|b| push_config(&file, b, &author, if_version)),
+        Command::Rollout { command } => rollout(command),
         Command::Plugin {
             command:
                 PluginCommand::Push {
@@ -289,7 +337,94 @@ fn push_config(
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e @ FleetError::Conflict { .. }) => {
+            Err(e @ (FleetError::Conflict { .. } | FleetError::RolloutActive { .. })) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(3))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+fn rollout(command: RolloutCommand) -> anyhow::Result<ExitCode> {
+    use gatehouse::fleet::rollout::AutoRollback;
+    let (fleet, start) = match command {
+        RolloutCommand::Start {
+            file,
+            fleet,
+            labels,
+            max_error_rate,
+            window,
+            min_requests,
+            author,
+        } => {
+            let labels = labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .with_context(|| format!("--labels: `{l}` is not key=value"))
+                })
+                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+            anyhow::ensure!(!labels.is_empty(), "--labels: name at least one label");
+            if let Err(e) = config::load(&file) {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            let text =
+                std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+            let document = config::document::parse(&file, &text).map_err(anyhow::Error::msg)?;
+            let auto = max_error_rate.map(|max_error_rate| AutoRollback {
+                max_error_rate,
+                window_seconds: window,
+                min_requests,
+            });
+            (fleet, Some((document, labels, auto, author)))
+        }
+        RolloutCommand::Promote { fleet } => (fleet, None),
+        RolloutCommand::Abort { fleet } => {
+            let b = fleet.required()?;
+            return runtime(Some(1))?.block_on(async move {
+                let o = Store::connect(&b)
+                    .await?
+                    .roll_back("cli", None, None)
+                    .await?;
+                println!("version {} rolled back", o.version);
+                Ok(ExitCode::SUCCESS)
+            });
+        }
+        RolloutCommand::Status { fleet } => {
+            let b = fleet.required()?;
+            return runtime(Some(1))?.block_on(async move {
+                let state = Store::connect(&b).await?.rollout_state().await?;
+                println!("{state:#}");
+                Ok(ExitCode::SUCCESS)
+            });
+        }
+    };
+    let b = fleet.required()?;
+    runtime(Some(1))?.block_on(async move {
+        let store = Store::connect(&b).await?;
+        let Some((document, labels, auto, author)) = start else {
+            let rec = store.promote("cli").await?;
+            println!("version {} promoted to every node", rec.version);
+            return Ok(ExitCode::SUCCESS);
+        };
+        let (live, _) = store.config().await?;
+        let live = live.context("no live config to roll out from; push one first")?;
+        match store
+            .start_rollout(document, &author, &live, labels, auto)
+            .await
+        {
+            Ok(c) => {
+                println!(
+                    "version {} rolling out to nodes with {:?} ({})",
+                    c.record.version, c.labels, c.record.summary
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e @ (FleetError::Conflict { .. } | FleetError::RolloutActive { .. })) => {
                 eprintln!("error: {e}");
                 Ok(ExitCode::from(3))
             }

@@ -113,6 +113,26 @@ async fn admin_writes_on_any_node_reach_every_node_under_load() {
     assert_eq!(list[1]["author"], "ops");
     assert_eq!(list[1]["summary"], "routes: +v1");
 
+    // Rolling back to version 1 (through any node) is version 23 everywhere.
+    let (k, v) = auth();
+    let rb = request(
+        Method::POST,
+        &nodes[1].admin_url("/config/rollback/1"),
+        &[(k, &v)],
+        "",
+    )
+    .await;
+    assert_eq!(rb.status, 200, "{}", rb.text());
+    assert_eq!(rb.json()["version"], 23);
+    for n in &nodes {
+        let url = n.url("/v1");
+        let gone = eventually(Duration::from_secs(10), async || {
+            get(&url).await.status == 404
+        })
+        .await;
+        assert!(gone, "node {} still serves /v1 after the rollback", n.id);
+    }
+
     // A node that stops leaves the registry at once (its lease is revoked).
     let mut nodes = nodes;
     nodes[2].stop();
@@ -191,11 +211,9 @@ async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
     .await;
     assert!(disconnected, "node-1 does not notice etcd is gone");
     assert_eq!(get(&nodes[0].url("/v0")).await.status, 200);
-    let (k, v) = auth();
     let refused = add_route(&nodes[0], "v1", "/v1").await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"], "etcd_unavailable");
-    let _ = (k, v);
 
     // A node restarted meanwhile starts from its local copy, and says so.
     nodes[1].kill();
@@ -446,4 +464,186 @@ async fn a_pushed_plugin_reaches_every_node_and_a_corrupt_one_none() {
     for n in &nodes {
         assert_eq!(tag(n).await, "b", "node {} keeps the good version", n.id);
     }
+}
+
+/// `POST /config/rollout` on `node`: `document` to the nodes labelled `canary: "true"`.
+async fn start_rollout(
+    node: &FleetNode,
+    document: Value,
+    auto: Value,
+) -> crate::support::client::Reply {
+    let (k, v) = auth();
+    let body =
+        json!({ "document": document, "labels": { "canary": "true" }, "auto_rollback": auto });
+    request(
+        Method::POST,
+        &node.admin_url("/config/rollout"),
+        &[(k, &v), ("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+/// The fleet's live document, from etcd through `node`.
+async fn live_document(node: &FleetNode) -> Value {
+    admin_get(node, "/config").await
+}
+
+fn with_route(mut doc: Value, id: &str, path: &str, upstream: &str) -> Value {
+    if let Some(routes) = doc["routes"].as_array_mut() {
+        routes.push(json!({ "id": id, "match": { "path": path }, "upstream": upstream }));
+    }
+    doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_rollout_reaches_the_canary_first_then_is_promoted_or_rolled_back() {
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let broken = Upstream::start("broken", Behavior::Status(500)).await;
+    let root = tempfile::tempdir().expect("tmp");
+    push_config(
+        &eps,
+        root.path(),
+        &base(&up).replace(
+            "services:\n",
+            &format!(
+                "services:\n  - name: broken\n    instances: [{{ url: \"{}\" }}]\n",
+                broken.url()
+            ),
+        ),
+    );
+    let canary = FleetNode::spawn(root.path(), "canary-1", &eps, &[("canary", "true")]);
+    let others: Vec<FleetNode> = (2..=3)
+        .map(|i| {
+            FleetNode::spawn(
+                root.path(),
+                &format!("node-{i}"),
+                &eps,
+                &[("canary", "false")],
+            )
+        })
+        .collect();
+    converged(
+        &[&canary, &others[0], &others[1]],
+        "/v0",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Version 2 (+/v1) goes to the canary only.
+    let doc = live_document(&others[0]).await;
+    let r = start_rollout(
+        &others[0],
+        with_route(doc.clone(), "v1", "/v1", "up"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], 2);
+    converged(&[&canary], "/v1", Duration::from_secs(10)).await;
+    for n in &others {
+        assert_eq!(
+            get(&n.url("/v1")).await.status,
+            404,
+            "node {} took the canary's version",
+            n.id
+        );
+    }
+    let fleet = admin_get(&canary, "/nodes").await;
+    for n in fleet["nodes"].as_array().into_iter().flatten() {
+        let is_canary = n["id"] == "canary-1";
+        assert_eq!(n["canary"], is_canary, "{n}");
+        assert_eq!(n["config"]["version"], if is_canary { 2 } else { 1 }, "{n}");
+        assert_eq!(n["lagging"], false, "{n}");
+    }
+    // No other write while it is under way.
+    let refused = add_route(&others[1], "x", "/x").await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "rollout_active");
+
+    // Promote (CLI): every node serves version 2.
+    let out = cli(&eps, &["rollout", "promote"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    converged(
+        &[&canary, &others[0], &others[1]],
+        "/v1",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Version 3 (+/v2), aborted: the canary returns to version 2.
+    let doc = live_document(&others[0]).await;
+    let r = start_rollout(
+        &canary,
+        with_route(doc.clone(), "v2", "/v2", "up"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    converged(&[&canary], "/v2", Duration::from_secs(10)).await;
+    let (k, v) = auth();
+    let aborted = request(
+        Method::POST,
+        &canary.admin_url("/config/rollout/abort"),
+        &[(k, &v)],
+        "",
+    )
+    .await;
+    assert_eq!(aborted.status, 200, "{}", aborted.text());
+    let back = eventually(Duration::from_secs(10), async || {
+        get(&canary.url("/v2")).await.status == 404
+    })
+    .await;
+    assert!(back, "the canary still serves the aborted version");
+    assert_eq!(get(&canary.url("/v1")).await.status, 200);
+
+    // Version 4 sends /v0 to a broken service with auto-rollback on: the
+    // canary's 5xx rate rolls it back without anyone promoting or aborting.
+    let mut bad = doc.clone();
+    bad["routes"][0]["upstream"] = json!("broken");
+    let r = start_rollout(
+        &others[0],
+        bad,
+        json!({ "max_error_rate": 0.2, "window_seconds": 30, "min_requests": 20 }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let started = Instant::now();
+    let mut saw_500 = false;
+    let rolled_back = eventually(Duration::from_secs(20), async || {
+        let status = get(&canary.url("/v0")).await.status;
+        saw_500 |= status == 500;
+        saw_500 && status == 200
+    })
+    .await;
+    assert!(saw_500, "the canary never served the broken version");
+    assert!(rolled_back, "no automatic rollback within 20 s");
+    let state = admin_get(&others[1], "/config/rollout").await;
+    assert!(state["active"].is_null(), "{state}");
+    assert_eq!(state["last"]["outcome"], "rolled_back", "{state}");
+    assert_eq!(state["last"]["by"], "auto-rollback", "{state}");
+    assert!(
+        state["last"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("5xx rate")),
+        "{state}"
+    );
+    for n in &others {
+        assert_eq!(
+            get(&n.url("/v0")).await.status,
+            200,
+            "node {} was never affected",
+            n.id
+        );
+    }
+    eprintln!(
+        "auto-rollback: canary back on the good version {:?} after the rollout started",
+        started.elapsed()
+    );
 }

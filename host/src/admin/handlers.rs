@@ -33,6 +33,10 @@ pub async fn dispatch(
         ("GET", ["config", "versions", n]) => version(shared, n).await,
         ("POST", ["config", "rollback", n]) => rollback(shared, caller, n).await,
         ("GET", ["nodes"]) => super::fleet::nodes(shared).await,
+        ("GET", ["config", "rollout"]) => super::fleet::rollout_state(shared).await,
+        ("POST", ["config", "rollout"]) => super::fleet::start_rollout(shared, caller, body).await,
+        ("POST", ["config", "rollout", "promote"]) => super::fleet::promote(shared, caller).await,
+        ("POST", ["config", "rollout", "abort"]) => super::fleet::abort(shared, caller).await,
         ("GET", ["plugins"]) => plugins(shared),
         ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
         ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
@@ -268,7 +272,7 @@ fn route_stats(shared: &ControlPlane, id: &str) -> Reply {
 }
 
 /// Config errors as the admin API lists them: `[{"path": .., "message": ..}]`.
-fn config_errors(errors: &[crate::config::ConfigError]) -> Vec<Value> {
+pub(super) fn config_errors(errors: &[crate::config::ConfigError]) -> Vec<Value> {
     errors
         .iter()
         .map(|e| json!({ "path": e.path, "message": e.message }))

@@ -35,6 +35,15 @@ pub enum FleetError {
         /// The version now in etcd.
         current: u64,
     },
+    /// A staged rollout is under way: promote it or roll it back first.
+    #[error("a staged rollout of version {version} is under way; promote it or roll it back first")]
+    RolloutActive {
+        /// The version being rolled out.
+        version: u64,
+    },
+    /// No staged rollout is under way.
+    #[error("no staged rollout is under way")]
+    NoRollout,
     /// There is no config in etcd yet.
     #[error("no config under {prefix}/config; write one with `gatehouse config push`")]
     NoConfig {

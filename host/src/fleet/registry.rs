@@ -98,7 +98,9 @@ pub fn entry(shared: &ControlPlane, link: &Link, addrs: &Addresses, started: &st
             plugins.insert(a.config().name.to_string(), json!(v));
         }
     }
-    let (requests, errors) = shared.data.metrics.answered();
+    let totals = shared.data.metrics.answered();
+    let (since_requests, since_errors) = link.since_apply(totals);
+    let (requests, errors) = totals;
     json!({
         "id": link.id(),
         "labels": link.labels(),
@@ -117,5 +119,6 @@ pub fn entry(shared: &ControlPlane, link: &Link, addrs: &Addresses, started: &st
         "plugin_errors": status.plugin_errors,
         "requests": requests,
         "responses_5xx": errors,
+        "since_apply": { "requests": since_requests, "responses_5xx": since_errors },
     })
 }

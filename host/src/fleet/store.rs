@@ -128,7 +128,8 @@ impl Store {
 
     /// Writes `document` as the version after `base` (`None`: there is no
     /// config yet). When the live config is no longer `base`, nothing is
-    /// written and the answer is [`FleetError::Conflict`].
+    /// written and the answer is [`FleetError::Conflict`]; while a staged
+    /// rollout is under way, [`FleetError::RolloutActive`].
     pub async fn write_config(
         &self,
         document: Value,
@@ -136,58 +137,95 @@ impl Store {
         base: Option<&Record>,
     ) -> Result<Record, FleetError> {
         let key = self.key("config");
-        let version = base.map_or(1, |b| b.version + 1);
-        let summary = match base {
-            Some(b) => crate::versions::summarize(&b.document, &document),
-            None => "initial config".into(),
-        };
-        let mut rec = Record {
-            version,
-            revision: 0,
-            at: crate::telemetry::access_log::rfc3339(std::time::SystemTime::now()),
-            author: author.to_string(),
-            summary,
-            document,
-        };
-        let bytes = serde_json::to_vec(&rec).map_err(|e| FleetError::Etcd(e.to_string()))?;
-        let guard = match base {
-            Some(b) => Compare::mod_revision(key.as_str(), CompareOp::Equal, b.revision),
-            None => Compare::version(key.as_str(), CompareOp::Equal, 0),
-        };
+        let mut rec = next_record(document, author, base);
+        let bytes = encode(&rec)?;
         let mut ops = vec![
             TxnOp::put(key.as_str(), bytes.clone(), None),
-            TxnOp::put(self.history_key(version), bytes, None),
+            TxnOp::put(self.history_key(rec.version), bytes, None),
         ];
-        if version > RETAINED {
-            ops.push(TxnOp::delete(self.history_key(version - RETAINED), None));
+        if rec.version > RETAINED {
+            ops.push(TxnOp::delete(
+                self.history_key(rec.version - RETAINED),
+                None,
+            ));
         }
         let txn = Txn::new()
-            .when([guard])
+            .when([self.guard(base), self.no_canary()])
             .and_then(ops)
-            .or_else([TxnOp::get(key.as_str(), None)]);
+            .or_else(self.reread());
         let resp = self.client().txn(txn).await?;
         if !resp.succeeded() {
-            let current = resp
-                .op_responses()
-                .into_iter()
-                .find_map(|r| match r {
-                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
-                        decode_record(&key, kv.value(), kv.mod_revision()).map(|r| r.version)
-                    }),
-                    _ => None,
-                })
-                .transpose()?
-                .unwrap_or(0);
-            return Err(FleetError::Conflict {
-                base: base.map_or(0, |b| b.version),
-                current,
-            });
+            return Err(self.refusal(&resp, base));
         }
         rec.revision = resp.header().map_or(0, |h| h.revision());
         Ok(rec)
     }
 
-    fn history_key(&self, version: u64) -> String {
+    /// The config key is still at `base` (absent when `None`).
+    pub(super) fn guard(&self, base: Option<&Record>) -> Compare {
+        let key = self.key("config");
+        match base {
+            Some(b) => Compare::mod_revision(key, CompareOp::Equal, b.revision),
+            None => Compare::version(key, CompareOp::Equal, 0),
+        }
+    }
+
+    /// No staged rollout is under way.
+    pub(super) fn no_canary(&self) -> Compare {
+        Compare::version(self.key("canary"), CompareOp::Equal, 0)
+    }
+
+    /// What a refused transaction reads back to say why.
+    pub(super) fn reread(&self) -> [TxnOp; 2] {
+        [
+            TxnOp::get(self.key("config"), None),
+            TxnOp::get(self.key("canary"), None),
+        ]
+    }
+
+    /// Why a transaction guarded by [`Self::guard`] and [`Self::no_canary`]
+    /// was refused, from what [`Self::reread`] read.
+    pub(super) fn refusal(
+        &self,
+        resp: &etcd_client::TxnResponse,
+        base: Option<&Record>,
+    ) -> FleetError {
+        let mut found = resp.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(
+                g.kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+            ),
+            _ => None,
+        });
+        let config = found.next().flatten();
+        let canary = found.next().flatten();
+        let version_of = |v: &[u8], key: &str| {
+            serde_json::from_slice::<Value>(v)
+                .ok()
+                .and_then(|v| {
+                    v.get("version")
+                        .and_then(Value::as_u64)
+                        .or_else(|| v.pointer("/record/version").and_then(Value::as_u64))
+                })
+                .unwrap_or_else(|| {
+                    tracing::warn!(key, "unreadable record");
+                    0
+                })
+        };
+        if let Some((v, _)) = canary {
+            return FleetError::RolloutActive {
+                version: version_of(&v, "canary"),
+            };
+        }
+        FleetError::Conflict {
+            base: base.map_or(0, |b| b.version),
+            current: config.map_or(0, |(v, _)| version_of(&v, "config")),
+        }
+    }
+
+    /// `{prefix}/history/{version:020}`.
+    pub(super) fn history_key(&self, version: u64) -> String {
         self.key(&format!("history/{version:020}"))
     }
 
@@ -329,7 +367,26 @@ impl Store {
     }
 }
 
-fn decode_record(key: &str, value: &[u8], revision: i64) -> Result<Record, FleetError> {
+/// The record after `base` (version 1 when there is none), by `author`.
+pub(super) fn next_record(document: Value, author: &str, base: Option<&Record>) -> Record {
+    Record {
+        version: base.map_or(1, |b| b.version + 1),
+        revision: 0,
+        at: crate::telemetry::access_log::rfc3339(std::time::SystemTime::now()),
+        author: author.to_string(),
+        summary: match base {
+            Some(b) => crate::versions::summarize(&b.document, &document),
+            None => "initial config".into(),
+        },
+        document,
+    }
+}
+
+pub(super) fn encode(v: &impl Serialize) -> Result<Vec<u8>, FleetError> {
+    serde_json::to_vec(v).map_err(|e| FleetError::Etcd(e.to_string()))
+}
+
+pub(super) fn decode_record(key: &str, value: &[u8], revision: i64) -> Result<Record, FleetError> {
     let mut rec: Record = serde_json::from_slice(value).map_err(|e| FleetError::Corrupt {
         key: key.to_string(),
         message: e.to_string(),

@@ -12,6 +12,7 @@ use etcd_client::{EventType, WatchOptions};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::rollout::{Canary, canary_from};
 use super::{FleetError, Link, PluginRecord, Record, Store};
 use crate::control::ControlPlane;
 
@@ -46,10 +47,10 @@ async fn session(shared: &ControlPlane, link: &Link) -> FleetError {
 
 async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError> {
     let store = link.connect().await?;
-    let (rec, config_rev) = store.config().await?;
-    if let Some(rec) = rec {
-        let _ = shared.apply_record(&rec).await;
-    }
+    let (stable, config_rev) = store.config().await?;
+    let canary = store.canary().await?.map(|(c, _)| c);
+    let mut state = Desired { stable, canary };
+    state.apply(shared, link).await;
     let (plugins, plugins_rev) = store.plugins().await?;
     for (name, p) in &plugins {
         sync_plugin(shared, link, &store, name, p).await;
@@ -58,6 +59,12 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
     let mut config = client
         .watch(
             store.key("config"),
+            Some(WatchOptions::new().with_start_revision(config_rev + 1)),
+        )
+        .await?;
+    let mut rollout = client
+        .watch(
+            store.key("canary"),
             Some(WatchOptions::new().with_start_revision(config_rev + 1)),
         )
         .await?;
@@ -87,11 +94,30 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
                     match serde_json::from_slice::<Record>(kv.value()) {
                         Ok(mut rec) => {
                             rec.revision = kv.mod_revision();
-                            let _ = shared.apply_record(&rec).await;
+                            state.stable = Some(rec);
+                            state.apply(shared, link).await;
                         }
                         Err(e) => tracing::error!(error = %e, "ignoring an unreadable config record in etcd"),
                     }
                 }
+            }
+            m = rollout.message() => {
+                let Some(resp) = m? else { return Ok(()) };
+                if resp.canceled() {
+                    return Err(FleetError::Etcd(format!("rollout watch canceled: {}", resp.cancel_reason())));
+                }
+                let Some(last) = resp.events().last() else { continue };
+                state.canary = match (last.event_type(), last.kv()) {
+                    (EventType::Put, Some(kv)) => match canary_from(kv) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::error!(error = %e, "ignoring an unreadable rollout in etcd");
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                state.apply(shared, link).await;
             }
             m = plugin_names.message() => {
                 let Some(resp) = m? else { return Ok(()) };
@@ -108,6 +134,26 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
                     }
                 }
             }
+        }
+    }
+}
+
+/// What etcd says this node should serve.
+struct Desired {
+    /// `{prefix}/config`.
+    stable: Option<Record>,
+    /// `{prefix}/canary`, when a rollout is under way.
+    canary: Option<Canary>,
+}
+
+impl Desired {
+    /// Applies the rollout's version when this node is selected, else the
+    /// config (so a rollback returns canary nodes to it).
+    async fn apply(&self, shared: &ControlPlane, link: &Link) {
+        let canary = self.canary.as_ref().filter(|c| c.selects(link.labels()));
+        let target = canary.map(|c| &c.record).or(self.stable.as_ref());
+        if let Some(rec) = target {
+            let _ = shared.apply_record(rec).await;
         }
     }
 }

@@ -1,0 +1,316 @@
+//! Staged rollout: a new version goes first to the nodes whose labels match
+//! a selector (`{prefix}/canary`), while every other node keeps serving
+//! `{prefix}/config`. It is then promoted (it becomes the config for all) or
+//! rolled back (the canary nodes return to the config). Optionally every
+//! node watches the canary nodes' 5xx rate and rolls back automatically when
+//! it passes a threshold; whichever node acts first wins the transaction.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::store::{encode, next_record};
+use super::{FleetError, Link, Record, Store};
+
+/// A version being rolled out to some nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Canary {
+    /// The version (the live config's next), with its document.
+    pub record: Record,
+    /// The nodes that take it: every label here must match the node's.
+    pub labels: BTreeMap<String, String>,
+    /// When the rollout started (RFC 3339).
+    pub started_at: String,
+    /// Roll back by itself when the canary nodes fail too often.
+    #[serde(default)]
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// When a rollout rolls itself back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRollback {
+    /// Largest tolerated share of 5xx answers on the canary nodes (0.05).
+    pub max_error_rate: f64,
+    /// Over the last this many seconds.
+    #[serde(default = "default_window")]
+    pub window_seconds: u64,
+    /// Fewer requests than this in the window decide nothing.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+}
+
+fn default_window() -> u64 {
+    60
+}
+
+fn default_min_requests() -> u64 {
+    100
+}
+
+impl Canary {
+    /// Whether a node with `labels` takes this version.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// How the last rollout ended (`{prefix}/rollout/last`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    /// The version.
+    pub version: u64,
+    /// What it changed.
+    pub summary: String,
+    /// `promoted` or `rolled_back`.
+    pub outcome: String,
+    /// Who or what decided (an admin token, `cli`, `auto-rollback`).
+    pub by: String,
+    /// Why, for an automatic rollback.
+    pub reason: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl Store {
+    /// The rollout under way, with its mod revision.
+    pub async fn canary(&self) -> Result<Option<(Canary, i64)>, FleetError> {
+        let key = self.key("canary");
+        let resp = self.client().get(key.as_str(), None).await?;
+        resp.kvs()
+            .first()
+            .map(|kv| {
+                decode_canary(&key, kv.value(), kv.mod_revision()).map(|c| (c, kv.mod_revision()))
+            })
+            .transpose()
+    }
+
+    /// Starts rolling `document` out to the nodes matching `labels`, as the
+    /// version after `base` (which must still be the live config).
+    pub async fn start_rollout(
+        &self,
+        document: Value,
+        author: &str,
+        base: &Record,
+        labels: BTreeMap<String, String>,
+        auto_rollback: Option<AutoRollback>,
+    ) -> Result<Canary, FleetError> {
+        let rec = next_record(document, author, Some(base));
+        let canary = Canary {
+            record: rec,
+            labels,
+            started_at: crate::telemetry::access_log::rfc3339(std::time::SystemTime::now()),
+            auto_rollback,
+        };
+        let txn = etcd_client::Txn::new()
+            .when([self.guard(Some(base)), self.no_canary()])
+            .and_then([
+                TxnOp::put(self.key("canary"), encode(&canary)?, None),
+                TxnOp::put(
+                    self.history_key(canary.record.version),
+                    encode(&canary.record)?,
+                    None,
+                ),
+            ])
+            .or_else(self.reread());
+        let resp = self.client().txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(self.refusal(&resp, Some(base)));
+        }
+        Ok(canary)
+    }
+
+    /// Makes the rollout's version the config of every node.
+    pub async fn promote(&self, by: &str) -> Result<Record, FleetError> {
+        let (canary, rev) = self.canary().await?.ok_or(FleetError::NoRollout)?;
+        let mut rec = canary.record.clone();
+        rec.revision = 0;
+        let outcome = self.outcome(&canary, "promoted", by, None);
+        let txn = etcd_client::Txn::new()
+            .when([Compare::mod_revision(
+                self.key("canary"),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then([
+                TxnOp::put(self.key("config"), encode(&rec)?, None),
+                TxnOp::delete(self.key("canary"), None),
+                TxnOp::put(self.key("rollout/last"), encode(&outcome)?, None),
+            ]);
+        let resp = self.client().txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(FleetError::NoRollout);
+        }
+        rec.revision = resp.header().map_or(0, |h| h.revision());
+        Ok(rec)
+    }
+
+    /// Ends the rollout: its nodes return to the config. `expected` guards
+    /// an automatic rollback against acting on a newer rollout.
+    pub async fn roll_back(
+        &self,
+        by: &str,
+        reason: Option<String>,
+        expected: Option<i64>,
+    ) -> Result<Outcome, FleetError> {
+        let (canary, rev) = self.canary().await?.ok_or(FleetError::NoRollout)?;
+        if expected.is_some_and(|e| e != rev) {
+            return Err(FleetError::NoRollout);
+        }
+        let outcome = self.outcome(&canary, "rolled_back", by, reason);
+        let txn = etcd_client::Txn::new()
+            .when([Compare::mod_revision(
+                self.key("canary"),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then([
+                TxnOp::delete(self.key("canary"), None),
+                TxnOp::put(self.key("rollout/last"), encode(&outcome)?, None),
+            ]);
+        if !self.client().txn(txn).await?.succeeded() {
+            return Err(FleetError::NoRollout);
+        }
+        Ok(outcome)
+    }
+
+    fn outcome(&self, c: &Canary, outcome: &str, by: &str, reason: Option<String>) -> Outcome {
+        Outcome {
+            version: c.record.version,
+            summary: c.record.summary.clone(),
+            outcome: outcome.into(),
+            by: by.into(),
+            reason,
+            at: crate::telemetry::access_log::rfc3339(std::time::SystemTime::now()),
+        }
+    }
+
+    /// The rollout under way and how the last one ended.
+    pub async fn rollout_state(&self) -> Result<Value, FleetError> {
+        let canary = self.canary().await?.map(|(c, _)| c);
+        let key = self.key("rollout/last");
+        let resp = self
+            .client()
+            .get(key.as_str(), Some(GetOptions::new()))
+            .await?;
+        let last: Option<Value> = resp
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice(kv.value()).ok());
+        Ok(json!({
+            "active": canary.map(|c| json!({
+                "version": c.record.version,
+                "summary": c.record.summary,
+                "author": c.record.author,
+                "labels": c.labels,
+                "started_at": c.started_at,
+                "auto_rollback": c.auto_rollback,
+            })),
+            "last": last,
+        }))
+    }
+}
+
+fn decode_canary(key: &str, value: &[u8], revision: i64) -> Result<Canary, FleetError> {
+    let mut c: Canary = serde_json::from_slice(value).map_err(|e| FleetError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
+    // The version's revision, as nodes apply it, is the canary key's.
+    c.record.revision = revision;
+    Ok(c)
+}
+
+/// A canary as the watch delivers it.
+pub(super) fn canary_from(kv: &etcd_client::KeyValue) -> Result<Canary, FleetError> {
+    decode_canary(
+        &String::from_utf8_lossy(kv.key()),
+        kv.value(),
+        kv.mod_revision(),
+    )
+}
+
+/// How often the canary's health is sampled.
+const SAMPLE: Duration = Duration::from_secs(1);
+
+/// Watches an auto-rollback rollout's canary nodes and rolls it back when
+/// their 5xx rate over the window passes the threshold. Runs on every node.
+pub async fn guard(link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
+    // (when, requests, 5xx) summed over the canary nodes, for one rollout.
+    let mut samples: VecDeque<(Instant, u64, u64)> = VecDeque::new();
+    let mut watching: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(store) = link.store() else { continue };
+        let Ok(Some((canary, rev))) = store.canary().await else {
+            samples.clear();
+            watching = None;
+            continue;
+        };
+        let Some(auto) = canary.auto_rollback else {
+            continue;
+        };
+        if watching != Some(rev) {
+            samples.clear();
+            watching = Some(rev);
+        }
+        let Ok(nodes) = store.nodes().await else {
+            continue;
+        };
+        let (req, bad) = nodes
+            .iter()
+            .filter(|n| n["config"]["version"].as_u64() == Some(canary.record.version))
+            .fold((0, 0), |(r, b), n| {
+                (
+                    r + n["since_apply"]["requests"].as_u64().unwrap_or(0),
+                    b + n["since_apply"]["responses_5xx"].as_u64().unwrap_or(0),
+                )
+            });
+        let now = Instant::now();
+        // A canary node that restarted counts from zero again: start over.
+        if samples.back().is_some_and(|&(_, r, b)| req < r || bad < b) {
+            samples.clear();
+        }
+        samples.push_back((now, req, bad));
+        let window = Duration::from_secs(auto.window_seconds);
+        while samples.len() > 1 && samples.front().is_some_and(|(t, ..)| now - *t > window) {
+            samples.pop_front();
+        }
+        let Some(&(_, r0, b0)) = samples.front() else {
+            continue;
+        };
+        // The first sample of a rollout counts from the canary's apply.
+        let (dr, db) = if samples.len() == 1 {
+            (req, bad)
+        } else {
+            (req - r0, bad - b0)
+        };
+        if dr < auto.min_requests {
+            continue;
+        }
+        let rate = db as f64 / dr as f64;
+        if rate > auto.max_error_rate {
+            let reason = format!(
+                "5xx rate {:.1}% over {dr} requests on the canary nodes passed {:.1}%",
+                rate * 100.0,
+                auto.max_error_rate * 100.0
+            );
+            if store
+                .roll_back("auto-rollback", Some(reason.clone()), Some(rev))
+                .await
+                .is_ok()
+            {
+                tracing::warn!(version = canary.record.version, %reason, "staged rollout rolled back");
+            }
+            samples.clear();
+        }
+    }
+}
