@@ -32,6 +32,13 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Whether this instance is the one `cfg` describes.
+    pub fn is(&self, cfg: &InstanceConfig) -> bool {
+        cfg.weight == self.weight
+            && cfg.url.scheme() == Some(&self.scheme)
+            && cfg.url.authority() == Some(&self.authority)
+    }
+
     /// Creates a healthy, idle instance from its config.
     pub fn new(cfg: &InstanceConfig) -> Self {
         let parts = cfg.url.clone().into_parts();
@@ -132,6 +139,10 @@ impl Balancer {
     /// Picks a healthy instance's index, or `None` when none is healthy.
     pub fn select(&self, instances: &[Arc<Instance>], key: &SelectKey<'_>) -> Option<usize> {
         let n = instances.len();
+        // A discovered service may have no instance registered (yet).
+        if n == 0 {
+            return None;
+        }
         match self {
             Self::RoundRobin(next) => {
                 let start = next.fetch_add(1, Ordering::Relaxed);

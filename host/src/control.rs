@@ -67,6 +67,8 @@ pub struct ControlPlane {
     live_hash: Mutex<Option<[u8; 32]>>,
     /// The last swap error of each plugin, cleared by a good swap.
     plugin_errors: Mutex<HashMap<String, SwapError>>,
+    /// Instances found by service discovery.
+    pub(crate) discovery: crate::discovery::Discovery,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,7 +104,15 @@ impl ControlPlane {
             last_error: Mutex::new(None),
             live_hash: Mutex::new(Some(digest(text))),
             plugin_errors: Mutex::default(),
+            discovery: crate::discovery::Discovery::new(None),
         }
+        .discovering()
+    }
+
+    /// Starts the discovery watchers the live snapshot needs.
+    fn discovering(self) -> Self {
+        self.discovery.reconcile(&self.snapshot().config);
+        self
     }
 
     /// The control plane of a fleet node whose snapshot was built from `rec`.
@@ -127,7 +137,9 @@ impl ControlPlane {
             last_error: Mutex::new(None),
             live_hash: Mutex::new(Some(digest(&text))),
             plugin_errors: Mutex::default(),
+            discovery: crate::discovery::Discovery::new(Some(link)),
         }
+        .discovering()
     }
 
     /// The fleet link, in fleet mode.
@@ -298,7 +310,8 @@ impl ControlPlane {
 
     /// Parses, validates and builds `text` (off the request path).
     async fn build(&self, text: &str) -> Result<Snapshot, ConfigErrors> {
-        let cfg = config::parse_in(&self.config_path, &self.anchor, text)?;
+        let mut cfg = config::parse_in(&self.config_path, &self.anchor, text)?;
+        self.discovery.overlay(&mut cfg);
         let current = self.snapshot();
         Snapshot::build(cfg, &self.runtime, Some(&current))
             .await
@@ -327,8 +340,32 @@ impl ControlPlane {
     /// Publishes `snap` and lets the runtime drop what no snapshot runs.
     fn publish(&self, snap: Snapshot) {
         let live = snap.versions();
+        self.discovery.reconcile(&snap.config);
         self.data.publish(snap);
         self.runtime.prune(&live);
+    }
+
+    /// Service `name`'s discovered instances are now `list`: the live
+    /// document is built again with them (no new version: the config did
+    /// not change). Instances still listed keep their state.
+    pub async fn rediscover(&self, name: &Arc<str>, list: Vec<crate::config::InstanceConfig>) {
+        let _guard = self.control.lock().await;
+        let n = list.len();
+        if !self.discovery.record(name, list) {
+            return;
+        }
+        let Some(doc) = self.versions.current().map(|v| v.document) else {
+            return;
+        };
+        match self.build(&self.render(&doc)).await {
+            Ok(snap) => {
+                self.publish(snap);
+                tracing::info!(service = %name, discovered = n, "service instances changed");
+            }
+            Err(e) => {
+                tracing::error!(service = %name, error = %e, "discovered instances not applied")
+            }
+        }
     }
 
     /// Compiles the new file of plugin `name`, starts it for every attachment, and

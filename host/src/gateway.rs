@@ -153,6 +153,13 @@ impl Gateway {
             tasks.push(tokio::spawn(admin));
             addr
         });
+        if let Some(updates) = shared.discovery.take_updates() {
+            tasks.push(tokio::spawn(apply_discovered(
+                shared.clone(),
+                updates,
+                rx.clone(),
+            )));
+        }
         Ok(Self {
             shared,
             admin_addr,
@@ -183,6 +190,23 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Applies each discovered instance list as it comes, until shutdown.
+async fn apply_discovered(
+    shared: Arc<ControlPlane>,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<crate::discovery::Update>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            u = updates.recv() => match u {
+                Some((name, list)) => shared.rediscover(&name, list).await,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -52,6 +52,7 @@ pub(crate) mod body;
 pub mod config;
 pub mod control;
 pub(crate) mod data_plane;
+pub(crate) mod discovery;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub mod exchange;

@@ -39,15 +39,24 @@ pub struct Service {
 
 impl Service {
     /// Builds the service and starts its health probes (they stop when the
-    /// service is dropped).
+    /// service is dropped). Instances of `previous` still listed (same URL
+    /// and weight) are kept with their health and ejection state: what a
+    /// discovery change does to a service.
     pub(crate) fn build(
         cfg: &ServiceConfig,
         metrics: Arc<ServiceMetrics>,
+        previous: &[Arc<Instance>],
     ) -> Result<Arc<Self>, crate::tls::TlsError> {
         let instances: Vec<Arc<Instance>> = cfg
             .instances
             .iter()
-            .map(|i| Arc::new(Instance::new(i)))
+            .map(|i| {
+                previous
+                    .iter()
+                    .find(|p| p.is(i))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Instance::new(i)))
+            })
             .collect();
         let svc = Arc::new(Self {
             name: cfg.name.clone(),

@@ -235,9 +235,19 @@ fn services(
     let mut out = Vec::with_capacity(config.services.len());
     for (i, s) in config.services.iter().enumerate() {
         let kept = previous.and_then(|p| p.services.iter().find(|old| old.config == *s));
+        // Only the instances changed (discovery, or an edit of the list):
+        // the instances still listed keep their health and ejection state.
+        let same_but_instances = previous.and_then(|p| {
+            p.services.iter().find(|old| {
+                let mut c = old.config.clone();
+                c.instances.clone_from(&s.instances);
+                c == *s
+            })
+        });
+        let reuse = same_but_instances.map_or(&[][..], |old| &old.instances[..]);
         match kept {
             Some(old) => out.push(old.clone()),
-            None => match Service::build(s, metrics.service(&s.name)) {
+            None => match Service::build(s, metrics.service(&s.name), reuse) {
                 Ok(svc) => out.push(svc),
                 Err(e) => errors.push(ConfigError::new(format!("services[{i}]"), e.to_string())),
             },

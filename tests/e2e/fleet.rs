@@ -647,3 +647,79 @@ async fn a_staged_rollout_reaches_the_canary_first_then_is_promoted_or_rolled_ba
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_registered_in_etcd_join_and_leave_with_their_leases() {
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let (a, b) = (
+        Upstream::start("a", Behavior::Echo).await,
+        Upstream::start("b", Behavior::Echo).await,
+    );
+    let yaml = format!(
+        "services:\n  - name: disc\n    discovery: {{ etcd: {{ prefix: /services/disc/, endpoints: [\"{}\"] }} }}\nroutes:\n  - id: d\n    match: {{ path: /d }}\n    upstream: disc\n",
+        eps.split(',').next().expect("endpoint")
+    );
+    let gw = crate::support::TestGateway::start(&yaml).await;
+    // Nothing registered: no instance to send to.
+    let none = get(&gw.url("/d")).await;
+    assert_eq!(none.status, 503, "{}", none.text());
+    assert_eq!(none.json()["error"], "no_healthy_upstream");
+
+    let mut client = etcd_client::Client::connect(eps.split(',').collect::<Vec<_>>(), None)
+        .await
+        .expect("etcd");
+    let lease_a = client.lease_grant(2, None).await.expect("lease").id();
+    let lease_b = client.lease_grant(60, None).await.expect("lease").id();
+    let put = |lease| Some(etcd_client::PutOptions::new().with_lease(lease));
+    let registered = Instant::now();
+    client
+        .put(
+            "/services/disc/a",
+            json!({ "url": a.url() }).to_string(),
+            put(lease_a),
+        )
+        .await
+        .expect("put");
+    client
+        .put("/services/disc/b", b.url(), put(lease_b))
+        .await
+        .expect("put");
+    let both = eventually(Duration::from_secs(5), async || {
+        for _ in 0..4 {
+            get(&gw.url("/d")).await;
+        }
+        a.hits() > 0 && b.hits() > 0
+    })
+    .await;
+    assert!(
+        both,
+        "registered instances take no traffic (a {}, b {})",
+        a.hits(),
+        b.hits()
+    );
+    let joined = registered.elapsed();
+
+    // Instance a's lease is not kept alive: it expires and a leaves.
+    let expired = Instant::now();
+    let left = eventually(Duration::from_secs(10), async || {
+        let before = a.hits();
+        for _ in 0..6 {
+            assert_eq!(get(&gw.url("/d")).await.status, 200);
+        }
+        a.hits() == before
+    })
+    .await;
+    assert!(left, "an instance whose lease expired still takes traffic");
+    eprintln!(
+        "discovery: two instances took traffic {joined:?} after registering; the one on a 2 s lease (granted at registration) took none {:?} after that",
+        expired.elapsed()
+    );
+    // Only b: nothing more reaches a.
+    let hits = a.hits();
+    for _ in 0..10 {
+        assert_eq!(get(&gw.url("/d")).await.status, 200);
+    }
+    assert_eq!(a.hits(), hits);
+    gw.stop().await;
+}

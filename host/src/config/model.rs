@@ -142,8 +142,10 @@ pub struct ServiceConfig {
     pub name: Arc<str>,
     /// Selection algorithm.
     pub load_balancer: LoadBalancerKind,
-    /// Instances, at least one.
+    /// Instances: at least one, unless `discovery` finds them.
     pub instances: Vec<InstanceConfig>,
+    /// Where instances register themselves; they join `instances`.
+    pub discovery: Option<EtcdDiscovery>,
     /// Time allowed to open a TCP connection. Default 1s.
     pub connect_timeout: Duration,
     /// Time allowed for a response head, all tries and backoffs included. Default 30s.
@@ -183,6 +185,16 @@ pub enum LoadBalancerKind {
     Random,
 }
 
+/// Instances found under an etcd prefix: each key a leased registration
+/// whose value is `{"url": "http://10.0.0.5:8080", "weight": 1}` or a bare URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EtcdDiscovery {
+    /// The prefix instances register under (`/services/orders/`).
+    pub prefix: String,
+    /// etcd client URLs; empty on a fleet node means the fleet's etcd.
+    pub endpoints: Vec<String>,
+}
+
 /// One upstream instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceConfig {
@@ -190,6 +202,23 @@ pub struct InstanceConfig {
     pub url: http::Uri,
     /// Relative weight (default 1).
     pub weight: u32,
+}
+
+impl InstanceConfig {
+    /// An instance from its URL (`http(s)://host:port`) and weight (at least 1).
+    pub fn parse(url: &str, weight: u32) -> Result<Self, String> {
+        if weight == 0 {
+            return Err("weight: must be at least 1".into());
+        }
+        match url.parse::<http::Uri>() {
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() =>
+            {
+                Ok(Self { url: u, weight })
+            }
+            _ => Err(format!("`{url}` is not an http(s)://host:port URL")),
+        }
+    }
 }
 
 /// One route, validated.

@@ -288,6 +288,21 @@ pub struct RawService {
     pub max_concurrent_requests: Option<usize>,
     pub protocol: Option<String>,
     pub tls: Option<RawUpstreamTls>,
+    pub discovery: Option<RawDiscovery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub etcd: RawEtcdDiscovery,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdDiscovery {
+    pub prefix: String,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

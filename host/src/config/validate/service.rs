@@ -23,10 +23,25 @@ pub(super) fn service(s: &RawService, path: &str, base: &Path, errs: &mut Errors
         .filter_map(|i| i.url.scheme_str())
         .collect();
     let edge = edge::service_edge(s, path, base, &schemes, errs);
+    let discovery = s.discovery.as_ref().and_then(|d| {
+        let prefix = &d.etcd.prefix;
+        if !prefix.starts_with('/') {
+            errs.push(
+                format!("{path}.discovery.etcd.prefix"),
+                format!("`{prefix}` must start with `/`"),
+            );
+            return None;
+        }
+        Some(EtcdDiscovery {
+            prefix: prefix.clone(),
+            endpoints: d.etcd.endpoints.clone(),
+        })
+    });
     ServiceConfig {
         name: s.name.as_str().into(),
         load_balancer,
         instances,
+        discovery,
         connect_timeout: s
             .connect_timeout
             .map_or(std::time::Duration::from_secs(1), |d| d.0),
@@ -78,10 +93,10 @@ fn load_balancer(s: &RawService, path: &str, errs: &mut Errors) -> LoadBalancerK
 
 /// The instances, each an http(s)://host:port URL with a weight.
 fn instances(s: &RawService, path: &str, errs: &mut Errors) -> Vec<InstanceConfig> {
-    if s.instances.is_empty() {
+    if s.instances.is_empty() && s.discovery.is_none() {
         errs.push(
             format!("{path}.instances"),
-            "a service needs at least one instance",
+            "a service needs at least one instance (or `discovery`)",
         );
     }
     s.instances
@@ -93,18 +108,10 @@ fn instances(s: &RawService, path: &str, errs: &mut Errors) -> Vec<InstanceConfi
             if weight == 0 {
                 errs.push(format!("{ipath}.weight"), "must be at least 1");
             }
-            match inst.url.parse::<http::Uri>() {
-                Ok(url)
-                    if matches!(url.scheme_str(), Some("http" | "https"))
-                        && url.authority().is_some() =>
-                {
-                    Some(InstanceConfig { url, weight })
-                }
-                _ => {
-                    errs.push(
-                        format!("{ipath}.url"),
-                        format!("`{}` is not an http(s)://host:port URL", inst.url),
-                    );
+            match InstanceConfig::parse(&inst.url, weight.max(1)) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    errs.push(format!("{ipath}.url"), e);
                     None
                 }
             }
