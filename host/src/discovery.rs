@@ -1,9 +1,12 @@
 //! Service discovery: instances that register themselves under an etcd
 //! prefix (each on its own lease, so a dead one vanishes when its lease
-//! expires) join the service's static `instances`. One watcher per
-//! discovered service follows its prefix; each change rebuilds the snapshot
-//! with the new list, and instances still listed keep their health and
-//! ejection state (`Service::build`).
+//! expires), or the addresses and SRV targets of a DNS name, join the
+//! service's static `instances`. One watcher per discovered service follows
+//! its source; each change rebuilds the snapshot with the new list, and
+//! instances still listed keep their health and ejection state
+//! (`Service::build`).
+
+mod dns;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +16,14 @@ use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, EtcdDiscovery, InstanceConfig};
+use crate::config::{Config, Discovery as Source, EtcdDiscovery, InstanceConfig};
 use crate::fleet::Link;
 
 /// A discovered list for one service.
 pub type Update = (Arc<str>, Vec<InstanceConfig>);
 
 /// A watched service: its name and where its instances register.
-type Watched = (Arc<str>, EtcdDiscovery);
+type Watched = (Arc<str>, Source);
 
 /// The discovered instances and the watchers that find them.
 pub struct Discovery {
@@ -67,7 +70,9 @@ impl Discovery {
     }
 
     /// Records `list` for `service`; false when it is what was known.
-    pub fn record(&self, service: &Arc<str>, list: Vec<InstanceConfig>) -> bool {
+    pub fn record(&self, service: &Arc<str>, mut list: Vec<InstanceConfig>) -> bool {
+        // Sources list in no stable order (DNS answers rotate).
+        list.sort_by_cached_key(|i| (i.url.to_string(), i.weight));
         let mut found = lock(&self.found);
         if found.get(service) == Some(&list) {
             return false;
@@ -97,12 +102,17 @@ impl Discovery {
             if watchers.contains_key(&(name.clone(), d.clone())) {
                 continue;
             }
-            let task = tokio::spawn(watch(
-                name.clone(),
-                d.clone(),
-                self.fleet.clone(),
-                self.tx.clone(),
-            ));
+            let task = match &d {
+                Source::Etcd(e) => tokio::spawn(watch(
+                    name.clone(),
+                    e.clone(),
+                    self.fleet.clone(),
+                    self.tx.clone(),
+                )),
+                Source::Dns(n) => {
+                    tokio::spawn(dns::watch(name.clone(), n.clone(), self.tx.clone()))
+                }
+            };
             watchers.insert((name, d), task);
         }
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::fleet::{FleetNode, TOKEN, cli, document, push_config};
 use crate::support::{
-    Behavior, EtcdCluster, Load, Upstream, eventually, get, plugin_path, request,
+    Behavior, DnsServer, EtcdCluster, Load, Upstream, eventually, get, plugin_path, request,
 };
 
 fn auth() -> (&'static str, String) {
@@ -721,5 +721,79 @@ async fn instances_registered_in_etcd_join_and_leave_with_their_leases() {
         assert_eq!(get(&gw.url("/d")).await.status, 200);
     }
     assert_eq!(a.hits(), hits);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_become_instances_and_changes_follow_their_ttl() {
+    let (a, b, c) = (
+        Upstream::start("a", Behavior::Echo).await,
+        Upstream::start("b", Behavior::Echo).await,
+        Upstream::start("c", Behavior::Echo).await,
+    );
+    let port = |u: &Upstream| u.url().rsplit(':').next().expect("port").to_string();
+    let srv = |ups: &[&Upstream]| -> Vec<String> {
+        let mut r = vec!["--host-record=host.svc.test,127.0.0.1".to_string()];
+        r.extend(ups.iter().map(|u| {
+            format!(
+                "--srv-host=_http._tcp.svc.test,host.svc.test,{},0,1",
+                port(u)
+            )
+        }));
+        r
+    };
+    let mut dns = DnsServer::start(&srv(&[&a, &b]));
+    let yaml = format!(
+        "services:\n  - name: by-srv\n    discovery: {{ dns: {{ name: _http._tcp.svc.test, type: SRV, refresh: 5s, servers: [\"{0}\"] }} }}\n  - name: by-a\n    discovery: {{ dns: {{ name: host.svc.test, type: A, port: {1}, servers: [\"{0}\"] }} }}\nroutes:\n  - id: srv\n    match: {{ path: /srv }}\n    upstream: by-srv\n  - id: a\n    match: {{ path: /a }}\n    upstream: by-a\n",
+        dns.addr(),
+        port(&c)
+    );
+    let gw = crate::support::TestGateway::start(&yaml).await;
+    let both = eventually(Duration::from_secs(5), async || {
+        for _ in 0..4 {
+            get(&gw.url("/srv")).await;
+        }
+        a.hits() > 0 && b.hits() > 0
+    })
+    .await;
+    assert!(
+        both,
+        "SRV targets take no traffic (a {}, b {})",
+        a.hits(),
+        b.hits()
+    );
+    let via_a = eventually(Duration::from_secs(5), async || {
+        get(&gw.url("/a")).await.status == 200
+    })
+    .await;
+    assert!(via_a, "the A record's address takes no traffic");
+    assert!(c.hits() > 0);
+
+    // b's record goes away: within the 1 s TTL (+ the next lookup) b takes no more.
+    dns.serve(&srv(&[&a]));
+    let changed = Instant::now();
+    let gone = eventually(Duration::from_secs(8), async || {
+        let before = b.hits();
+        for _ in 0..6 {
+            assert_eq!(get(&gw.url("/srv")).await.status, 200);
+        }
+        b.hits() == before
+    })
+    .await;
+    assert!(
+        gone,
+        "an instance whose SRV record went away still takes traffic"
+    );
+    eprintln!(
+        "dns discovery: a removed SRV target stopped taking traffic {:?} after the change (TTL 1 s)",
+        changed.elapsed()
+    );
+
+    // The DNS server gone: lookups fail and the last list keeps serving.
+    drop(dns);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..4 {
+        assert_eq!(get(&gw.url("/srv")).await.status, 200);
+    }
     gw.stop().await;
 }

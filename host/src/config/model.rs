@@ -144,8 +144,8 @@ pub struct ServiceConfig {
     pub load_balancer: LoadBalancerKind,
     /// Instances: at least one, unless `discovery` finds them.
     pub instances: Vec<InstanceConfig>,
-    /// Where instances register themselves; they join `instances`.
-    pub discovery: Option<EtcdDiscovery>,
+    /// Where more instances are found; they join `instances`.
+    pub discovery: Option<Discovery>,
     /// Time allowed to open a TCP connection. Default 1s.
     pub connect_timeout: Duration,
     /// Time allowed for a response head, all tries and backoffs included. Default 30s.
@@ -183,6 +183,45 @@ pub enum LoadBalancerKind {
     HeaderHash(HeaderName),
     /// Power of two random choices.
     Random,
+}
+
+/// Where a service's instances are found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Discovery {
+    /// Registrations under an etcd prefix.
+    Etcd(EtcdDiscovery),
+    /// DNS records, re-resolved as their TTL runs out.
+    Dns(DnsDiscovery),
+}
+
+/// Instances from DNS: every address of `name` (A/AAAA, on `port`), or every
+/// target of its SRV records of the lowest priority (their port and weight).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DnsDiscovery {
+    /// The name looked up (`orders.internal`, `_http._tcp.orders.internal`).
+    pub name: String,
+    /// Which records.
+    pub record: DnsRecord,
+    /// The instances' port for A/AAAA records (SRV records carry their own).
+    pub port: Option<u16>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The longest time between lookups; a shorter TTL looks up sooner (never
+    /// more often than once a second).
+    pub refresh: Duration,
+    /// Name servers to ask (default: the system's, from /etc/resolv.conf).
+    pub servers: Vec<std::net::SocketAddr>,
+}
+
+/// A DNS record type discovery reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsRecord {
+    /// IPv4 addresses.
+    A,
+    /// IPv6 addresses.
+    Aaaa,
+    /// Service records: target, port, weight, priority.
+    Srv,
 }
 
 /// Instances found under an etcd prefix: each key a leased registration

@@ -294,7 +294,21 @@ pub struct RawService {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDiscovery {
-    pub etcd: RawEtcdDiscovery,
+    pub etcd: Option<RawEtcdDiscovery>,
+    pub dns: Option<RawDnsDiscovery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsDiscovery {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: Option<String>,
+    pub port: Option<u16>,
+    pub scheme: Option<String>,
+    pub refresh: Option<Dur>,
+    #[serde(default)]
+    pub servers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,10 @@ impl Errors {
     fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.0.push(ConfigError::new(path, msg));
     }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>> {

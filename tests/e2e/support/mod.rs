@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod dns;
 pub mod etcd;
 pub mod examples;
 pub mod fleet;
@@ -20,6 +21,7 @@ pub mod upstream;
 pub mod ws;
 
 pub use client::{get, request};
+pub use dns::DnsServer;
 pub use etcd::EtcdCluster;
 pub use examples::{example_plugin, example_variant};
 pub use gateway::TestGateway;
