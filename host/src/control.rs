@@ -373,7 +373,12 @@ impl ControlPlane {
     pub async fn swap_plugin(&self, name: &str) -> Result<(), SwapError> {
         let _guard = self.control.lock().await;
         match self.try_swap(name).await {
-            Ok(0) => Ok(()),
+            // The file is the running version again (a rejected one was
+            // replaced by it): nothing to swap, and nothing rejected now.
+            Ok(0) => {
+                lock(&self.plugin_errors).remove(name);
+                Ok(())
+            }
             Ok(n) => {
                 lock(&self.plugin_errors).remove(name);
                 self.stats.swaps_ok.fetch_add(1, Ordering::Relaxed);

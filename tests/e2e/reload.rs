@@ -194,3 +194,62 @@ async fn a_removed_plugin_file_leaves_the_running_version_serving() {
     assert_eq!(swaps(), before, "nothing was swapped");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_plugin_refuses_any_other_file_and_takes_the_admin_upload_it_pins() {
+    use sha2::Digest;
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
+    let sha = |p: &std::path::Path| hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()));
+    let yaml = format!(
+        "admin:\n  addr: 127.0.0.1:0\n  tokens: [{{ name: ops, token: pinned-admin-token-0123 }}]\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: s\n    plugins: [{{ name: tag, sha256: \"sha256:{}\" }}]\n",
+        up.url(),
+        sha(&a)
+    );
+    let gw = TestGateway::start_with_plugins(&yaml, &[("tag", &a)]).await;
+    let tag = async || get(&gw.url("/")).await.json()["headers"]["x-tag"].clone();
+    assert_eq!(tag().await, "a");
+
+    // Another file, uploaded through the admin API: written, refused, a keeps serving.
+    let auth = ("authorization", "Bearer pinned-admin-token-0123");
+    let upload = request(
+        http::Method::PUT,
+        &gw.admin_url("/plugins/tag"),
+        &[auth],
+        std::fs::read(&b).unwrap(),
+    )
+    .await;
+    assert_eq!(upload.status, 422, "{}", upload.text());
+    assert!(
+        upload.text().contains("the config pins"),
+        "{}",
+        upload.text()
+    );
+    assert_eq!(tag().await, "a");
+    let plugins = request(http::Method::GET, &gw.admin_url("/plugins"), &[auth], "")
+        .await
+        .json();
+    assert!(
+        plugins[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&sha(&b))),
+        "{plugins}"
+    );
+
+    // The pinned file uploaded again: taken (no error left).
+    let upload = request(
+        http::Method::PUT,
+        &gw.admin_url("/plugins/tag"),
+        &[auth],
+        std::fs::read(&a).unwrap(),
+    )
+    .await;
+    assert_eq!(upload.status, 200, "{}", upload.text());
+    assert_eq!(upload.json()["sha256"], sha(&a));
+    assert_eq!(tag().await, "a");
+    let plugins = request(http::Method::GET, &gw.admin_url("/plugins"), &[auth], "")
+        .await
+        .json();
+    assert!(plugins[0]["last_error"].is_null(), "{plugins}");
+    gw.stop().await;
+}

@@ -403,6 +403,9 @@ pub struct AttachmentConfig {
     /// How long answers to the plugin's `GET` callouts are cached, overriding
     /// their `Cache-Control` (`Some(ZERO)`: never). `None`: as the answer says.
     pub callout_cache_ttl: Option<Duration>,
+    /// The plugin file must hash to this (lowercase hex SHA-256); any other
+    /// file, dropped or pushed, is refused and the pinned one keeps serving.
+    pub sha256: Option<Arc<str>>,
 }
 
 impl AttachmentConfig {
@@ -426,6 +429,7 @@ impl AttachmentConfig {
             callout_total_timeout: DEFAULT_CALLOUT_TOTAL_TIMEOUT,
             callout_max_body: DEFAULT_CALLOUT_MAX_BODY,
             callout_cache_ttl: None,
+            sha256: None,
         }
     }
 }

@@ -268,6 +268,7 @@ pub struct RawAttachment {
     pub callout_total_timeout: Option<Dur>,
     pub callout_max_body_bytes: Option<usize>,
     pub callout_cache_ttl: Option<Dur>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,8 +27,10 @@ use crate::config::{AttachmentConfig, RedisConfig};
 #[derive(Clone)]
 pub struct Compiled {
     pre: PluginPre<PluginState>,
-    /// Hex of the file's SHA-256.
+    /// Hex of the first 8 bytes of the file's SHA-256.
     pub version: Arc<str>,
+    /// Hex of the file's SHA-256.
+    pub sha256: Arc<str>,
 }
 
 /// The process-wide plugin runtime.
@@ -155,6 +157,7 @@ impl PluginRuntime {
         let compiled = Compiled {
             pre,
             version: hex::encode(&hash[..8]).into(),
+            sha256: hex::encode(hash).into(),
         };
         self.lock_compiled().insert(hash, compiled.clone());
         Ok(compiled)

@@ -89,6 +89,15 @@ impl<'a> Loader<'a> {
                 name: cfg.name.to_string(),
                 message: format!("compile task failed: {e}"),
             })??;
+        if let Some(pinned) = &cfg.sha256
+            && **pinned != *compiled.sha256
+        {
+            return Err(LoadError::Pinned {
+                name: cfg.name.to_string(),
+                pinned: pinned.to_string(),
+                actual: compiled.sha256.to_string(),
+            });
+        }
         if let Some(prev) = self.previous.get(cfg)
             && prev.version().as_deref() == Some(&*compiled.version)
         {

@@ -281,6 +281,15 @@ pub(super) fn attachments(
                     .map_or(DEFAULT_CALLOUT_TOTAL_TIMEOUT, |d| d.0),
                 callout_max_body: a.callout_max_body_bytes.unwrap_or(DEFAULT_CALLOUT_MAX_BODY),
                 callout_cache_ttl: a.callout_cache_ttl.map(|d| d.0),
+                sha256: a.sha256.as_deref().and_then(|h| {
+                    let hex = h.strip_prefix("sha256:").unwrap_or(h).to_ascii_lowercase();
+                    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Some(hex.into())
+                    } else {
+                        errs.push(format!("{p}.sha256"), format!("`{h}` is not a hex SHA-256"));
+                        None
+                    }
+                }),
             })
         })
         .collect()

@@ -26,6 +26,16 @@ pub enum LoadError {
         /// The directory searched.
         dir: String,
     },
+    /// The file is not the one the attachment pins.
+    #[error("plugin `{name}`: the file's SHA-256 is {actual}, the config pins {pinned}")]
+    Pinned {
+        /// Plugin name.
+        name: String,
+        /// What the config says.
+        pinned: String,
+        /// What the file hashes to.
+        actual: String,
+    },
     /// The file could not be read.
     #[error("plugin `{name}`: cannot read {path}: {message}")]
     Read {
