@@ -94,7 +94,7 @@ impl Gateway {
         let (link, rec) = Link::open(bootstrap).await?;
         let name = link.name();
         let cfg = config::parse_in(&name, link.anchor(), &link.render(&rec.document))?;
-        fleet::sync::install_all(&link, &cfg.plugin_dir).await;
+        fleet::sync::install_all(&link, &rec.document, &cfg.plugin_dir).await;
         let runtime = PluginRuntime::new()?;
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await

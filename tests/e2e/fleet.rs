@@ -797,3 +797,62 @@ async fn dns_records_become_instances_and_changes_follow_their_ttl() {
     }
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_keeps_a_pushed_plugin_out_until_the_config_moves_it() {
+    use sha2::Digest;
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
+    let sha =
+        |p: &std::path::Path| hex::encode(sha2::Sha256::digest(std::fs::read(p).expect("read")));
+    let pinned = |p: &std::path::Path| {
+        document(&format!(
+            "services:\n  - name: up\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /* }}\n    upstream: up\n    plugins: [{{ name: tag, sha256: \"{}\" }}]\n",
+            up.url(),
+            sha(p)
+        ))
+    };
+    let push = |p: &std::path::Path| {
+        let out = cli(
+            &eps,
+            &["plugin", "push", p.to_str().expect("path"), "--name", "tag"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    push(&a);
+    push_config(&eps, root.path(), &pinned(&a));
+    let mut node = FleetNode::spawn(root.path(), "node-1", &eps, &[]);
+    let tag = async |n: &FleetNode| {
+        get(&n.url("/probe")).await.json()["headers"]["x-tag"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(tag(&node).await, "a");
+
+    // b pushed while a is pinned: not installed, reported, a serves, also after a restart.
+    push(&b);
+    let reported = eventually(Duration::from_secs(10), async || {
+        admin_get(&node, "/nodes").await["nodes"][0]["plugin_errors"]["tag"]
+            .as_str()
+            .is_some_and(|e| e.contains("pins"))
+    })
+    .await;
+    assert!(reported, "{}", admin_get(&node, "/nodes").await);
+    assert_eq!(tag(&node).await, "a");
+    node.kill();
+    node.start();
+    assert_eq!(tag(&node).await, "a", "a restart serves the pinned plugin");
+
+    // The config moves the pin to b: installed and served.
+    push_config(&eps, root.path(), &pinned(&b));
+    let moved = eventually(Duration::from_secs(10), async || tag(&node).await == "b").await;
+    assert!(moved, "moving the pin did not bring in the pushed plugin");
+}

@@ -50,7 +50,7 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
     let (stable, config_rev) = store.config().await?;
     let canary = store.canary().await?.map(|(c, _)| c);
     let mut state = Desired { stable, canary };
-    state.apply(shared, link).await;
+    state.apply(shared, link, &store).await;
     let (plugins, plugins_rev) = store.plugins().await?;
     for (name, p) in &plugins {
         sync_plugin(shared, link, &store, name, p).await;
@@ -95,7 +95,7 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
                         Ok(mut rec) => {
                             rec.revision = kv.mod_revision();
                             state.stable = Some(rec);
-                            state.apply(shared, link).await;
+                            state.apply(shared, link, &store).await;
                         }
                         Err(e) => tracing::error!(error = %e, "ignoring an unreadable config record in etcd"),
                     }
@@ -117,7 +117,7 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
                     },
                     _ => None,
                 };
-                state.apply(shared, link).await;
+                state.apply(shared, link, &store).await;
             }
             m = plugin_names.message() => {
                 let Some(resp) = m? else { return Ok(()) };
@@ -149,11 +149,55 @@ struct Desired {
 impl Desired {
     /// Applies the rollout's version when this node is selected, else the
     /// config (so a rollback returns canary nodes to it).
-    async fn apply(&self, shared: &ControlPlane, link: &Link) {
+    async fn apply(&self, shared: &ControlPlane, link: &Link, store: &Store) {
         let canary = self.canary.as_ref().filter(|c| c.selects(link.labels()));
         let target = canary.map(|c| &c.record).or(self.stable.as_ref());
         if let Some(rec) = target {
+            let dir = shared.snapshot().config.plugin_dir.clone();
+            install_pinned(store, link, &rec.document, &dir).await;
             let _ = shared.apply_record(rec).await;
+        }
+    }
+}
+
+fn pin_refusal(pushed: &str, pin: &str) -> String {
+    format!("pushed {pushed} but the config pins {pin}; not installed")
+}
+
+/// Every `(name, sha256)` a document's attachments pin.
+fn pins(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let global = doc["plugins"].as_array().into_iter().flatten();
+    let routes = doc["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["plugins"].as_array().into_iter().flatten());
+    global
+        .chain(routes)
+        .filter_map(|a| {
+            let name = a["name"].as_str()?;
+            let pin = a["sha256"].as_str()?;
+            let hex = pin
+                .strip_prefix("sha256:")
+                .unwrap_or(pin)
+                .to_ascii_lowercase();
+            Some((name.to_string(), hex))
+        })
+        .collect()
+}
+
+/// Before a version that moves a pin is built: installs the pushed plugin it
+/// pins when the file on disk is another (a push that an older pin kept
+/// out). A pin that matches no pushed plugin is left to the build to refuse.
+async fn install_pinned(store: &Store, link: &Link, doc: &serde_json::Value, dir: &Path) {
+    for (name, pin) in pins(doc) {
+        let Ok(rec) = store.plugin(&name).await else {
+            continue;
+        };
+        if rec.sha256 == pin
+            && let Err(e) = install(store, &name, &rec, dir).await
+        {
+            link.plugin_result(&name, Some(e));
         }
     }
 }
@@ -166,7 +210,21 @@ async fn sync_plugin(
     name: &str,
     rec: &PluginRecord,
 ) {
-    let dir = shared.snapshot().config.plugin_dir.clone();
+    let snap = shared.snapshot();
+    // A pin elsewhere keeps the pinned file on disk, so that a restart
+    // finds what the config pins.
+    let pinned_other = snap.attachments().iter().find_map(|a| {
+        let c = a.config();
+        c.sha256
+            .as_ref()
+            .filter(|p| &*c.name == name && ***p != *rec.sha256)
+            .cloned()
+    });
+    if let Some(pin) = pinned_other {
+        link.plugin_result(name, Some(pin_refusal(&rec.sha256, &pin)));
+        return;
+    }
+    let dir = snap.config.plugin_dir.clone();
     match install(store, name, rec, &dir).await {
         Ok(true) => {
             let result = shared.swap_plugin(name).await;
@@ -183,9 +241,11 @@ async fn sync_plugin(
     }
 }
 
-/// Installs every pushed plugin into `dir` before the first snapshot is
-/// built (a node that cannot reach etcd starts with the files it has).
-pub async fn install_all(link: &Link, dir: &Path) {
+/// Installs every pushed plugin into `dir` before the first snapshot of
+/// `doc` is built (a node that cannot reach etcd starts with the files it
+/// has); one `doc` pins to other bytes is left out.
+pub async fn install_all(link: &Link, doc: &serde_json::Value, dir: &Path) {
+    let pins = pins(doc);
     let Ok(store) = link.store() else { return };
     let plugins = match store.plugins().await {
         Ok((p, _)) => p,
@@ -195,6 +255,14 @@ pub async fn install_all(link: &Link, dir: &Path) {
         }
     };
     for (name, rec) in &plugins {
+        if let Some((_, pin)) = pins.iter().find(|(n, p)| n == name && *p != rec.sha256) {
+            let e = format!(
+                "pushed {} but the config pins {pin}; not installed",
+                rec.sha256
+            );
+            link.plugin_result(name, Some(e));
+            continue;
+        }
         if let Err(e) = install(&store, name, rec, dir).await {
             tracing::error!(plugin = %name, error = %e, "refusing a pushed plugin");
             link.plugin_result(name, Some(e));
