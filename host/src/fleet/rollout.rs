@@ -238,12 +238,70 @@ pub(super) fn canary_from(kv: &etcd_client::KeyValue) -> Result<Canary, FleetErr
 /// How often the canary's health is sampled.
 const SAMPLE: Duration = Duration::from_secs(1);
 
+/// The canary nodes' request and 5xx counts over a sliding window. The
+/// counts are each node's since it applied the version, so the window starts
+/// from a zero sample: until it slides past that, it covers the rollout whole.
+#[derive(Debug)]
+pub struct Window {
+    span: Duration,
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Window {
+    /// A window of `span`, opened at `now`.
+    pub fn new(span: Duration, now: Instant) -> Self {
+        Self {
+            span,
+            samples: VecDeque::from([(now, 0, 0)]),
+        }
+    }
+
+    /// Adds the summed counts seen at `now`; returns the requests and 5xx
+    /// within the window.
+    pub fn observe(&mut self, now: Instant, requests: u64, errors: u64) -> (u64, u64) {
+        // A canary node that restarted counts from zero again: start over.
+        if self
+            .samples
+            .back()
+            .is_some_and(|&(_, r, b)| requests < r || errors < b)
+        {
+            self.samples = VecDeque::from([(now, 0, 0)]);
+        }
+        self.samples.push_back((now, requests, errors));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, ..)| now.saturating_duration_since(*t) >= self.span)
+        {
+            self.samples.pop_front();
+        }
+        let (_, r0, b0) = self.samples.front().copied().unwrap_or((now, 0, 0));
+        (requests - r0, errors - b0)
+    }
+}
+
+impl AutoRollback {
+    /// Why `requests` with `errors` among them call for a rollback, if they do.
+    pub fn breached(&self, requests: u64, errors: u64) -> Option<String> {
+        if requests < self.min_requests.max(1) {
+            return None;
+        }
+        let rate = errors as f64 / requests as f64;
+        (rate > self.max_error_rate).then(|| {
+            format!(
+                "5xx rate {:.1}% over {requests} requests on the canary nodes passed {:.1}%",
+                rate * 100.0,
+                self.max_error_rate * 100.0
+            )
+        })
+    }
+}
+
 /// Watches an auto-rollback rollout's canary nodes and rolls it back when
 /// their 5xx rate over the window passes the threshold. Runs on every node.
 pub async fn guard(link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
-    // (when, requests, 5xx) summed over the canary nodes, for one rollout.
-    let mut samples: VecDeque<(Instant, u64, u64)> = VecDeque::new();
-    let mut watching: Option<i64> = None;
+    let mut watching: Option<(i64, Window)> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SAMPLE) => {}
@@ -251,16 +309,16 @@ pub async fn guard(link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
         }
         let Ok(store) = link.store() else { continue };
         let Ok(Some((canary, rev))) = store.canary().await else {
-            samples.clear();
             watching = None;
             continue;
         };
         let Some(auto) = canary.auto_rollback else {
             continue;
         };
-        if watching != Some(rev) {
-            samples.clear();
-            watching = Some(rev);
+        let now = Instant::now();
+        if watching.as_ref().is_none_or(|(r, _)| *r != rev) {
+            let span = Duration::from_secs(auto.window_seconds);
+            watching = Some((rev, Window::new(span, now)));
         }
         let Ok(nodes) = store.nodes().await else {
             continue;
@@ -274,43 +332,52 @@ pub async fn guard(link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
                     b + n["since_apply"]["responses_5xx"].as_u64().unwrap_or(0),
                 )
             });
-        let now = Instant::now();
-        // A canary node that restarted counts from zero again: start over.
-        if samples.back().is_some_and(|&(_, r, b)| req < r || bad < b) {
-            samples.clear();
-        }
-        samples.push_back((now, req, bad));
-        let window = Duration::from_secs(auto.window_seconds);
-        while samples.len() > 1 && samples.front().is_some_and(|(t, ..)| now - *t > window) {
-            samples.pop_front();
-        }
-        let Some(&(_, r0, b0)) = samples.front() else {
+        let Some((_, window)) = watching.as_mut() else {
             continue;
         };
-        // The first sample of a rollout counts from the canary's apply.
-        let (dr, db) = if samples.len() == 1 {
-            (req, bad)
-        } else {
-            (req - r0, bad - b0)
-        };
-        if dr < auto.min_requests {
-            continue;
-        }
-        let rate = db as f64 / dr as f64;
-        if rate > auto.max_error_rate {
-            let reason = format!(
-                "5xx rate {:.1}% over {dr} requests on the canary nodes passed {:.1}%",
-                rate * 100.0,
-                auto.max_error_rate * 100.0
-            );
-            if store
+        let (dr, db) = window.observe(now, req, bad);
+        if let Some(reason) = auto.breached(dr, db)
+            && store
                 .roll_back("auto-rollback", Some(reason.clone()), Some(rev))
                 .await
                 .is_ok()
-            {
-                tracing::warn!(version = canary.record.version, %reason, "staged rollout rolled back");
-            }
-            samples.clear();
+        {
+            tracing::warn!(version = canary.record.version, %reason, "staged rollout rolled back");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_covers_the_rollout_until_it_slides_past_its_start() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Window::new(s(10), t0);
+        assert_eq!(w.observe(t0 + s(1), 50, 5), (50, 5));
+        assert_eq!(w.observe(t0 + s(5), 100, 5), (100, 5));
+        // Past 10 s the oldest samples drop: only what happened since counts.
+        assert_eq!(w.observe(t0 + s(12), 200, 5), (150, 0));
+        assert_eq!(w.observe(t0 + s(16), 300, 30), (200, 25));
+        // A canary node restarted (the sum fell): counting starts over.
+        assert_eq!(w.observe(t0 + s(17), 20, 1), (20, 1));
+    }
+
+    #[test]
+    fn a_rollback_needs_enough_requests_and_a_rate_past_the_threshold() {
+        let auto = AutoRollback {
+            max_error_rate: 0.05,
+            window_seconds: 60,
+            min_requests: 100,
+        };
+        assert_eq!(auto.breached(99, 99), None, "too few requests to decide");
+        assert_eq!(auto.breached(100, 5), None, "5 % is not past 5 %");
+        let reason = auto.breached(100, 6).expect("6 % is");
+        assert!(
+            reason.contains("6.0%") && reason.contains("100 requests"),
+            "{reason}"
+        );
     }
 }
