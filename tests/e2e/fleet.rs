@@ -56,17 +56,62 @@ fn base(up: &Upstream) -> String {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_writes_on_any_node_reach_every_node_under_load() {
-    let etcd = EtcdCluster::start(3);
+/// An etcd cluster of `members`, an echo upstream `up`, a directory for the
+/// nodes, and the base config pushed as version 1.
+struct Fleet {
+    etcd: EtcdCluster,
+    eps: String,
+    up: Upstream,
+    root: tempfile::TempDir,
+}
+
+async fn fleet(members: usize) -> Fleet {
+    let etcd = EtcdCluster::start(members);
     let eps = etcd.endpoints();
     let up = Upstream::start("up", Behavior::Echo).await;
     let root = tempfile::tempdir().expect("tmp");
     let pushed = push_config(&eps, root.path(), &base(&up));
     assert!(pushed.starts_with("version 1 written"), "{pushed}");
-    let nodes: Vec<FleetNode> = (1..=3)
-        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
-        .collect();
+    Fleet {
+        etcd,
+        eps,
+        up,
+        root,
+    }
+}
+
+impl Fleet {
+    /// Nodes `node-1` … `node-n`, unlabelled.
+    fn nodes(&self, n: usize) -> Vec<FleetNode> {
+        (1..=n)
+            .map(|i| FleetNode::spawn(self.root.path(), &format!("node-{i}"), &self.eps, &[]))
+            .collect()
+    }
+}
+
+/// Adds route `id` through `node` until it is accepted or `within` passes
+/// (etcd may be electing or coming back); every refusal must be `503`.
+async fn write_until_accepted(node: &FleetNode, id: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let r = add_route(node, id, &format!("/{id}")).await;
+        match r.status.as_u16() {
+            200 => return started.elapsed(),
+            503 => {}
+            s => panic!("write {id}: {s} {}", r.text()),
+        }
+        assert!(
+            started.elapsed() < within,
+            "no write landed within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_on_any_node_reach_every_node_under_load() {
+    let f = fleet(3).await;
+    let nodes = f.nodes(3);
     let all: Vec<&FleetNode> = nodes.iter().collect();
     converged(&all, "/v0", Duration::from_secs(10)).await;
 
@@ -147,38 +192,15 @@ async fn admin_writes_on_any_node_reach_every_node_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_continue_when_the_etcd_leader_dies() {
-    let mut etcd = EtcdCluster::start(3);
-    let eps = etcd.endpoints();
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let root = tempfile::tempdir().expect("tmp");
-    push_config(&eps, root.path(), &base(&up));
-    let nodes: Vec<FleetNode> = (1..=2)
-        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
-        .collect();
+    let mut f = fleet(3).await;
+    let nodes = f.nodes(2);
     let all: Vec<&FleetNode> = nodes.iter().collect();
     converged(&all, "/v0", Duration::from_secs(10)).await;
     let load = Load::start(nodes[1].url("/v0"), 2);
-    let leader = etcd.leader();
-    etcd.kill(leader);
-    let killed = Instant::now();
+    let leader = f.etcd.leader();
+    f.etcd.kill(leader);
     // The write may meet the election; it lands once a new leader is up.
-    let mut status = 0;
-    while killed.elapsed() < Duration::from_secs(10) {
-        status = add_route(&nodes[0], "v1", "/v1").await.status.as_u16();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(
-            status, 503,
-            "a write during an election is refused as unavailable"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        status, 200,
-        "no write landed within 10 s of the leader's death"
-    );
-    let landed = killed.elapsed();
+    let landed = write_until_accepted(&nodes[0], "v1", Duration::from_secs(10)).await;
     converged(&all, "/v1", Duration::from_secs(10)).await;
     let (ok, failed, first) = load.finish().await;
     assert_eq!(failed, 0, "first failure: {first:?}");
@@ -189,14 +211,8 @@ async fn writes_continue_when_the_etcd_leader_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
-    let mut etcd = EtcdCluster::start(1);
-    let eps = etcd.endpoints();
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let root = tempfile::tempdir().expect("tmp");
-    push_config(&eps, root.path(), &base(&up));
-    let mut nodes: Vec<FleetNode> = (1..=2)
-        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
-        .collect();
+    let mut f = fleet(1).await;
+    let mut nodes = f.nodes(2);
     converged(
         &nodes.iter().collect::<Vec<_>>(),
         "/v0",
@@ -204,7 +220,7 @@ async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
     )
     .await;
 
-    etcd.kill_all();
+    f.etcd.kill_all();
     let disconnected = eventually(Duration::from_secs(10), async || {
         get(&nodes[0].admin_url("/ready")).await.json()["fleet"]["connected"] == false
     })
@@ -224,17 +240,9 @@ async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
     assert_eq!(ready.json()["fleet"]["stale"], true, "{}", ready.text());
     assert_eq!(ready.json()["fleet"]["version"], 1, "{}", ready.text());
 
-    etcd.restart_all();
+    f.etcd.restart_all();
     let back = Instant::now();
-    let mut status = 0;
-    while back.elapsed() < Duration::from_secs(15) {
-        status = add_route(&nodes[0], "v1", "/v1").await.status.as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(status, 200, "writes do not resume after etcd is back");
+    write_until_accepted(&nodes[0], "v1", Duration::from_secs(15)).await;
     converged(
         &nodes.iter().collect::<Vec<_>>(),
         "/v1",
@@ -254,14 +262,11 @@ async fn nodes_serve_through_an_etcd_outage_and_converge_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_one_wins_and_nothing_is_lost() {
-    let etcd = EtcdCluster::start(1);
-    let eps = etcd.endpoints();
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let root = tempfile::tempdir().expect("tmp");
-    push_config(&eps, root.path(), &base(&up));
+    let f = fleet(1).await;
+    let (eps, up, root) = (&f.eps, &f.up, &f.root);
 
     // Two writers on the same base: etcd's transaction lets exactly one in.
-    let b = gatehouse::fleet::Bootstrap::from_flags(&eps, None).expect("flags");
+    let b = gatehouse::fleet::Bootstrap::from_flags(eps, None).expect("flags");
     let store = gatehouse::fleet::Store::connect(&b).await.expect("etcd");
     let (live, _) = store.config().await.expect("read");
     let live = live.expect("pushed");
@@ -289,9 +294,9 @@ async fn concurrent_writers_one_wins_and_nothing_is_lost() {
 
     // The CLI's --if-version guard refuses a stale push and writes nothing.
     let file = root.path().join("stale.yaml");
-    std::fs::write(&file, base(&up)).expect("write");
+    std::fs::write(&file, base(up)).expect("write");
     let out = cli(
-        &eps,
+        eps,
         &[
             "config",
             "push",
@@ -314,9 +319,7 @@ async fn concurrent_writers_one_wins_and_nothing_is_lost() {
 
     // Admin writers on two nodes at once: each gets 200 or 409, and every
     // write that got 200 is in the final config.
-    let nodes: Vec<FleetNode> = (1..=2)
-        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
-        .collect();
+    let nodes = f.nodes(2);
     let writes = (0..16).map(|i| {
         let node = &nodes[i % 2];
         async move {

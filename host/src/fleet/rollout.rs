@@ -131,21 +131,8 @@ impl Store {
         let mut rec = canary.record.clone();
         rec.revision = 0;
         let outcome = self.outcome(&canary, "promoted", by, None);
-        let txn = etcd_client::Txn::new()
-            .when([Compare::mod_revision(
-                self.key("canary"),
-                CompareOp::Equal,
-                rev,
-            )])
-            .and_then([
-                TxnOp::put(self.key("config"), encode(&rec)?, None),
-                TxnOp::delete(self.key("canary"), None),
-                TxnOp::put(self.key("rollout/last"), encode(&outcome)?, None),
-            ]);
-        let resp = self.client().txn(txn).await?;
-        if !resp.succeeded() {
-            return Err(FleetError::NoRollout);
-        }
+        let put = TxnOp::put(self.key("config"), encode(&rec)?, None);
+        let resp = self.end_rollout(rev, &outcome, put).await?;
         rec.revision = resp.header().map_or(0, |h| h.revision());
         Ok(rec)
     }
@@ -163,6 +150,21 @@ impl Store {
             return Err(FleetError::NoRollout);
         }
         let outcome = self.outcome(&canary, "rolled_back", by, reason);
+        // The version never became the fleet's: it leaves the history (its
+        // number goes to the next write) and is remembered in rollout/last.
+        let forget = TxnOp::delete(self.history_key(canary.record.version), None);
+        self.end_rollout(rev, &outcome, forget).await?;
+        Ok(outcome)
+    }
+
+    /// One transaction, if the rollout is still the one at `rev`: `op`, the
+    /// canary key removed, and `outcome` recorded as the last rollout's.
+    async fn end_rollout(
+        &self,
+        rev: i64,
+        outcome: &Outcome,
+        op: TxnOp,
+    ) -> Result<etcd_client::TxnResponse, FleetError> {
         let txn = etcd_client::Txn::new()
             .when([Compare::mod_revision(
                 self.key("canary"),
@@ -170,13 +172,15 @@ impl Store {
                 rev,
             )])
             .and_then([
+                op,
                 TxnOp::delete(self.key("canary"), None),
-                TxnOp::put(self.key("rollout/last"), encode(&outcome)?, None),
+                TxnOp::put(self.key("rollout/last"), encode(outcome)?, None),
             ]);
-        if !self.client().txn(txn).await?.succeeded() {
+        let resp = self.client().txn(txn).await?;
+        if !resp.succeeded() {
             return Err(FleetError::NoRollout);
         }
-        Ok(outcome)
+        Ok(resp)
     }
 
     fn outcome(&self, c: &Canary, outcome: &str, by: &str, reason: Option<String>) -> Outcome {
