@@ -56,6 +56,30 @@ fn base(up: &Upstream) -> String {
     ))
 }
 
+/// Whether requests to `url` reach both `a` and `b` within 5 s.
+async fn both_take_traffic(url: &str, a: &Upstream, b: &Upstream) -> bool {
+    eventually(Duration::from_secs(5), async || {
+        for _ in 0..4 {
+            get(url).await;
+        }
+        a.hits() > 0 && b.hits() > 0
+    })
+    .await
+}
+
+/// Whether, within `within`, six requests to `url` (each answered 200) stop
+/// reaching `up`.
+async fn stops_taking_traffic(url: &str, up: &Upstream, within: Duration) -> bool {
+    eventually(within, async || {
+        let before = up.hits();
+        for _ in 0..6 {
+            assert_eq!(get(url).await.status, 200);
+        }
+        up.hits() == before
+    })
+    .await
+}
+
 /// An etcd cluster of `members`, an echo upstream `up`, a directory for the
 /// nodes, and the base config pushed as version 1.
 struct Fleet {
@@ -688,13 +712,7 @@ async fn instances_registered_in_etcd_join_and_leave_with_their_leases() {
         .put("/services/disc/b", b.url(), put(lease_b))
         .await
         .expect("put");
-    let both = eventually(Duration::from_secs(5), async || {
-        for _ in 0..4 {
-            get(&gw.url("/d")).await;
-        }
-        a.hits() > 0 && b.hits() > 0
-    })
-    .await;
+    let both = both_take_traffic(&gw.url("/d"), &a, &b).await;
     assert!(
         both,
         "registered instances take no traffic (a {}, b {})",
@@ -705,14 +723,7 @@ async fn instances_registered_in_etcd_join_and_leave_with_their_leases() {
 
     // Instance a's lease is not kept alive: it expires and a leaves.
     let expired = Instant::now();
-    let left = eventually(Duration::from_secs(10), async || {
-        let before = a.hits();
-        for _ in 0..6 {
-            assert_eq!(get(&gw.url("/d")).await.status, 200);
-        }
-        a.hits() == before
-    })
-    .await;
+    let left = stops_taking_traffic(&gw.url("/d"), &a, Duration::from_secs(10)).await;
     assert!(left, "an instance whose lease expired still takes traffic");
     eprintln!(
         "discovery: two instances took traffic {joined:?} after registering; the one on a 2 s lease (granted at registration) took none {:?} after that",
@@ -752,13 +763,7 @@ async fn dns_records_become_instances_and_changes_follow_their_ttl() {
         port(&c)
     );
     let gw = crate::support::TestGateway::start(&yaml).await;
-    let both = eventually(Duration::from_secs(5), async || {
-        for _ in 0..4 {
-            get(&gw.url("/srv")).await;
-        }
-        a.hits() > 0 && b.hits() > 0
-    })
-    .await;
+    let both = both_take_traffic(&gw.url("/srv"), &a, &b).await;
     assert!(
         both,
         "SRV targets take no traffic (a {}, b {})",
@@ -775,14 +780,7 @@ async fn dns_records_become_instances_and_changes_follow_their_ttl() {
     // b's record goes away: within the 1 s TTL (+ the next lookup) b takes no more.
     dns.serve(&srv(&[&a]));
     let changed = Instant::now();
-    let gone = eventually(Duration::from_secs(8), async || {
-        let before = b.hits();
-        for _ in 0..6 {
-            assert_eq!(get(&gw.url("/srv")).await.status, 200);
-        }
-        b.hits() == before
-    })
-    .await;
+    let gone = stops_taking_traffic(&gw.url("/srv"), &b, Duration::from_secs(8)).await;
     assert!(
         gone,
         "an instance whose SRV record went away still takes traffic"
