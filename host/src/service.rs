@@ -75,3 +75,50 @@ impl Service {
         Ok(svc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(instances: &[&str]) -> ServiceConfig {
+        let list: Vec<String> = instances
+            .iter()
+            .map(|u| format!("{{ url: \"{u}\" }}"))
+            .collect();
+        let yaml = format!(
+            "services:\n  - name: s\n    instances: [{}]\n",
+            list.join(", ")
+        );
+        let cfg = crate::config::parse(std::path::Path::new("t.yaml"), &yaml).expect("valid");
+        cfg.services[0].clone()
+    }
+
+    #[tokio::test]
+    async fn instances_still_listed_keep_their_health_across_a_rebuild() {
+        let metrics = Arc::new(ServiceMetrics::default());
+        let before = Service::build(
+            &service(&["http://10.0.0.1:80", "http://10.0.0.2:80"]),
+            metrics.clone(),
+            &[],
+        )
+        .expect("builds");
+        // Probes took 10.0.0.2 out.
+        before.instances[1].set_healthy(false);
+        // Discovery: 10.0.0.1 left, 10.0.0.3 joined, 10.0.0.2 stays.
+        let after = Service::build(
+            &service(&["http://10.0.0.2:80", "http://10.0.0.3:80"]),
+            metrics,
+            &before.instances,
+        )
+        .expect("builds");
+        assert!(
+            Arc::ptr_eq(&after.instances[0], &before.instances[1]),
+            "the same instance, state and all"
+        );
+        assert!(!after.instances[0].is_healthy(), "still out");
+        assert!(
+            after.instances[1].is_healthy(),
+            "a new instance starts healthy"
+        );
+    }
+}
