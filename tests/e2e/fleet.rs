@@ -857,3 +857,53 @@ async fn a_pin_keeps_a_pushed_plugin_out_until_the_config_moves_it() {
     let moved = eventually(Duration::from_secs(10), async || tag(&node).await == "b").await;
     assert!(moved, "moving the pin did not bring in the pushed plugin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_refused_for_a_missing_plugin_is_applied_once_the_plugin_is_pushed() {
+    let f = fleet(1).await;
+    let node = &f.nodes(1)[0];
+    converged(&[node], "/v0", Duration::from_secs(10)).await;
+    // Version 2 attaches a plugin no node has: refused, version 1 keeps serving.
+    let mut doc = live_document(node).await;
+    doc["routes"][0]["plugins"] = json!([{ "name": "tag" }]);
+    let store = gatehouse::fleet::Store::connect(
+        &gatehouse::fleet::Bootstrap::from_flags(&f.eps, None).expect("flags"),
+    )
+    .await
+    .expect("etcd");
+    let (live, _) = store.config().await.expect("read");
+    store
+        .write_config(doc, "test", live.as_ref())
+        .await
+        .expect("write");
+    let refused = eventually(Duration::from_secs(10), async || {
+        let n = &admin_get(node, "/nodes").await["nodes"][0];
+        n["config"]["rejected"]["version"] == 2 && n["lagging"] == true && n["failed"] == true
+    })
+    .await;
+    assert!(refused, "{}", admin_get(node, "/nodes").await);
+    let r = get(&node.url("/v0")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["headers"]["x-tag"].is_null(), "{}", r.text());
+
+    // The plugin pushed: version 2 builds now, without another write.
+    let a = plugin_path("tag-a");
+    let out = cli(
+        &f.eps,
+        &["plugin", "push", a.to_str().expect("path"), "--name", "tag"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = eventually(Duration::from_secs(15), async || {
+        get(&node.url("/v0")).await.json()["headers"]["x-tag"] == "a"
+    })
+    .await;
+    assert!(applied, "{}", admin_get(node, "/nodes").await);
+    let n = &admin_get(node, "/nodes").await["nodes"][0];
+    assert_eq!(n["config"]["version"], 2, "{n}");
+    assert!(n["config"]["rejected"].is_null(), "{n}");
+    assert_eq!(n["lagging"], false, "{n}");
+}

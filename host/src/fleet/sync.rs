@@ -133,6 +133,9 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
                         Err(e) => link.plugin_result(&name, Some(format!("unreadable record: {e}"))),
                     }
                 }
+                // A version refused for want of this plugin can build now
+                // (a no-op when the node already serves what it should).
+                state.apply(shared, link, &store).await;
             }
         }
     }
