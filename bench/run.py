@@ -38,7 +38,7 @@ TAG_B = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_b.wasm"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PORTS = {"upstream": 18080, "nginx": 18081, "haproxy": 18082, "gatehouse": 18083, "gatehouse-chain": 18084, "gatehouse-swap": 18085,
          "redis": 18086, "gatehouse-rl-local": 18087, "gatehouse-rl-redis": 18088, "nginx-h2": 18089,
-         "gatehouse-h2": 18090}
+         "gatehouse-h2": 18090, "nginx-cache": 18091, "gatehouse-cache": 18092}
 # Served over TLS (HTTP/2 by ALPN); measured with oha --http2, not wrk.
 TLS_TARGETS = ("nginx-h2", "gatehouse-h2")
 
@@ -100,6 +100,7 @@ class Stack:
                       ssl_certificate {self.work}/tls.pem; ssl_certificate_key {self.work}/tls.key;
                       location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
         self.nginx_conf("nginx", common, nginx_proxy_server(PORTS["nginx"], up))
+        self.nginx_conf("nginx-cache", common, nginx_cache_server(PORTS["nginx-cache"], up, self.work))
         (self.work / "haproxy.cfg").write_text(f"""
 global
     nbthread 1
@@ -123,6 +124,8 @@ backend be
         self.gatehouse("gatehouse", "")
         self.gatehouse("gatehouse-h2", "", tls=True)
         self.gatehouse("gatehouse-chain", CHAIN)
+        # The upstream's `ok` sends no Cache-Control: both caches store it for a minute.
+        self.gatehouse("gatehouse-cache", "    cache: { default_ttl: 60s }\n")
         self.gatehouse("gatehouse-swap", "    plugins:\n      - { name: tag }\n")
         # A limit never reached: the cost of counting, not of refusing.
         self.spawn("redis", ["redis-server", "--port", str(PORTS["redis"]), "--bind", "127.0.0.1",
@@ -206,6 +209,17 @@ def nginx_proxy_server(port, upstream):
             upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}
             server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000;
                       location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}"""
+
+
+def nginx_cache_server(port, upstream, work):
+    """nginx proxy_cache serving the upstream's answer from its cache (the
+    cached-route comparison); the cache directory is on the run's tmpfs dir."""
+    return f"""
+            proxy_cache_path {work}/nginx-cache levels=1:2 keys_zone=c:10m max_size=64m inactive=10m use_temp_path=off;
+            upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+            server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000;
+                      location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+                                   proxy_cache c; proxy_cache_valid 200 1m; proxy_cache_lock on; }} }}"""
 
 
 def plugins_block(*attachments):
@@ -337,10 +351,11 @@ def main():
     fixed_seconds = 2 if args.smoke else 5
     started = time.monotonic()
     targets = ["upstream", "nginx", "haproxy", "gatehouse", "gatehouse-chain", "gatehouse-rl-local",
-               "gatehouse-rl-redis"]
+               "gatehouse-rl-redis", "nginx-cache", "gatehouse-cache"]
     labels = {"upstream": "direct (nginx return 200)", "nginx": "nginx proxy", "haproxy": "HAProxy",
               "gatehouse": "gatehouse, no plugins", "gatehouse-chain": "gatehouse, 3-plugin chain",
-              "gatehouse-rl-local": "gatehouse, rate-limit local", "gatehouse-rl-redis": "gatehouse, rate-limit redis"}
+              "gatehouse-rl-local": "gatehouse, rate-limit local", "gatehouse-rl-redis": "gatehouse, rate-limit redis",
+              "nginx-cache": "nginx proxy_cache hit", "gatehouse-cache": "gatehouse cache hit"}
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory() as work:
         stack = Stack(work)
@@ -477,6 +492,9 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_
     if g.get("fixed") and n.get("fixed") and direct.get("fixed"):
         lines.append(f"- added p50 at {rate} req/s: gatehouse {g['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs, "
                      f"nginx {n['fixed']['p50'] - direct['fixed']['p50']:+.0f} µs (target: gatehouse ≤ nginx)")
+    gc, nc = by["gatehouse-cache"], by["nginx-cache"]
+    lines.append(f"- cached route, gatehouse cache hit / nginx proxy_cache hit: req/s **{gc['rps'] / nc['rps']:.2f}×**, "
+                 f"CPU per request {gc['cpu_us'] / max(nc['cpu_us'], 1e-9):.2f}×")
     for backend in ("local", "redis"):
         rl = by[f"gatehouse-rl-{backend}"]
         extra = ""

@@ -3,6 +3,7 @@
 //! the file, applied atomically, persisted and versioned. Every endpoint but
 //! `/health` and `/ready` needs a bearer token; read-only tokens cannot write.
 
+mod cache;
 mod collections;
 mod consumers;
 mod exposition;

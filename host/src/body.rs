@@ -6,9 +6,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub mod lease;
+mod tee;
+
+pub use tee::OnCopy;
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
 /// Why a body stream failed.
@@ -49,6 +52,8 @@ pub enum Body {
     /// Another body, counted; the count is reported once, when it ends or is
     /// dropped (access log, trace spans).
     Counted(Box<Counted>),
+    /// Another body, passed through while a copy is kept (a cache fill).
+    Tee(Box<tee::Tee>),
 }
 
 /// What [`Body::Counted`] reports to when the body is done.
@@ -103,6 +108,17 @@ impl Body {
             bytes: 0,
             on_end: Some(on_end),
         }))
+    }
+
+    /// Passes `inner` through and reports a copy of it to `on_done` when it
+    /// ends within `limit` bytes (`None` otherwise, see [`OnCopy`]).
+    pub fn tee(inner: Body, limit: usize, on_done: OnCopy) -> Self {
+        if inner.is_end_stream() {
+            // Never polled: the copy is already whole.
+            on_done(Some(Bytes::new()));
+            return inner;
+        }
+        Self::Tee(Box::new(tee::Tee::new(inner, limit, on_done)))
     }
 
     /// Streams `inner`, failing once more than `limit` bytes went through or
@@ -197,6 +213,26 @@ impl http_body::Body for Body {
                 }
                 polled
             }
+            Self::Tee(t) => {
+                let polled = Pin::new(&mut t.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                        Some(data) => {
+                            t.keep(data);
+                            // hyper stops polling once the body says it has
+                            // ended, so the end is seen here, not at `None`.
+                            if t.inner.is_end_stream() {
+                                t.ended();
+                            }
+                        }
+                        None => t.give_up(),
+                    },
+                    Poll::Ready(None) => t.ended(),
+                    Poll::Ready(Some(Err(_))) => t.give_up(),
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -207,6 +243,7 @@ impl http_body::Body for Body {
             Self::Upstream(l) => l.inner.is_end_stream(),
             // An empty body is never polled: it reports when dropped.
             Self::Counted(c) => c.inner.is_end_stream(),
+            Self::Tee(t) => t.inner.is_end_stream(),
         }
     }
 
@@ -216,6 +253,7 @@ impl http_body::Body for Body {
             Self::Stream { inner, .. } => inner.size_hint(),
             Self::Upstream(l) => l.inner.size_hint(),
             Self::Counted(c) => c.inner.size_hint(),
+            Self::Tee(t) => t.inner.size_hint(),
         }
     }
 }

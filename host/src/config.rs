@@ -2,6 +2,7 @@
 //! then validated into types that cannot hold an illegal state. First stage of a
 //! reload: `load` → [`Config`] → `Snapshot::build`.
 
+mod cache;
 pub mod document;
 mod duration;
 mod edge;
@@ -14,6 +15,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use cache::*;
 pub use duration::parse_duration;
 pub use edge::*;
 pub use error::{ConfigError, ConfigErrors};

@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The upstream response body is over a plugin's body limit.
     #[error("upstream response body too large for plugin body hooks")]
     ResponseTooLarge,
+    /// `Cache-Control: only-if-cached` and nothing usable is stored.
+    #[error("not in the cache (only-if-cached)")]
+    NotCached,
     /// A plugin failed and its policy is `deny`.
     #[error(transparent)]
     Plugin(#[from] PluginError),
@@ -92,6 +95,7 @@ impl GatewayError {
                 (StatusCode::BAD_GATEWAY, "upstream_failed")
             }
             Self::ResponseTooLarge => (StatusCode::BAD_GATEWAY, "upstream_response_too_large"),
+            Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not_cached"),
             Self::Plugin(PluginError::Timeout { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout")
             }
@@ -111,7 +115,7 @@ impl GatewayError {
             Self::Upstream(UpstreamError::BodyTooLarge | UpstreamError::BodyTimeout) => {
                 Origin::Downstream
             }
-            Self::BodyTimeout => Origin::Downstream,
+            Self::BodyTimeout | Self::NotCached => Origin::Downstream,
             Self::Plugin(PluginError::BodyTooLarge(_)) => Origin::Downstream,
             Self::NoHealthyUpstream(_)
             | Self::CircuitOpen { .. }

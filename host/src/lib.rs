@@ -8,6 +8,7 @@
 //!        ─► proxy::route         host → path trie → methods/headers → priority
 //!        ─► proxy::prepare       the head and body the upstream will get
 //!        ─► proxy::request       plugin chain on-request (+ body), in order; a plugin may answer
+//!        ─► proxy::cache         on cached routes: a stored answer, or one fetch per key (crate::cache)
 //!        ─► proxy::forward       the route's service through `dispatch`: bulkhead,
 //!                                breaker, balancer, upstream try, retries
 //!        ─► proxy::respond       plugin chain on-response (+ body), reverse order; or a tunnel
@@ -32,6 +33,7 @@
 //! - [`control`]: config reload, admin writes, plugin hot swap; typed errors.
 //! - [`exchange`]: one request, owned by the spine and lent to every stage.
 //! - [`router`], [`plugin`], `balancer`, `upstream`: what the stages use.
+//! - [`cache`]: the response cache (RFC 9111 rules, keys, the bounded store, coalescing).
 //! - `service`, `dispatch`: a service (instances, balancer, client, breaker,
 //!   probes) and one request to it under its policies; the forward stage and
 //!   plugin callouts ([`plugin::callout`]) both send through `dispatch`.
@@ -49,6 +51,7 @@ pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod balancer;
 pub(crate) mod body;
+pub mod cache;
 pub mod config;
 pub mod control;
 pub(crate) mod data_plane;

@@ -207,6 +207,7 @@ pub struct Metrics {
     pub(crate) callouts: Registry<(Arc<str>, Arc<str>), CalloutMetrics>,
     pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
     pub(crate) custom: Registry<Arc<str>, PluginCustom>,
+    pub(crate) caches: Registry<Arc<str>, crate::cache::CacheMetrics>,
     /// Open downstream connections.
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.
@@ -255,6 +256,11 @@ impl Metrics {
     /// The rate-limit decisions of plugin `name`.
     pub fn limits(&self, name: &Arc<str>) -> Arc<LimitMetrics> {
         entry(&self.limits, name)
+    }
+
+    /// The response cache counters of route `id`.
+    pub fn cache(&self, id: &Arc<str>) -> Arc<crate::cache::CacheMetrics> {
+        entry(&self.caches, id)
     }
 
     /// The metrics plugin `name` records itself.

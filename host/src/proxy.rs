@@ -4,6 +4,7 @@
 //! an error response, metrics, the access log and spans.
 
 mod accept;
+mod cache;
 mod forward;
 mod headers;
 mod prepare;
@@ -146,7 +147,10 @@ async fn handle(
     let client_upgrade = prepare::upstream_request(snap, conn, route, &matched, req, ex);
     let mut run = route.chain.start();
     let answer = match request::hooks(&mut run, ex).await? {
-        Flow::Continue => Answer::Upstream(forward::to_upstream(route, &run, ex).await?),
+        Flow::Continue => Answer::Upstream(match &route.cache {
+            None => forward::to_upstream(route, &run, ex).await?,
+            Some(c) => cache::answer(route, c, &run, ex, client_upgrade.is_some()).await?,
+        }),
         Flow::Respond(plugin) => Answer::Plugin(plugin),
     };
     respond::respond(&mut run, ex, answer, client_upgrade).await

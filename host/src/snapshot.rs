@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::accept::Ingress;
 use crate::balancer::{ip_hash, stable_hash};
+use crate::cache::{RouteCache, Store};
 use crate::config::{
     AttachmentConfig, Config, ConfigError, Limits, Rewrite, RouteConfig, SplitKey, Target,
 };
@@ -79,6 +80,8 @@ pub struct Route {
     pub retry_non_idempotent: bool,
     /// Request counters and latency.
     pub metrics: Arc<RouteMetrics>,
+    /// The response cache, on a cached route.
+    pub cache: Option<RouteCache>,
 }
 
 /// Everything one request needs, immutable once built.
@@ -96,6 +99,9 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     /// The config this snapshot was built from.
     pub config: Arc<Config>,
+    /// The response cache's store, when a route is cached; carried over by
+    /// reloads that keep its bound.
+    pub cache: Option<Arc<Store>>,
 }
 
 impl Snapshot {
@@ -166,6 +172,7 @@ impl Snapshot {
                 Err(e) => errors.push(ConfigError::new(format!("plugins[{i}]"), e.to_string())),
             }
         }
+        let store = cache_store(&config, previous);
         let mut routes = Vec::with_capacity(config.routes.len());
         for (ri, r) in config.routes.iter().enumerate() {
             let mut items = global.clone();
@@ -190,7 +197,15 @@ impl Snapshot {
                 .map(|a| metrics.plugin(&a.config().name, &r.id))
                 .collect();
             let chain = Chain::new(items, plugin_metrics, counters, grants);
-            routes.push(route(r, &services, chain, metrics.route(&r.id)));
+            let mut route = route(r, &services, chain, metrics.route(&r.id));
+            if let (Some(policy), Some(store)) = (&r.cache, &store) {
+                route.cache = Some(RouteCache {
+                    policy: Arc::new(policy.clone()),
+                    store: store.clone(),
+                    metrics: metrics.cache(&r.id),
+                });
+            }
+            routes.push(route);
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -207,6 +222,7 @@ impl Snapshot {
             limits: config.limits,
             services,
             config: Arc::new(config),
+            cache: store,
         })
     }
 
@@ -286,7 +302,21 @@ fn route(
         preserve_host: r.preserve_host,
         retry_non_idempotent: r.retry_non_idempotent,
         metrics,
+        cache: None,
     }
+}
+
+/// The store for a snapshot with cached routes: the previous one's while
+/// its bound is unchanged (a reload keeps what is cached), a new one else.
+fn cache_store(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<Store>> {
+    if config.routes.iter().all(|r| r.cache.is_none()) {
+        return None;
+    }
+    let max = config.cache.max_bytes;
+    let kept = previous
+        .and_then(|p| p.cache.as_ref())
+        .filter(|s| s.max_bytes() == max);
+    Some(kept.cloned().unwrap_or_else(|| Store::new(max)))
 }
 
 /// An attachment's rate-limit namespace: the `counter` it shares on purpose,

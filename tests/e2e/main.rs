@@ -10,6 +10,7 @@ mod admin;
 mod aggregate;
 mod auth;
 mod balancing;
+mod cache;
 mod callouts;
 mod cli;
 mod ext_authz;

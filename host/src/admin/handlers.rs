@@ -40,6 +40,8 @@ pub async fn dispatch(
         ("GET", ["plugins"]) => plugins(shared),
         ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
         ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
+        ("GET", ["cache"]) => super::cache::stats(shared),
+        ("DELETE", ["cache"]) => super::cache::purge(shared, body),
         (_, ["routes", id, "plugins", rest @ ..]) => {
             collections::attachments(shared, caller, m, id, rest, body).await
         }

@@ -19,6 +19,7 @@ pub fn render(shared: &ControlPlane) -> String {
     connections(o, m);
     plugins(o, m);
     callouts(o, m);
+    cache(o, m, &shared.snapshot());
     plugin_state(o, m);
     control(o, m, &shared.stats);
     out.0
@@ -59,6 +60,67 @@ fn requests(o: &mut Out, m: &Metrics) {
             &format!("route=\"{}\"", escape(route)),
             &r.duration,
         );
+    }
+}
+
+/// The response cache: answers by route and outcome, stores, and the
+/// store's bytes, entries and evictions.
+fn cache(o: &mut Out, m: &Metrics, snap: &Snapshot) {
+    let routes = read(&m.caches);
+    o.family(
+        "gatehouse_cache_requests_total",
+        "counter",
+        "Answers on cached routes, by route and outcome (hit, stale, revalidated, coalesced, miss, bypass).",
+    );
+    for (route, c) in &routes {
+        for (outcome, n) in c.by_outcome() {
+            let labels = format!("route=\"{}\",result=\"{outcome}\"", escape(route));
+            o.sample("gatehouse_cache_requests_total", &labels, n);
+        }
+    }
+    o.family(
+        "gatehouse_cache_stored_total",
+        "counter",
+        "Responses stored, by route.",
+    );
+    for (route, c) in &routes {
+        let labels = format!("route=\"{}\"", escape(route));
+        o.sample(
+            "gatehouse_cache_stored_total",
+            &labels,
+            c.stored.load(Ordering::Relaxed),
+        );
+    }
+    let Some(store) = &snap.cache else { return };
+    let t = store.totals();
+    for (name, kind, help, v) in [
+        (
+            "gatehouse_cache_bytes",
+            "gauge",
+            "Bytes the response cache holds (bodies, headers, keys).",
+            t.bytes,
+        ),
+        (
+            "gatehouse_cache_max_bytes",
+            "gauge",
+            "The response cache's bound (cache.max_bytes).",
+            t.max_bytes,
+        ),
+        (
+            "gatehouse_cache_entries",
+            "gauge",
+            "Entries in the response cache (objects and markers).",
+            t.entries,
+        ),
+        (
+            "gatehouse_cache_evictions_total",
+            "counter",
+            "Entries evicted to stay within the bound.",
+            t.evictions,
+        ),
+    ] {
+        o.family(name, kind, help);
+        o.sample(name, "", v);
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Config {
     pub plugin_state: PluginStateBounds,
     /// Load `<name>.cwasm` (precompiled native code) from `plugin_dir`. Default false.
     pub allow_precompiled: bool,
+    /// The response cache's store (`cache.max_bytes`).
+    pub cache: super::CacheStoreConfig,
 }
 
 /// Bounds on what one plugin keeps in the host, per plugin name.
@@ -285,6 +287,8 @@ pub struct RouteConfig {
     pub preserve_host: bool,
     /// Retry POST and PATCH too (the upstream must tolerate duplicates).
     pub retry_non_idempotent: bool,
+    /// The route's response cache policy; `None`: not cached.
+    pub cache: Option<super::CachePolicy>,
 }
 
 /// A host pattern: exact or `*.suffix`.

@@ -74,6 +74,52 @@ pub struct RawConfig {
     pub plugin_state: Option<RawPluginState>,
     #[serde(default)]
     pub allow_precompiled: bool,
+    pub cache: Option<RawCache>,
+}
+
+/// A `cache:` block: at the top level the store and every route's
+/// defaults, on a route its own policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<u64>,
+    pub default_ttl: Option<Dur>,
+    pub status_ttl: Option<BTreeMap<StatusKey, Dur>>,
+    pub max_object_bytes: Option<u64>,
+    pub vary_by: Option<Vec<String>>,
+    pub ignore_query: Option<Vec<String>>,
+    pub store_set_cookie: Option<bool>,
+    pub stale_while_revalidate: Option<Dur>,
+    pub stale_if_error: Option<Dur>,
+    pub coalesce: Option<bool>,
+    pub coalesce_timeout: Option<Dur>,
+    pub client_cache_control: Option<String>,
+}
+
+/// A status code as a map key: `200:` in YAML, `"200":` in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StatusKey(pub String);
+
+impl<'de> Deserialize<'de> for StatusKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum K {
+            N(u64),
+            S(String),
+        }
+        Ok(Self(match K::deserialize(d)? {
+            K::N(n) => n.to_string(),
+            K::S(s) => s,
+        }))
+    }
+}
+
+impl std::fmt::Display for StatusKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,6 +390,7 @@ pub struct RawRoute {
     pub preserve_host: Option<bool>,
     #[serde(default)]
     pub retry_non_idempotent: bool,
+    pub cache: Option<RawCache>,
 }
 
 #[derive(Debug, Deserialize)]

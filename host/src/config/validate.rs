@@ -8,6 +8,7 @@ use super::ConfigError;
 use super::model::*;
 use super::raw::*;
 
+mod cache;
 mod edge;
 mod ingress;
 mod observe;
@@ -56,7 +57,18 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
     let global_plugins = attachments(&raw.plugins, "plugins", base, &mut errs);
 
     let (services, service_index) = services(&raw.services, base, &mut errs);
-    let mut routes = routes(&raw.routes, &service_index, base, &mut errs);
+    let cache_store = cache::store(raw.cache.as_ref(), &mut errs);
+    let cache_defaults = raw
+        .cache
+        .as_ref()
+        .map(|c| cache::partial(c, "cache", &mut errs));
+    let mut routes = routes(
+        &raw.routes,
+        &service_index,
+        cache_defaults.as_ref(),
+        base,
+        &mut errs,
+    );
     let limits = raw
         .limits
         .as_ref()
@@ -92,6 +104,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         strip_request_headers,
         plugin_state,
         allow_precompiled: raw.allow_precompiled,
+        cache: cache_store,
     })
 }
 
@@ -121,6 +134,7 @@ fn services(
 fn routes(
     raw: &[RawRoute],
     service_index: &HashMap<String, usize>,
+    cache_defaults: Option<&cache::Partial>,
     base: &Path,
     errs: &mut Errors,
 ) -> Vec<RouteConfig> {
@@ -134,7 +148,12 @@ fn routes(
                 format!("duplicate route id \"{}\" (also routes[{prev}])", r.id),
             );
         }
-        if let Some(route) = route(r, &path, service_index, base, errs) {
+        let own_cache = r
+            .cache
+            .as_ref()
+            .map(|c| cache::route_block(c, &format!("{path}.cache"), errs));
+        if let Some(mut route) = route(r, &path, service_index, base, errs) {
+            route.cache = cache::merge(cache_defaults, own_cache.as_ref());
             routes.push(route);
         }
     }

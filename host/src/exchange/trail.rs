@@ -73,6 +73,8 @@ pub struct Trail {
     pub trace: Option<TraceContext>,
     /// Finished child spans (plugin calls, upstream tries), when sampled.
     pub spans: Vec<Span>,
+    /// What the response cache did, on a cached route.
+    pub cache: Option<crate::cache::Outcome>,
 }
 
 impl Trail {
@@ -86,6 +88,7 @@ impl Trail {
             answered_by: None,
             trace: None,
             spans: Vec::new(),
+            cache: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl Trail {
             tenant,
             answered_by: self.answered_by.take(),
             upstream_tries: self.upstream.tries,
+            cache: self.cache.map(crate::cache::Outcome::as_str),
         });
     }
 

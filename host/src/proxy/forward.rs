@@ -7,9 +7,10 @@ use http::Response;
 use crate::body::Body;
 use crate::dispatch::{self, Target};
 use crate::error::GatewayError;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, RequestHead};
 use crate::plugin::ChainRun;
-use crate::snapshot::Route;
+use crate::snapshot::{Route, Service};
+use std::sync::Arc;
 
 /// Stage five: the head and body the request hooks left go to the route's
 /// service; what the tries learned goes into the trail's
@@ -21,8 +22,21 @@ pub async fn to_upstream(
 ) -> Result<Response<Body>, GatewayError> {
     let head = run.upstream_head(&mut ex.view);
     let body = ex.take_body();
+    let service = route.target.service(ex.view.client_ip, &head.headers);
+    send(route, service, head, body, ex).await
+}
+
+/// Sends `head` and `body` to `service` (chosen for the route already) on
+/// the route's terms.
+pub async fn send(
+    route: &Route,
+    service: &Arc<Service>,
+    head: RequestHead,
+    body: Body,
+    ex: &mut Exchange,
+) -> Result<Response<Body>, GatewayError> {
     let to = Target {
-        service: route.target.service(ex.view.client_ip, &head.headers),
+        service,
         client: ex.view.client_ip,
         trace: ex.trail.trace.as_ref(),
         preserve_host: route.preserve_host,

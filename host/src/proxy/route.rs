@@ -37,6 +37,10 @@ pub fn route<'s>(
         .ok_or(GatewayError::NoRoute)?;
     let route = &snap.routes[matched.route];
     ex.trail.route = Some(matched.route);
+    if route.cache.is_some() {
+        // Part of the cache key.
+        ex.view.req.host = host.clone().into();
+    }
     if !route.chain.is_empty() {
         ex.view.route_id = route.id.clone();
         let names = route.param_names.iter().enumerate();

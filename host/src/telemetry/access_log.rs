@@ -53,6 +53,10 @@ pub struct Entry {
     pub answered_by: Option<Arc<str>>,
     /// Tries sent upstream (more than one when retried).
     pub upstream_tries: u32,
+    /// On cached routes, what the cache did: `hit`, `stale`, `revalidated`,
+    /// `coalesced`, `miss` or `bypass`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
 }
 
 /// Sends entries to the writer task.

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod idp;
 pub mod load;
+pub mod origin;
 pub mod plugins;
 pub mod process;
 pub mod raw;

@@ -51,6 +51,7 @@ pub(super) fn route(
         plugins,
         preserve_host: r.preserve_host.unwrap_or(true),
         retry_non_idempotent: r.retry_non_idempotent,
+        cache: None,
     })
 }
 
