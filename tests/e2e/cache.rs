@@ -82,7 +82,13 @@ async fn private_no_store_set_cookie_and_vary_star_are_never_stored() {
     let origin = Origin::start().await;
     for (path, headers) in [
         ("/private", vec![("cache-control", "private, max-age=60")]),
-        ("/nostore", vec![("cache-control", "no-store, max-age=60")]),
+        (
+            "/nostore",
+            vec![
+                ("cache-control", "no-store, max-age=60"),
+                ("etag", "\"n1\""),
+            ],
+        ),
         (
             "/cookie",
             vec![
@@ -116,6 +122,14 @@ async fn private_no_store_set_cookie_and_vary_star_are_never_stored() {
             status_of(&b)
         );
     }
+    // Known not storable: the client's own validators reach the origin, and
+    // its 304 the client.
+    let revalidate = get_with(&gw, "/nostore", &[("if-none-match", "\"n1\"")]).await;
+    assert_eq!(revalidate.status, 304);
+    assert_eq!(
+        origin.seen("/nostore")[2].headers["if-none-match"],
+        "\"n1\""
+    );
     // The cookie reached the client that asked, never a second one from the cache.
     assert_eq!(
         get(&gw.url("/cookie")).await.header("set-cookie"),

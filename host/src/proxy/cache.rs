@@ -50,6 +50,7 @@ pub async fn answer(
         credentials,
         head_only: head.method == Method::HEAD,
         client: ex.view.client_ip,
+        pass: false,
         head,
     };
     let (mut resp, status) = req.serve(ex, upgrade).await?;
@@ -69,6 +70,8 @@ struct Lookup<'a> {
     /// A `HEAD`: served from a stored `GET`, never filling.
     head_only: bool,
     client: std::net::IpAddr,
+    /// The key's last answer was not storable.
+    pass: bool,
     head: RequestHead,
 }
 
@@ -119,7 +122,12 @@ impl Lookup<'_> {
             _ if cc.only_if_cached => Err(GatewayError::NotCached),
             // A HEAD fills nothing: it has no body to store.
             _ if head_only => self.fetch(ex, None, true, false).await,
-            Found::Pass => self.fetch(ex, None, false, false).await,
+            Found::Pass => {
+                // Known not storable: the client's validators go upstream
+                // as they are, and a 304 comes back to it.
+                self.pass = true;
+                self.fetch(ex, None, false, false).await
+            }
             Found::Nothing => self.fetch(ex, None, false, policy.coalesce).await,
         }
     }
@@ -204,8 +212,10 @@ impl Lookup<'_> {
         let mut head = self.head.clone();
         // The store wants the whole answer, whatever the client holds; the
         // client's validators are checked against it below.
-        head.headers.remove(header::IF_NONE_MATCH);
-        head.headers.remove(header::IF_MODIFIED_SINCE);
+        if !self.pass {
+            head.headers.remove(header::IF_NONE_MATCH);
+            head.headers.remove(header::IF_MODIFIED_SINCE);
+        }
         if let Some(obj) = &stale {
             add_validators(&mut head.headers, obj);
         }
