@@ -100,6 +100,8 @@ class Stack:
                       ssl_certificate {self.work}/tls.pem; ssl_certificate_key {self.work}/tls.key;
                       location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
         self.nginx_conf("nginx", common, nginx_proxy_server(PORTS["nginx"], up))
+        # nginx's workers run as `nobody`: they must reach the cache directory.
+        os.chmod(self.work, 0o755)
         self.nginx_conf("nginx-cache", common, nginx_cache_server(PORTS["nginx-cache"], up, self.work))
         (self.work / "haproxy.cfg").write_text(f"""
 global

@@ -236,9 +236,9 @@ impl Lookup<'_> {
                 let resp = failed?;
                 let mut s = Status::new(Outcome::Miss);
                 s.fwd_status = Some(resp.status().as_u16());
-                if let Some(f) = fill {
-                    f.finish(Filled::Uncacheable);
-                }
+                // A 5xx is a failure, not a verdict on the key: the waiters
+                // fetch for themselves, and what is stored stays.
+                drop(fill);
                 return Ok((resp, s));
             }
         };
