@@ -1,6 +1,8 @@
 //! `Cache-Control` as RFC 9111 §5.2 defines it, read from requests and
-//! responses. Unknown directives are ignored, as the RFC asks; a directive
-//! given twice keeps its first value.
+//! responses (by the response cache and by the plugin callout cache).
+//! Unknown directives are ignored, as the RFC asks; a directive given twice
+//! keeps its first value; an invalid or missing number is 0, so the answer
+//! counts as stale (§4.2.1 encourages that).
 
 use std::time::Duration;
 
@@ -37,15 +39,9 @@ impl CacheControl {
     /// `Pragma: no-cache` counts as `no-cache` when it has no `Cache-Control`
     /// (RFC 9111 §5.4).
     pub fn parse(headers: &HeaderMap) -> Self {
-        let mut cc = Self::default();
-        let mut seen = false;
-        for value in headers.get_all(CACHE_CONTROL) {
-            let Ok(s) = value.to_str() else { continue };
-            seen = true;
-            for (name, arg) in directives(s) {
-                cc.apply(&name, arg.as_deref());
-            }
-        }
+        let values = headers.get_all(CACHE_CONTROL);
+        let seen = values.iter().next().is_some();
+        let mut cc = Self::from_values(values.iter().map(|v| v.as_bytes()));
         if !seen
             && headers
                 .get_all(PRAGMA)
@@ -57,8 +53,23 @@ impl CacheControl {
         cc
     }
 
+    /// The directives of these `Cache-Control` values (lines that are not
+    /// UTF-8 are skipped).
+    pub fn from_values<'a>(values: impl Iterator<Item = &'a [u8]>) -> Self {
+        let mut cc = Self::default();
+        for value in values {
+            let Ok(s) = std::str::from_utf8(value) else {
+                continue;
+            };
+            for (name, arg) in directives(s) {
+                cc.apply(&name, arg.as_deref());
+            }
+        }
+        cc
+    }
+
     fn apply(&mut self, name: &str, arg: Option<&str>) {
-        let secs = || arg.and_then(delta_seconds);
+        let secs = || Some(arg.and_then(delta_seconds).unwrap_or(Duration::ZERO));
         match name {
             "max-age" if self.max_age.is_none() => self.max_age = secs(),
             "s-maxage" if self.s_maxage.is_none() => self.s_maxage = secs(),
@@ -163,9 +174,10 @@ mod tests {
     }
 
     #[test]
-    fn bad_numbers_are_ignored_and_huge_ones_are_capped() {
-        assert_eq!(cc(&["max-age=-1"]).max_age, None);
-        assert_eq!(cc(&["max-age=abc"]).max_age, None);
+    fn bad_numbers_count_as_stale_and_huge_ones_are_capped() {
+        assert_eq!(cc(&["max-age=-1"]).max_age, Some(Duration::ZERO));
+        assert_eq!(cc(&["max-age=abc"]).max_age, Some(Duration::ZERO));
+        assert_eq!(cc(&["max-age"]).max_age, Some(Duration::ZERO));
         assert_eq!(
             cc(&["max-age=99999999999999999999999"]).max_age,
             Some(Duration::from_secs(1 << 31))

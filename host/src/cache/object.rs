@@ -232,7 +232,7 @@ impl Object {
         let f = &self.freshness;
         let fresh_left = f.fresh_for.saturating_sub(self.initial_age);
         let mut stale = f.stale_while_revalidate.max(f.stale_if_error);
-        if self.validators().0.is_some() || self.validators().1.is_some() {
+        if let (Some(_), _) | (_, Some(_)) = self.validators() {
             stale = stale.max(VALIDATOR_GRACE);
         }
         fresh_left + stale

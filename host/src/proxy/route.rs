@@ -37,9 +37,9 @@ pub fn route<'s>(
         .ok_or(GatewayError::NoRoute)?;
     let route = &snap.routes[matched.route];
     ex.trail.route = Some(matched.route);
-    if route.cache.is_some() {
-        // Part of the cache key.
-        ex.view.req.host = host.clone().into();
+    if !route.chain.is_empty() || route.cache.is_some() {
+        // Plugins read it; the cache keys on it.
+        ex.view.req.host = host.as_ref().into();
     }
     if !route.chain.is_empty() {
         ex.view.route_id = route.id.clone();
@@ -47,7 +47,6 @@ pub fn route<'s>(
         ex.view.params = names
             .filter_map(|(i, n)| Some((n.clone(), matched.params.get(path, i)?.to_string())))
             .collect();
-        ex.view.req.host = host.into();
         ex.view.counters = route.chain.counters();
     }
     Ok((route, matched))

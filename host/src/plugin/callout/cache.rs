@@ -9,9 +9,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, header};
+use http::{Method, header};
 use sha2::{Digest, Sha256};
 
+use crate::cache::CacheControl;
 use crate::exchange::RequestHead;
 use crate::plugin::bindings::callout::Response;
 use crate::plugin::bindings::types::Header;
@@ -48,7 +49,12 @@ impl AnswerCache {
         if head.method != Method::GET || !body.is_empty() || self.ttl.is_some_and(|t| t.is_zero()) {
             return None;
         }
-        let cc = Directives::of(&head.headers);
+        let cc = CacheControl::from_values(
+            head.headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
         if cc.no_store {
             return None;
         }
@@ -66,7 +72,7 @@ impl AnswerCache {
         }
         Some(Ask {
             key: hex::encode(key.finalize()),
-            lookup: !cc.no_cache && cc.max_age != Some(0),
+            lookup: !cc.no_cache && cc.max_age != Some(Duration::ZERO),
         })
     }
 
@@ -87,52 +93,6 @@ impl AnswerCache {
     }
 }
 
-/// The `Cache-Control` directives the cache acts on.
-#[derive(Debug, Default, PartialEq)]
-struct Directives {
-    no_store: bool,
-    no_cache: bool,
-    private: bool,
-    max_age: Option<u64>,
-    s_maxage: Option<u64>,
-}
-
-impl Directives {
-    fn of(headers: &HeaderMap) -> Self {
-        Self::parse(
-            headers
-                .get_all(header::CACHE_CONTROL)
-                .iter()
-                .map(|v| v.as_bytes()),
-        )
-    }
-
-    fn parse<'a>(values: impl Iterator<Item = &'a [u8]>) -> Self {
-        let mut d = Self::default();
-        for value in values {
-            let Ok(value) = std::str::from_utf8(value) else {
-                continue;
-            };
-            for part in value.split(',') {
-                let (name, arg) = match part.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (part.trim(), None),
-                };
-                let secs = || arg.and_then(|a| a.parse::<u64>().ok());
-                match name.to_ascii_lowercase().as_str() {
-                    "no-store" => d.no_store = true,
-                    "no-cache" => d.no_cache = true,
-                    "private" => d.private = true,
-                    "max-age" => d.max_age = secs().or(Some(0)),
-                    "s-maxage" => d.s_maxage = secs().or(Some(0)),
-                    _ => {}
-                }
-            }
-        }
-        d
-    }
-}
-
 /// How long `answer` may be kept: the override, else what is left of its
 /// `s-maxage` or `max-age` after its `age`. The store is shared by every
 /// request through the plugin, so `private` answers are not kept.
@@ -150,11 +110,11 @@ fn lifetime(answer: &Response, ttl: Option<Duration>) -> Option<Duration> {
             .filter(move |h| h.name.eq_ignore_ascii_case(n))
             .map(|h| h.value.as_slice())
     };
-    let cc = Directives::parse(named("cache-control"));
+    let cc = CacheControl::from_values(named("cache-control"));
     if cc.no_store || cc.no_cache || cc.private {
         return None;
     }
-    let max = cc.s_maxage.or(cc.max_age)?;
+    let max = cc.s_maxage.or(cc.max_age)?.as_secs();
     let age = age_of(named("age").next());
     let left = max.saturating_sub(age);
     (left > 0).then(|| Duration::from_secs(left))
