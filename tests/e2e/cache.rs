@@ -550,3 +550,31 @@ async fn the_access_log_names_what_the_cache_did() {
     .await;
     assert!(ok, "{}", std::fs::read_to_string(&log).unwrap_or_default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_requests_cannot_reach_a_consumers_stored_answer() {
+    let origin = Origin::start().await;
+    origin.set("/me", Spec::with(&[("cache-control", "max-age=60")]));
+    let route = api_key_route("vary_by: [attr.consumer]");
+    let gw = gateway(&origin, "", &[("c", "/*", &route)], &["api-key"]).await;
+    assert_eq!(
+        get_with(&gw, "/me", &[("x-api-key", "ka")]).await.text(),
+        "/me? #1 consumer=alice"
+    );
+    for raw in [
+        // The same path, encoded and double-slashed: canonicalised, then authenticated.
+        "GET /%6De HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET //me HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        // A claimed identity is stripped at ingress, not believed.
+        "GET /me HTTP/1.1\r\nHost: a\r\nX-Consumer-Id: alice\r\nConnection: close\r\n\r\n",
+    ] {
+        let resp = crate::support::raw::exchange(gw.addr, raw.as_bytes()).await;
+        assert_eq!(
+            crate::support::raw::status_of(&resp),
+            401,
+            "{raw:?}: {resp}"
+        );
+        assert!(!resp.contains("consumer=alice"), "{raw:?}: {resp}");
+    }
+    assert_eq!(origin.hits("/me"), 1, "nothing reached the origin");
+}
