@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
                 host: "api.example.com",
                 method: &Method::GET,
                 path: &path,
+                query: None,
                 headers: &headers,
             };
             assert!(router.match_request(&key).is_some(), "{path} must match");

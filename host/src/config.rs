@@ -8,6 +8,8 @@ mod duration;
 mod edge;
 mod env;
 mod error;
+mod fallback;
+mod matching;
 mod model;
 mod observe;
 mod raw;
@@ -19,6 +21,8 @@ pub use cache::*;
 pub use duration::parse_duration;
 pub use edge::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use fallback::*;
+pub use matching::*;
 pub use model::*;
 pub use observe::*;
 

@@ -4,6 +4,7 @@
 //! only ever load them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -20,6 +21,8 @@ pub struct DataPlane {
     pub unmatched: Arc<RouteMetrics>,
     /// Access log and span export.
     pub telemetry: Telemetry,
+    /// Set when shutdown begins: `/ready` answers 503 from then on.
+    draining: AtomicBool,
 }
 
 impl DataPlane {
@@ -30,7 +33,18 @@ impl DataPlane {
             unmatched: metrics.route(&Arc::from(crate::metrics::UNMATCHED)),
             metrics,
             telemetry,
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the start of shutdown (readiness fails from now on).
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The current snapshot (an `Arc` the caller keeps for the whole request).

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant as StdInstant, SystemTime};
+use std::time::{Duration, Instant as StdInstant, SystemTime};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::exchange::{RequestHead, Upstreamed};
 use crate::resilience::Outcome;
 use crate::resilience::breaker::Ticket;
-use crate::resilience::retry::{TryFailure, backoff, is_idempotent, retries_on};
+use crate::resilience::retry::{RetryBudget, TryFailure, backoff, is_idempotent, retries_on};
 use crate::service::Service;
 use crate::telemetry::trace::{SpanKind, TraceContext, new_span_id};
 use crate::upstream::UpstreamError;
@@ -37,6 +37,51 @@ pub struct Target<'a> {
     pub preserve_host: bool,
     /// Retry non-idempotent methods too.
     pub retry_non_idempotent: bool,
+    /// The route's own timeouts and retries.
+    pub terms: &'a Terms,
+}
+
+/// A route's own terms for its upstream requests; each one set overrides
+/// its service's (the route table's `timeout`, `per_try_timeout`, `retries`).
+#[derive(Debug, Default)]
+pub struct Terms {
+    /// Time to the response head, all tries included.
+    pub timeout: Option<Duration>,
+    /// Time for one try.
+    pub per_try_timeout: Option<Duration>,
+    /// The retry policy, with a budget of the route's own.
+    pub retries: Option<(Retries, RetryBudget)>,
+}
+
+/// No overrides: the service's terms (callouts, cache refreshes).
+pub static SERVICE_TERMS: Terms = Terms {
+    timeout: None,
+    per_try_timeout: None,
+    retries: None,
+};
+
+/// The terms one request is sent on, the route's over the service's.
+struct Effective<'a> {
+    timeout: Duration,
+    per_try_timeout: Option<Duration>,
+    retries: Option<(&'a Retries, Option<&'a RetryBudget>)>,
+}
+
+impl<'a> Effective<'a> {
+    fn of(terms: &'a Terms, service: &'a Service) -> Self {
+        let cfg = &service.config;
+        Self {
+            timeout: terms.timeout.unwrap_or(cfg.timeout),
+            per_try_timeout: terms.per_try_timeout.or(cfg.per_try_timeout),
+            retries: match &terms.retries {
+                Some((policy, budget)) => Some((policy, Some(budget))),
+                None => cfg
+                    .retries
+                    .as_ref()
+                    .map(|p| (p, service.retry_budget.as_ref())),
+            },
+        }
+    }
 }
 
 /// Sends the request to the target's service and returns the response head,
@@ -56,13 +101,13 @@ pub async fn send(
         ),
         None => None,
     };
-    let cfg = &service.config;
+    let terms = Effective::of(to.terms, service);
     let pq = head
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if let Some(budget) = &service.retry_budget {
+    if let Some((_, Some(budget))) = terms.retries {
         budget.deposit();
     }
     let t = Try {
@@ -71,21 +116,25 @@ pub async fn send(
         method: &head.method,
         pq: &pq,
     };
-    let policy = cfg
+    let policy = terms
         .retries
-        .as_ref()
         .filter(|_| to.retry_non_idempotent || is_idempotent(&head.method));
     let replay = match policy {
-        Some(p) => replayable(body, p.max_body_bytes).await?.map(|b| (p, b)),
+        Some((p, budget)) => replayable(body, p.max_body_bytes)
+            .await?
+            .map(|b| (p, budget, b)),
         None => Err(body),
     };
     match replay {
-        Ok((policy, bytes)) => t.with_retries(policy, head.headers, bytes, learned).await,
+        Ok((policy, budget, bytes)) => {
+            t.with_retries(&terms, policy, budget, head.headers, bytes, learned)
+                .await
+        }
         // No policy, or a body too big (or of unknown size) to keep: one try.
         Err(body) => {
-            let timeout = cfg
+            let timeout = terms
                 .per_try_timeout
-                .map_or(cfg.timeout, |t| t.min(cfg.timeout));
+                .map_or(terms.timeout, |t| t.min(terms.timeout));
             t.send(head.headers, body, timeout, &[], learned).await.1
         }
     }
@@ -123,22 +172,25 @@ impl<'a> Try<'a> {
     /// service's overall timeout says stop.
     async fn with_retries(
         &self,
+        terms: &Effective<'_>,
         policy: &Retries,
+        budget: Option<&RetryBudget>,
         headers: HeaderMap,
         body: Bytes,
         learned: &mut Upstreamed,
     ) -> Result<Response<Body>, GatewayError> {
         let service = self.service;
-        let cfg = &service.config;
-        let deadline = Instant::now() + cfg.timeout;
+        let deadline = Instant::now() + terms.timeout;
         let mut tried = Vec::with_capacity(policy.attempts as usize);
         let mut attempt = 1;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(UpstreamError::Timeout(cfg.timeout).into());
+                return Err(UpstreamError::Timeout(terms.timeout).into());
             }
-            let per_try = cfg.per_try_timeout.map_or(remaining, |t| t.min(remaining));
+            let per_try = terms
+                .per_try_timeout
+                .map_or(remaining, |t| t.min(remaining));
             let body = Body::full(body.clone());
             let (idx, result) = self
                 .send(headers.clone(), body, per_try, &tried, learned)
@@ -149,7 +201,7 @@ impl<'a> Try<'a> {
             };
             let again = attempt < policy.attempts
                 && failure.is_some_and(|f| retries_on(policy, f))
-                && service.retry_budget.as_ref().is_none_or(|b| b.withdraw());
+                && budget.is_none_or(|b| b.withdraw());
             if !again {
                 return result;
             }

@@ -59,6 +59,10 @@ pub struct Gateway {
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The admin listener outlives the data plane's drain, so `/ready` can
+    /// say 503 while in-flight requests finish.
+    admin_shutdown: watch::Sender<bool>,
+    admin_task: Option<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -146,11 +150,13 @@ impl Gateway {
         let data = Arc::new(DataPlane::new(snapshot, metrics, telemetry));
         let shared = Arc::new(control(data.clone(), runtime));
         let (tx, rx) = watch::channel(false);
+        let (admin_tx, admin_rx) = watch::channel(false);
         let mut tasks = serve_listeners(listeners, &data, &rx);
+        let mut admin_task = None;
         let admin_addr = admin.and_then(|(listener, cfg)| {
             let addr = listener.local_addr().ok();
-            let admin = crate::admin::run(listener, cfg, shared.clone(), rx.clone());
-            tasks.push(tokio::spawn(admin));
+            let admin = crate::admin::run(listener, cfg, shared.clone(), admin_rx);
+            admin_task = Some(tokio::spawn(admin));
             addr
         });
         if let Some(updates) = shared.discovery.take_updates() {
@@ -166,6 +172,8 @@ impl Gateway {
             addrs,
             shutdown: tx,
             tasks,
+            admin_shutdown: admin_tx,
+            admin_task,
         })
     }
 
@@ -186,9 +194,27 @@ impl Gateway {
 
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout)
     /// and stops the watchers.
+    ///
+    /// `/ready` answers 503 from the first moment; listeners keep accepting
+    /// for `limits.drain_delay` so that load balancers see it and stop sending
+    /// before the sockets close, as Envoy's drain and a Kubernetes preStop
+    /// sleep do. The admin listener stops last.
     pub async fn shutdown(self) {
+        self.shared.data.start_draining();
+        let delay = self.shared.snapshot().limits.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "draining: /ready answers 503; listeners still accept"
+            );
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.admin_shutdown.send(true);
+        if let Some(t) = self.admin_task {
             let _ = t.await;
         }
     }

@@ -189,15 +189,43 @@ enum PluginCommand {
     },
 }
 
+/// Operational logs on stderr: `GATEHOUSE_LOG` filters (default `info`),
+/// `GATEHOUSE_LOG_FORMAT` is `text` (default) or `json` (one object a line,
+/// for log shippers).
+fn init_logging() -> Result<(), String> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+            .unwrap_or_else(|_| "info".into())
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match std::env::var("GATEHOUSE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter())
+            .init(),
+        Ok("text") | Err(std::env::VarError::NotPresent) => {
+            builder.with_env_filter(filter()).init()
+        }
+        Ok(other) => {
+            return Err(format!(
+                "GATEHOUSE_LOG_FORMAT=`{other}`: expected `text` or `json`"
+            ));
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("GATEHOUSE_LOG_FORMAT: expected `text` or `json`".into());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logging() {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Run { config, fleet } => match config {
             Some(c) => run(c),

@@ -208,6 +208,8 @@ pub struct Metrics {
     pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
     pub(crate) custom: Registry<Arc<str>, PluginCustom>,
     pub(crate) caches: Registry<Arc<str>, crate::cache::CacheMetrics>,
+    /// Requests the gateway itself answered with an error, by error code.
+    pub(crate) errors: Registry<&'static str, AtomicU64>,
     /// Open downstream connections.
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.
@@ -266,6 +268,13 @@ impl Metrics {
     /// The metrics plugin `name` records itself.
     pub fn custom(&self, name: &Arc<str>) -> Arc<PluginCustom> {
         entry(&self.custom, name)
+    }
+
+    /// Counts one error answer with `code` (`no_route`, `upstream_timeout`, ...).
+    /// Codes are the fixed set of [`crate::error::GatewayError::status`], so the
+    /// label stays bounded.
+    pub fn error(&self, code: &'static str) {
+        entry(&self.errors, &code).fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters of route `id`, if it served anything.

@@ -99,7 +99,10 @@ pub async fn serve(
     let path = tel.is_on().then(|| req.uri().path().to_string());
     let mut resp = match handle(&snapshot, &conn, req, &mut ex).await {
         Ok(r) => r,
-        Err(e) => render(&e, ex.view.request_id.to_str().unwrap_or("")),
+        Err(e) => {
+            shared.metrics.error(e.status().1);
+            render(&e, ex.view.request_id.to_str().unwrap_or(""))
+        }
     };
     let elapsed = ex.trail.started.elapsed();
     let route = ex.trail.route.and_then(|i| snapshot.routes.get(i));

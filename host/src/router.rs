@@ -1,14 +1,19 @@
 //! Routing: picks the route for a request. Compiled once per snapshot into a path
 //! trie per host, so lookup cost depends on the path's depth, not on the number
-//! of routes. Second stage of the flow, after the listener.
+//! of routes; `path_regex` routes of a host are one [`regex::RegexSet`] tried
+//! after its trie. Second stage of the flow, after the listener.
 
+mod conditions;
+mod regexes;
 mod trie;
 
 use std::collections::HashMap;
 
 use http::{HeaderMap, Method};
 
-use crate::config::{ConfigError, HostPattern, RouteConfig};
+use crate::config::{ConfigError, HostPattern, PathMatch, RouteConfig};
+use conditions::Conditions;
+use regexes::Regexes;
 use trie::Trie;
 
 /// What the router needs to know about a request.
@@ -20,6 +25,8 @@ pub struct RequestKey<'a> {
     pub method: &'a Method,
     /// The path, without query.
     pub path: &'a str,
+    /// The raw query string (without `?`), if any.
+    pub query: Option<&'a str>,
     /// The request headers.
     pub headers: &'a HeaderMap,
 }
@@ -55,33 +62,40 @@ impl Params {
     }
 }
 
-/// Per-route conditions checked after the path matched.
-#[derive(Debug)]
-struct Conditions {
-    methods: Option<Vec<Method>>,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+/// The routes of one host (or of every host): the trie, then the regexes.
+#[derive(Debug, Default)]
+struct Tier {
+    trie: Trie,
+    regexes: Regexes,
 }
 
-impl Conditions {
-    fn accepts(&self, key: &RequestKey<'_>) -> bool {
-        let method_ok = self
-            .methods
-            .as_ref()
-            .is_none_or(|ms| ms.contains(key.method));
-        method_ok
-            && self
-                .headers
-                .iter()
-                .all(|(n, v)| key.headers.get(n) == Some(v))
+impl Tier {
+    fn insert(
+        &mut self,
+        i: usize,
+        r: &RouteConfig,
+        all: &[RouteConfig],
+        errors: &mut Vec<ConfigError>,
+    ) {
+        match &r.path {
+            PathMatch::Pattern(p) => self.trie.insert(i, r, p, all, errors),
+            PathMatch::Regex(_) => self.regexes.insert(i, r, all, errors),
+        }
+    }
+
+    fn find(&self, key: &RequestKey<'_>, accept: &dyn Fn(u32) -> bool) -> Option<RouteMatch> {
+        self.trie
+            .find(key.path, accept)
+            .or_else(|| self.regexes.find(key.path, accept))
     }
 }
 
 /// The compiled route table.
 #[derive(Debug)]
 pub struct Router {
-    exact: HashMap<Box<str>, Trie>,
-    wildcard: HashMap<Box<str>, Trie>,
-    any: Trie,
+    exact: HashMap<Box<str>, Tier>,
+    wildcard: HashMap<Box<str>, Tier>,
+    any: Tier,
     conditions: Vec<Conditions>,
 }
 
@@ -91,15 +105,17 @@ impl Router {
         let mut router = Router {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
-            any: Trie::default(),
+            any: Tier::default(),
             conditions: Vec::with_capacity(routes.len()),
         };
         let mut errors = Vec::new();
         for (i, r) in routes.iter().enumerate() {
-            router.conditions.push(Conditions {
-                methods: r.methods.clone(),
-                headers: r.headers.clone(),
-            });
+            router.conditions.push(Conditions::new(r));
+            if !r.enabled {
+                // `enabled: false`: as if it were not there (it stays in the
+                // config and the admin API, so turning it back on is one key).
+                continue;
+            }
             if r.hosts.is_empty() {
                 router.any.insert(i, r, routes, &mut errors);
             }
@@ -107,14 +123,21 @@ impl Router {
                 if r.hosts[..n].contains(h) {
                     continue;
                 }
-                let trie = match h {
+                let tier = match h {
                     HostPattern::Exact(h) => router.exact.entry(h.as_str().into()).or_default(),
                     HostPattern::Wildcard(s) => {
                         router.wildcard.entry(s.as_str().into()).or_default()
                     }
                 };
-                trie.insert(i, r, routes, &mut errors);
+                tier.insert(i, r, routes, &mut errors);
             }
+        }
+        let tiers = router
+            .exact
+            .values_mut()
+            .chain(router.wildcard.values_mut());
+        for tier in tiers.chain(std::iter::once(&mut router.any)) {
+            tier.regexes.compile(routes, &mut errors);
         }
         if errors.is_empty() {
             Ok(router)
@@ -124,33 +147,25 @@ impl Router {
     }
 
     /// Finds the best route: exact host, then the longest `*.` suffix, then routes
-    /// without hosts; within a trie, static beats `{param}` beats a `*` tail, then
-    /// priority, then config order.
+    /// without hosts; within a host, static beats `{param}` beats a `*` tail
+    /// beats a `path_regex`, then priority, then config order.
     pub fn match_request(&self, key: &RequestKey<'_>) -> Option<RouteMatch> {
         let accept = |i: u32| self.conditions[i as usize].accepts(key);
         if !key.host.is_empty() {
-            if let Some(m) = self
-                .exact
-                .get(key.host)
-                .and_then(|t| t.find(key.path, &accept))
-            {
+            if let Some(m) = self.exact.get(key.host).and_then(|t| t.find(key, &accept)) {
                 return Some(m);
             }
             if !self.wildcard.is_empty() {
                 let mut rest = key.host;
                 while let Some(dot) = rest.find('.') {
                     rest = &rest[dot + 1..];
-                    if let Some(m) = self
-                        .wildcard
-                        .get(rest)
-                        .and_then(|t| t.find(key.path, &accept))
-                    {
+                    if let Some(m) = self.wildcard.get(rest).and_then(|t| t.find(key, &accept)) {
                         return Some(m);
                     }
                 }
             }
         }
-        self.any.find(key.path, &accept)
+        self.any.find(key, &accept)
     }
 }
 

@@ -82,6 +82,11 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// The response cache, on a cached route.
     pub cache: Option<RouteCache>,
+    /// The route's own timeouts and retries, over its service's.
+    pub terms: crate::dispatch::Terms,
+    /// What answers when the upstream cannot: the route's, else none (the
+    /// service's is read from the service).
+    pub fallback: Option<crate::config::Fallback>,
 }
 
 /// Everything one request needs, immutable once built.
@@ -303,6 +308,15 @@ fn route(
         retry_non_idempotent: r.retry_non_idempotent,
         metrics,
         cache: None,
+        terms: crate::dispatch::Terms {
+            timeout: r.timeout,
+            per_try_timeout: r.per_try_timeout,
+            retries: r.retries.clone().map(|p| {
+                let budget = crate::resilience::retry::RetryBudget::new(p.budget);
+                (p, budget)
+            }),
+        },
+        fallback: r.fallback.clone(),
     }
 }
 

@@ -189,6 +189,12 @@ pub async fn write(
 }
 
 fn ready(shared: &ControlPlane) -> Reply {
+    if shared.data.is_draining() {
+        return Reply::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "draining": true }),
+        );
+    }
     let snap = shared.snapshot();
     let missing: Vec<String> = snap
         .attachments()

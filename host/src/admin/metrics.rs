@@ -14,6 +14,7 @@ pub fn render(shared: &ControlPlane) -> String {
     let mut out = Out(String::with_capacity(16 * 1024));
     let o = &mut out;
     requests(o, m);
+    errors(o, m);
     services(o, m);
     health(o, &shared.snapshot());
     connections(o, m);
@@ -60,6 +61,19 @@ fn requests(o: &mut Out, m: &Metrics) {
             &format!("route=\"{}\"", escape(route)),
             &r.duration,
         );
+    }
+}
+
+/// The gateway's own error answers, by code.
+fn errors(o: &mut Out, m: &Metrics) {
+    o.family(
+        "gatehouse_errors_total",
+        "counter",
+        "Requests the gateway answered with an error of its own, by error code (the `error` field of the JSON body).",
+    );
+    for (code, n) in &read(&m.errors) {
+        let labels = format!("code=\"{code}\"");
+        o.sample("gatehouse_errors_total", &labels, n.load(Ordering::Relaxed));
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 
 /// A whole validated config file.
 #[derive(Debug, Clone)]
@@ -103,6 +103,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// How long in-flight requests may finish after SIGTERM. Default 30s.
     pub drain_timeout: Duration,
+    /// How long listeners keep accepting after SIGTERM while `/ready` already
+    /// answers 503, so load balancers stop sending first. Default 0s.
+    pub drain_delay: Duration,
     /// Longest wait for the next bytes of a request body; past it 408. Default 30s.
     pub body_read_timeout: Duration,
     /// A connection with no request for this long is closed (HTTP/2; HTTP/1.1
@@ -127,6 +130,7 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1 << 30,
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(180),
             h2_keepalive_interval: Duration::from_secs(30),
@@ -168,6 +172,8 @@ pub struct ServiceConfig {
     pub retries: Option<super::Retries>,
     /// Most requests in flight to the service; beyond it 503 at once.
     pub max_concurrent_requests: Option<usize>,
+    /// What answers when the service cannot (its routes' own fallback first).
+    pub fallback: Option<super::Fallback>,
 }
 
 /// How a service picks an instance.
@@ -271,10 +277,12 @@ pub struct RouteConfig {
     pub methods: Option<Vec<Method>>,
     /// Hosts matched; empty matches any host.
     pub hosts: Vec<HostPattern>,
-    /// The path pattern.
-    pub path: PathPattern,
-    /// Exact header values required.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The path pattern or regex.
+    pub path: super::PathMatch,
+    /// Header conditions, all required.
+    pub headers: Vec<(HeaderName, super::ValueMatch)>,
+    /// Query-parameter conditions (decoded names), all required.
+    pub query: Vec<(String, super::ValueMatch)>,
     /// Higher wins among equally specific matches.
     pub priority: i32,
     /// Path rewrite applied before forwarding.
@@ -289,6 +297,16 @@ pub struct RouteConfig {
     pub retry_non_idempotent: bool,
     /// The route's response cache policy; `None`: not cached.
     pub cache: Option<super::CachePolicy>,
+    /// `false`: the router skips the route, as if it were not there.
+    pub enabled: bool,
+    /// Overrides the service's `timeout`.
+    pub timeout: Option<Duration>,
+    /// Overrides the service's `per_try_timeout`.
+    pub per_try_timeout: Option<Duration>,
+    /// Replaces the service's retry policy (`attempts: 1`: no retries).
+    pub retries: Option<super::Retries>,
+    /// What answers when the upstream cannot; before the service's fallback.
+    pub fallback: Option<super::Fallback>,
 }
 
 /// A host pattern: exact or `*.suffix`.

@@ -284,6 +284,7 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_body_bytes: Option<u64>,
     pub drain_timeout: Option<Dur>,
+    pub drain_delay: Option<Dur>,
     pub body_read_timeout: Option<Dur>,
     pub idle_timeout: Option<Dur>,
     pub h2_keepalive_interval: Option<Dur>,
@@ -336,6 +337,19 @@ pub struct RawService {
     pub protocol: Option<String>,
     pub tls: Option<RawUpstreamTls>,
     pub discovery: Option<RawDiscovery>,
+    pub fallback: Option<RawFallback>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub service: Option<String>,
+    #[serde(default)]
+    pub on_status: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -391,6 +405,11 @@ pub struct RawRoute {
     #[serde(default)]
     pub retry_non_idempotent: bool,
     pub cache: Option<RawCache>,
+    pub enabled: Option<bool>,
+    pub timeout: Option<Dur>,
+    pub per_try_timeout: Option<Dur>,
+    pub retries: Option<RawRetries>,
+    pub fallback: Option<RawFallback>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,9 +418,14 @@ pub struct RawMatch {
     pub methods: Option<Vec<String>>,
     #[serde(default)]
     pub hosts: Vec<String>,
-    pub path: String,
+    pub path: Option<String>,
+    pub path_regex: Option<String>,
+    /// A value, or `{exact|present|regex}`: checked when validated, so a
+    /// wrong shape gets a named error rather than serde's "no variant".
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub query: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

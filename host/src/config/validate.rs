@@ -10,6 +10,7 @@ use super::raw::*;
 
 mod cache;
 mod edge;
+mod fallback;
 mod ingress;
 mod observe;
 mod pattern;
@@ -126,7 +127,13 @@ fn services(
         }
         services.push(service::service(s, &path, base, errs));
     }
-
+    // Fallbacks name services, so they are resolved once all are known.
+    for (i, s) in raw.iter().enumerate() {
+        if let (Some(f), Some(svc)) = (&s.fallback, services.get_mut(i)) {
+            let path = format!("services[{i}].fallback");
+            svc.fallback = fallback::fallback(f, &path, &service_index, Some(&s.name), errs);
+        }
+    }
     (services, service_index)
 }
 
@@ -233,6 +240,7 @@ fn limits(l: &RawLimits, errs: &mut Errors) -> Limits {
         max_header_bytes,
         max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
         drain_timeout: l.drain_timeout.map_or(d.drain_timeout, |x| x.0),
+        drain_delay: l.drain_delay.map_or(d.drain_delay, |x| x.0),
         body_read_timeout: positive(
             l.body_read_timeout,
             d.body_read_timeout,

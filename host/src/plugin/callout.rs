@@ -187,6 +187,7 @@ impl Scope {
             trace: self.trace.as_ref(),
             preserve_host: false,
             retry_non_idempotent: false,
+            terms: &dispatch::SERVICE_TERMS,
         };
         let max = self.grants.max_body;
         let exchange = async {

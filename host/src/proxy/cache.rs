@@ -387,6 +387,7 @@ impl Refresh {
             trace: None,
             preserve_host: self.preserve_host,
             retry_non_idempotent: false,
+            terms: &dispatch::SERVICE_TERMS,
         };
         let request = head.headers.clone();
         let sent = Instant::now();

@@ -41,6 +41,7 @@ pub async fn send(
         trace: ex.trail.trace.as_ref(),
         preserve_host: route.preserve_host,
         retry_non_idempotent: route.retry_non_idempotent,
+        terms: &route.terms,
     };
     dispatch::send(&to, head, body, &mut ex.trail.upstream).await
 }

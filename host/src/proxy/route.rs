@@ -29,6 +29,7 @@ pub fn route<'s>(
         host: &host,
         method: &parts.method,
         path,
+        query: parts.uri.query(),
         headers: &parts.headers,
     };
     let matched = snap

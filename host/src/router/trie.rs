@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::conditions::indistinguishable;
 use super::{Params, RouteMatch};
-use crate::config::{ConfigError, RouteConfig, Segment};
+use crate::config::{ConfigError, PathPattern, RouteConfig, Segment};
 
 #[derive(Debug, Default)]
 struct Node {
@@ -30,29 +31,30 @@ impl Trie {
         &mut self,
         i: usize,
         r: &RouteConfig,
+        pattern: &PathPattern,
         all: &[RouteConfig],
         errors: &mut Vec<ConfigError>,
     ) {
         let mut node = &mut self.root;
-        for seg in &r.path.segments {
+        for seg in &pattern.segments {
             node = match seg {
                 Segment::Static(s) => node.statics.entry(s.as_str().into()).or_default(),
                 Segment::Param(_) => node.param.get_or_insert_with(Box::default),
             };
         }
-        let list = if r.path.tail.is_some() {
+        let list = if pattern.tail.is_some() {
             &mut node.tail
         } else {
             &mut node.exact
         };
         for &j in list.iter() {
             let other = &all[j as usize];
-            if same_conditions(r, other) {
+            if indistinguishable(r, other) {
                 errors.push(ConfigError::new(
                     format!("routes[{i}]"),
                     format!(
-                        "route \"{}\" duplicates route \"{}\" (routes[{j}]): same host, path `{}`, methods, headers and priority",
-                        r.id, other.id, r.path.raw
+                        "route \"{}\" duplicates route \"{}\" (routes[{j}]): same host, path `{}`, methods, headers, query and priority",
+                        r.id, other.id, pattern.raw
                     ),
                 ));
             }
@@ -126,20 +128,4 @@ fn take_tail(
     let &r = node.tail.iter().find(|&&r| accept(r))?;
     params.push(rest);
     Some(r)
-}
-
-fn same_conditions(a: &RouteConfig, b: &RouteConfig) -> bool {
-    if a.priority != b.priority || a.path.tail.is_some() != b.path.tail.is_some() {
-        return false;
-    }
-    // Overlapping but different conditions are legitimate (config order decides);
-    // only routes that no request could ever tell apart are duplicates.
-    let same_methods = match (&a.methods, &b.methods) {
-        (Some(x), Some(y)) => x.len() == y.len() && x.iter().all(|m| y.contains(m)),
-        (None, None) => true,
-        _ => false,
-    };
-    let same_headers =
-        a.headers.len() == b.headers.len() && a.headers.iter().all(|h| b.headers.contains(h));
-    same_methods && same_headers
 }

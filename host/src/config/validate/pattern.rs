@@ -1,6 +1,7 @@
 //! The patterns of a route: host (`*.example.com`), path (`/a/{id}/*`) and
 //! the rewrite template (`/v2/{id}`).
 
+use crate::config::PathRegex;
 use crate::config::model::*;
 
 /// Parses `*.example.com` or `api.example.com` (lower-cased, no port).
@@ -90,6 +91,52 @@ impl PathPattern {
     }
 }
 
+/// Largest compiled regex accepted (the `regex` crate's default is 10 MiB):
+/// a route table of thousands of regexes must stay small in memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles `re` anchored at both ends, so it must match the whole value.
+pub(super) fn anchored(re: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => {
+                format!("`{re}`: compiles larger than {REGEX_SIZE_LIMIT} bytes")
+            }
+            e => format!("`{re}` is not a valid regex: {e}"),
+        })
+}
+
+/// Parses `match.path_regex`: anchored, must be able to match only paths
+/// (it starts with `/` or `^/`), named captures become rewrite parameters.
+pub(super) fn parse_path_regex(re: &str) -> Result<PathRegex, String> {
+    let body = re.strip_prefix('^').unwrap_or(re);
+    let body = body
+        .strip_suffix('$')
+        .filter(|b| !b.ends_with('\\'))
+        .unwrap_or(body);
+    if !body.starts_with('/') {
+        return Err(format!(
+            "`{re}` must start with `/` (it is matched against the whole path)"
+        ));
+    }
+    let regex = anchored(body)?;
+    let names: Vec<String> = regex
+        .capture_names()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    for n in &names {
+        check_name(n, re)?;
+    }
+    Ok(PathRegex {
+        regex,
+        source: re.to_string(),
+        names,
+    })
+}
+
 pub(super) fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
     if !t.starts_with('/') {
         return Err(format!("`{t}` must start with `/`"));
@@ -136,6 +183,36 @@ mod tests {
                 .contains("twice")
         );
         assert!(parse_path_pattern("/a/x{y}").is_err());
+    }
+
+    #[test]
+    fn path_regexes() {
+        let r = parse_path_regex(r"^/v(?P<ver>[0-9]+)/items/(?<id>\d+)$").unwrap();
+        assert_eq!(r.names, ["ver", "id"]);
+        assert!(r.regex.is_match("/v2/items/7"));
+        assert!(!r.regex.is_match("/v2/items/7/x"), "anchored at the end");
+        assert!(!r.regex.is_match("/x/v2/items/7"), "anchored at the start");
+        let r = parse_path_regex("/a|/b").unwrap();
+        assert!(
+            r.regex.is_match("/b") && !r.regex.is_match("/bb"),
+            "alternation stays inside the anchors"
+        );
+        assert!(
+            parse_path_regex("v1/.*")
+                .unwrap_err()
+                .contains("must start with `/`")
+        );
+        assert!(
+            parse_path_regex("/(")
+                .unwrap_err()
+                .contains("not a valid regex")
+        );
+        assert!(parse_path_regex("/(?P<a-b>x)").is_err());
+        assert!(
+            parse_path_regex("/x{1000}{1000}")
+                .unwrap_err()
+                .contains("larger than")
+        );
     }
 
     #[test]

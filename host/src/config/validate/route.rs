@@ -6,10 +6,13 @@ use std::path::Path;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::pattern::{parse_host_pattern, parse_path_pattern, parse_template};
+use super::pattern::{
+    anchored, parse_host_pattern, parse_path_pattern, parse_path_regex, parse_template,
+};
 use super::{Errors, ingress};
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::{PathMatch, ValueMatch};
 
 pub(super) fn route(
     r: &RawRoute,
@@ -20,22 +23,32 @@ pub(super) fn route(
 ) -> Option<RouteConfig> {
     let before = errs.0.len();
     let m = &r.matcher;
-    let pattern = match parse_path_pattern(&m.path) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            errs.push(format!("{path}.match.path"), e);
-            None
-        }
-    };
+    let pattern = path_match(m, path, errs);
     let methods = methods(m, path, errs);
     let hosts = hosts(m, path, errs);
     let headers = headers(m, path, errs);
+    let query = query(m, path, errs);
     let target = target(r, path, services, errs);
     let rewrite = r
         .rewrite
         .as_ref()
         .and_then(|rw| rewrite(rw, pattern.as_ref(), path, errs));
     let plugins = attachments(&r.plugins, &format!("{path}.plugins"), base, errs);
+    let retries = r
+        .retries
+        .as_ref()
+        .map(|rt| super::resilience::retries(rt, &format!("{path}.retries"), errs));
+    let timeout = r.timeout.as_ref().map(|d| d.0);
+    if timeout.is_some_and(|d| d.is_zero()) {
+        errs.push(format!("{path}.timeout"), "must be more than 0s");
+    }
+    let per_try_timeout = r.per_try_timeout.as_ref().map(|d| d.0);
+    if per_try_timeout.is_some_and(|d| d.is_zero()) {
+        errs.push(format!("{path}.per_try_timeout"), "must be more than 0s");
+    }
+    let fallback = r.fallback.as_ref().and_then(|f| {
+        super::fallback::fallback(f, &format!("{path}.fallback"), services, None, errs)
+    });
     if errs.0.len() > before {
         return None;
     }
@@ -45,6 +58,7 @@ pub(super) fn route(
         hosts,
         path: pattern?,
         headers,
+        query,
         priority: r.priority,
         rewrite,
         target: target?,
@@ -52,6 +66,11 @@ pub(super) fn route(
         preserve_host: r.preserve_host.unwrap_or(true),
         retry_non_idempotent: r.retry_non_idempotent,
         cache: None,
+        enabled: r.enabled.unwrap_or(true),
+        timeout,
+        per_try_timeout,
+        retries,
+        fallback,
     })
 }
 
@@ -91,26 +110,103 @@ fn hosts(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<HostPattern> {
         .collect()
 }
 
-/// `match.headers`: exact header values a request must carry.
-fn headers(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<(HeaderName, HeaderValue)> {
+/// `match.path` (a pattern) or `match.path_regex`, exactly one.
+fn path_match(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<PathMatch> {
+    match (&m.path, &m.path_regex) {
+        (Some(p), None) => match parse_path_pattern(p) {
+            Ok(p) => Some(PathMatch::Pattern(p)),
+            Err(e) => {
+                errs.push(format!("{path}.match.path"), e);
+                None
+            }
+        },
+        (None, Some(re)) => match parse_path_regex(re) {
+            Ok(r) => Some(PathMatch::Regex(r)),
+            Err(e) => {
+                errs.push(format!("{path}.match.path_regex"), e);
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            errs.push(
+                format!("{path}.match"),
+                "set either `path` or `path_regex`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            errs.push(format!("{path}.match"), "missing `path` (or `path_regex`)");
+            None
+        }
+    }
+}
+
+/// `match.headers`: per header a value, `{present: bool}` or `{regex}`.
+fn headers(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<(HeaderName, ValueMatch)> {
     m.headers
         .iter()
         .filter_map(|(k, v)| {
-            match (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(k), Ok(v)) => Some((k, v)),
-                _ => {
-                    errs.push(
-                        format!("{path}.match.headers.{k}"),
-                        "not a valid header name and value",
-                    );
-                    None
-                }
+            let at = format!("{path}.match.headers.{k}");
+            let Ok(name) = HeaderName::try_from(k.as_str()) else {
+                errs.push(at, format!("`{k}` is not a header name"));
+                return None;
+            };
+            let cond = value_match(v, &at, errs)?;
+            if let ValueMatch::Exact(v) = &cond
+                && HeaderValue::try_from(v.as_str()).is_err()
+            {
+                errs.push(at, "not a valid header value");
+                return None;
             }
+            Some((name, cond))
         })
         .collect()
+}
+
+/// `match.query`: per parameter (decoded name) a value, `{present: bool}` or `{regex}`.
+fn query(m: &RawMatch, path: &str, errs: &mut Errors) -> Vec<(String, ValueMatch)> {
+    m.query
+        .iter()
+        .filter_map(|(k, v)| {
+            let at = format!("{path}.match.query.{k}");
+            if k.is_empty() {
+                errs.push(at, "a query parameter needs a name");
+                return None;
+            }
+            Some((k.clone(), value_match(v, &at, errs)?))
+        })
+        .collect()
+}
+
+fn value_match(v: &serde_json::Value, at: &str, errs: &mut Errors) -> Option<ValueMatch> {
+    use serde_json::Value;
+    const SHAPE: &str = "expected a value, `{ present: true|false }` or `{ regex: \"...\" }`";
+    let cond = match v {
+        Value::String(s) => ValueMatch::Exact(s.clone()),
+        Value::Number(n) => ValueMatch::Exact(n.to_string()),
+        Value::Bool(b) => ValueMatch::Exact(b.to_string()),
+        Value::Object(o) if o.len() == 1 => match o.iter().next() {
+            Some((k, Value::String(s))) if k == "exact" => ValueMatch::Exact(s.clone()),
+            Some((k, Value::Bool(true))) if k == "present" => ValueMatch::Present,
+            Some((k, Value::Bool(false))) if k == "present" => ValueMatch::Absent,
+            Some((k, Value::String(re))) if k == "regex" => match anchored(re) {
+                Ok(re) => ValueMatch::Regex(re),
+                Err(e) => {
+                    errs.push(format!("{at}.regex"), e);
+                    return None;
+                }
+            },
+            _ => {
+                errs.push(at.to_string(), SHAPE);
+                return None;
+            }
+        },
+        _ => {
+            errs.push(at.to_string(), SHAPE);
+            return None;
+        }
+    };
+    Some(cond)
 }
 
 fn target(
@@ -178,7 +274,7 @@ fn target(
 
 fn rewrite(
     rw: &RawRewrite,
-    pattern: Option<&PathPattern>,
+    pattern: Option<&PathMatch>,
     path: &str,
     errs: &mut Errors,
 ) -> Option<Rewrite> {
@@ -193,7 +289,7 @@ fn rewrite(
         }
         (None, Some(t)) => match parse_template(t) {
             Ok(parts) => {
-                let names = pattern.map(PathPattern::param_names).unwrap_or_default();
+                let names = pattern.map(PathMatch::param_names).unwrap_or_default();
                 for part in &parts {
                     if let TemplatePart::Param(p) = part
                         && pattern.is_some()
@@ -201,7 +297,9 @@ fn rewrite(
                     {
                         errs.push(
                             format!("{path}.rewrite.path"),
-                            format!("`{{{p}}}` is not a parameter of match.path"),
+                            format!(
+                                "`{{{p}}}` is not a parameter (or named capture) of match.path"
+                            ),
                         );
                     }
                 }

@@ -46,6 +46,7 @@ pub(super) fn service(s: &RawService, path: &str, base: &Path, errs: &mut Errors
         circuit_breaker: edge.circuit_breaker,
         retries: edge.retries,
         max_concurrent_requests: s.max_concurrent_requests,
+        fallback: None,
     }
 }
 
