@@ -140,8 +140,12 @@ pub async fn send(
     }
 }
 
-/// The body as bytes when it can be sent again; otherwise the body untouched.
-async fn replayable(body: Body, max: usize) -> Result<Result<Bytes, Body>, GatewayError> {
+/// The body as bytes when it can be sent again (its size known and at most
+/// `max`); otherwise the body untouched.
+pub(crate) async fn replayable(
+    body: Body,
+    max: usize,
+) -> Result<Result<Bytes, Body>, GatewayError> {
     use http_body::Body as _;
     let size = body.size_hint().exact();
     match body {

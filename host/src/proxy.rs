@@ -1,10 +1,12 @@
 //! The request path, one call per stage (see [`handle`]): accept → route →
-//! prepare → request hooks → forward (or a plugin's answer) → respond.
+//! prepare → request hooks → forward (or a fallback, or a plugin's answer)
+//! → respond.
 //! [`serve`] wraps it with what every request gets whatever happens:
 //! an error response, metrics, the access log and spans.
 
 mod accept;
 mod cache;
+mod fallback;
 mod forward;
 mod headers;
 mod prepare;
@@ -151,7 +153,7 @@ async fn handle(
     let mut run = route.chain.start();
     let answer = match request::hooks(&mut run, ex).await? {
         Flow::Continue => Answer::Upstream(match &route.cache {
-            None => forward::to_upstream(route, &run, ex).await?,
+            None => forward::to_upstream(route, &snap.services, &run, ex).await?,
             Some(c) => cache::answer(route, c, &run, ex, client_upgrade.is_some()).await?,
         }),
         Flow::Respond(plugin) => Answer::Plugin(plugin),

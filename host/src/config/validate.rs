@@ -161,6 +161,12 @@ fn routes(
             .map(|c| cache::route_block(c, &format!("{path}.cache"), errs));
         if let Some(mut route) = route(r, &path, service_index, base, errs) {
             route.cache = cache::merge(cache_defaults, own_cache.as_ref());
+            if route.cache.is_some() && route.fallback.is_some() {
+                errs.push(
+                    format!("{path}.fallback"),
+                    "not available on a cached route (its `cache.stale_if_error` answers when the service fails)",
+                );
+            }
             routes.push(route);
         }
     }

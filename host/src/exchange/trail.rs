@@ -75,6 +75,9 @@ pub struct Trail {
     pub spans: Vec<Span>,
     /// What the response cache did, on a cached route.
     pub cache: Option<crate::cache::Outcome>,
+    /// Why the route's fallback answered (the error code it replaced, or
+    /// `upstream_status`), when it did.
+    pub fallback: Option<&'static str>,
 }
 
 impl Trail {
@@ -89,6 +92,7 @@ impl Trail {
             trace: None,
             spans: Vec::new(),
             cache: None,
+            fallback: None,
         }
     }
 
@@ -150,6 +154,7 @@ impl Trail {
             answered_by: self.answered_by.take(),
             upstream_tries: self.upstream.tries,
             cache: self.cache.map(crate::cache::Outcome::as_str),
+            fallback: self.fallback,
         });
     }
 

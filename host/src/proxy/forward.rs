@@ -14,16 +14,21 @@ use std::sync::Arc;
 
 /// Stage five: the head and body the request hooks left go to the route's
 /// service; what the tries learned goes into the trail's
-/// [`Upstreamed`](crate::exchange::Upstreamed).
+/// [`Upstreamed`](crate::exchange::Upstreamed). When the route (or else the
+/// service) names a fallback, it answers for a failed service.
 pub async fn to_upstream(
     route: &Route,
+    services: &[Arc<Service>],
     run: &ChainRun,
     ex: &mut Exchange,
 ) -> Result<Response<Body>, GatewayError> {
     let head = run.upstream_head(&mut ex.view);
     let body = ex.take_body();
     let service = route.target.service(ex.view.client_ip, &head.headers);
-    send(route, service, head, body, ex).await
+    match route.fallback.as_ref().or(service.config.fallback.as_ref()) {
+        None => send(route, service, head, body, ex).await,
+        Some(f) => super::fallback::around(route, service, f, services, head, body, ex).await,
+    }
 }
 
 /// Sends `head` and `body` to `service` (chosen for the route already) on

@@ -57,6 +57,10 @@ pub struct Entry {
     /// `coalesced`, `miss` or `bypass`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
+    /// When the route's fallback answered, why: the gateway error code it
+    /// replaced (`circuit_open`, `upstream_timeout`, ...) or `upstream_status`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<&'static str>,
 }
 
 /// Sends entries to the writer task.
