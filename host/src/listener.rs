@@ -158,6 +158,10 @@ async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, c
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(PeerIdentity::from_cert);
+    let consumer = match (&peer, tls.client_consumer()) {
+        (Some(p), Some(rule)) => p.consumer(rule).map(Arc::from),
+        _ => None,
+    };
     let info = ConnInfo {
         remote,
         peer_value: peer_value(remote.ip()),
@@ -165,6 +169,7 @@ async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, c
         tls: Some(Arc::new(TlsConn {
             peer,
             client_cert_header: tls.client_cert_header().cloned(),
+            consumer,
         })),
     };
     serve(stream, info, conn);

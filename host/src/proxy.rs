@@ -38,18 +38,25 @@ pub struct TlsConn {
     pub peer: Option<crate::tls::PeerIdentity>,
     /// Header that carries `peer` upstream, from the listener's config.
     pub client_cert_header: Option<http::HeaderName>,
+    /// The consumer the certificate names (the listener's `client_consumer`),
+    /// worked out once per connection.
+    pub consumer: Option<Arc<str>>,
 }
 
 impl TlsConn {
-    /// Plugin attributes: `tls.client.subject` and `tls.client.san`.
-    pub fn attributes(&self) -> Vec<(String, String)> {
-        match &self.peer {
-            Some(p) => vec![
-                ("tls.client.subject".into(), p.subject.clone()),
-                ("tls.client.san".into(), p.san_list()),
-            ],
-            None => Vec::new(),
+    /// Plugin attributes: `tls.client.subject`, `tls.client.san` and the
+    /// certificate's `consumer`; only the consumer when `identity_only` (a
+    /// route without plugins, whose access log still names it).
+    pub fn attributes(&self, identity_only: bool) -> Vec<(String, String)> {
+        let mut attrs = Vec::new();
+        if let Some(p) = self.peer.as_ref().filter(|_| !identity_only) {
+            attrs.push(("tls.client.subject".into(), p.subject.clone()));
+            attrs.push(("tls.client.san".into(), p.san_list()));
         }
+        if let Some(c) = &self.consumer {
+            attrs.push(("consumer".into(), c.to_string()));
+        }
+        attrs
     }
 
     /// Sets the identity header, replacing any copy the client sent.

@@ -65,6 +65,11 @@ impl TlsServer {
         self.config.client_cert_header.as_ref()
     }
 
+    /// How a verified client certificate names a consumer, if it does.
+    pub fn client_consumer(&self) -> Option<&crate::config::ClientConsumer> {
+        self.config.client_consumer.as_ref()
+    }
+
     /// Re-reads the certificate files whenever their size or modification time
     /// changes, until `shutdown`. A file that fails to load keeps the
     /// certificates being served and is retried on its next change.

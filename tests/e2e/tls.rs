@@ -331,6 +331,21 @@ async fn bad_tls_settings_are_named_errors_with_the_file() {
             ),
             "`sometimes`: expected none, optional or required",
         ),
+        (
+            format!(
+                "{}      client_consumer: {{ from: cn }}\n",
+                cert(&a.cert_file, &a.key_file)
+            ),
+            "client_consumer: needs client_auth optional or required",
+        ),
+        (
+            format!(
+                "{}      client_auth: optional\n      client_ca_file: \"{}\"\n      client_consumer: {{ from: serial }}\n",
+                cert(&a.cert_file, &a.key_file),
+                ca.ca_file.display()
+            ),
+            "client_consumer.from: `serial`: expected cn, san_uri, san_dns or san_email",
+        ),
     ];
     for (listener, expected) in cases {
         let err = TestGateway::try_start(&format!("{listener}{}", routes_to(&up.url(), "")))
@@ -340,4 +355,86 @@ async fn bad_tls_settings_are_named_errors_with_the_file() {
         assert!(err.contains("listeners[0].tls"), "{err}");
         assert!(err.contains(expected), "expected {expected:?} in {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_clients_are_consumers_for_acl_rate_limits_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "edge");
+    let server = ca.server("srv", "srv", &["api.example.com"]);
+    let alice = ca.client("alice", "alice-cn", "spiffe://test/alice");
+    let bob = ca.client("bob", "bob-cn", "spiffe://test/bob");
+    let outsider = ca.client("eve", "eve-cn", "spiffe://elsewhere/eve");
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let listener = tls_listener(
+        &[&server],
+        &format!(
+            "      client_auth: optional\n      client_ca_file: \"{}\"\n      client_consumer: {{ from: san_uri, strip_prefix: \"spiffe://test/\" }}\n",
+            ca.ca_file.display()
+        ),
+    );
+    let yaml = format!(
+        "{listener}access_log: {{ path: access.log }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  \
+         - {{ id: acl, match: {{ path: /acl }}, upstream: s, plugins: [{{ name: acl, config: {{ allow_consumers: [alice] }} }}] }}\n  \
+         - {{ id: limited, match: {{ path: /limited }}, upstream: s, plugins: [{{ name: rate-limit, config: {{ limits: [{{ name: per-consumer, scope: consumer, limit: 2, window: 1m }}] }} }}] }}\n  \
+         - {{ id: plain, match: {{ path: /plain }}, upstream: s }}\n",
+        up.url()
+    );
+    let gw = TestGateway::start_with_plugins(
+        &yaml,
+        &[
+            ("acl", &plugin_path("acl")),
+            ("rate-limit", &plugin_path("rate-limit")),
+        ],
+    )
+    .await;
+    let status = async |client: Option<&crate::support::tls::Issued>, path: &str| -> u16 {
+        let s = connect(
+            &ca.connector(&["http/1.1"], client),
+            gw.addr,
+            "api.example.com",
+        )
+        .await
+        .unwrap();
+        get_with(s, "api.example.com", path, &[("x-consumer", "alice")])
+            .await
+            .unwrap()
+            .1
+    };
+    // acl reads the certificate's consumer as it reads a token's.
+    assert_eq!(status(Some(&alice), "/acl").await, 200);
+    assert_eq!(status(Some(&bob), "/acl").await, 403);
+    assert_eq!(status(None, "/acl").await, 401, "anonymous: no consumer");
+    assert_eq!(
+        status(Some(&outsider), "/acl").await,
+        401,
+        "a URI outside the prefix names no consumer"
+    );
+    // Counters by consumer: alice's two, then 429; bob counts on his own.
+    assert_eq!(status(Some(&alice), "/limited").await, 200);
+    assert_eq!(status(Some(&alice), "/limited").await, 200);
+    assert_eq!(status(Some(&alice), "/limited").await, 429);
+    assert_eq!(status(Some(&bob), "/limited").await, 200);
+    // A route without plugins still logs who it was.
+    assert_eq!(status(Some(&bob), "/plain").await, 200);
+    let log = gw.dir.path().join("access.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(5), async || read().lines().count() == 9).await);
+    let lines: Vec<serde_json::Value> = read()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let consumers: Vec<_> = lines.iter().map(|l| l["consumer"].clone()).collect();
+    assert_eq!(
+        consumers,
+        [
+            "alice", "bob", "null", "null", "alice", "alice", "alice", "bob", "bob"
+        ]
+        .map(|c| if c == "null" {
+            serde_json::Value::Null
+        } else {
+            c.into()
+        })
+    );
+    gw.stop().await;
 }

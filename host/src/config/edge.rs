@@ -26,8 +26,36 @@ pub struct ListenerTls {
     /// Header that carries the verified client certificate's identity upstream
     /// (any client-sent copy is removed first).
     pub client_cert_header: Option<HeaderName>,
+    /// How a verified client certificate names a consumer, if it does.
+    pub client_consumer: Option<ClientConsumer>,
     /// How often certificate files are checked for changes.
     pub watch_interval: Duration,
+}
+
+/// How a verified client certificate names the `consumer` (mTLS consumers):
+/// one field of the certificate, optionally cut to what follows a prefix,
+/// optionally looked up in a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConsumer {
+    /// The certificate field read.
+    pub from: CertField,
+    /// Only values starting with this count, and the consumer is the rest.
+    pub strip_prefix: Option<String>,
+    /// Value (after `strip_prefix`) → consumer; a value not in it names none.
+    pub table: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A field of a client certificate that can name a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertField {
+    /// The subject's common name.
+    Cn,
+    /// A URI SAN (SPIFFE ids).
+    SanUri,
+    /// A DNS SAN.
+    SanDns,
+    /// An email SAN.
+    SanEmail,
 }
 
 /// How often certificate files are checked when `watch_interval` is not set.

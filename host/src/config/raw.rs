@@ -174,7 +174,16 @@ pub struct RawTls {
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: Option<String>,
     pub client_cert_header: Option<String>,
+    pub client_consumer: Option<RawClientConsumer>,
     pub watch_interval: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientConsumer {
+    pub from: Option<String>,
+    pub strip_prefix: Option<String>,
+    pub table: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

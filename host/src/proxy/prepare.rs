@@ -35,10 +35,10 @@ pub fn upstream_request(
     head.method = parts.method;
     head.headers = headers;
     head.scheme = conn.scheme;
-    if !route.chain.is_empty()
-        && let Some(tls) = &conn.tls
+    if let Some(tls) = &conn.tls
+        && (!route.chain.is_empty() || tls.consumer.is_some())
     {
-        ex.view.attributes = tls.attributes();
+        ex.view.attributes = tls.attributes(route.chain.is_empty());
     }
     ex.body = bounded(snap, body, ex);
     upgrade.map(|u| u.client)

@@ -43,6 +43,16 @@ pub(super) fn listener_tls(
             "needs client_auth optional or required",
         );
     }
+    let client_consumer = t
+        .client_consumer
+        .as_ref()
+        .and_then(|c| self::client_consumer(c, &format!("{path}.client_consumer"), errs));
+    if client_consumer.is_some() && client_auth == ClientAuth::None {
+        errs.push(
+            format!("{path}.client_consumer"),
+            "needs client_auth optional or required",
+        );
+    }
     let watch_interval = positive(
         t.watch_interval.as_ref().map(|d| d.0),
         crate::config::DEFAULT_CERT_WATCH_INTERVAL,
@@ -53,7 +63,46 @@ pub(super) fn listener_tls(
         certificates,
         client_auth,
         client_cert_header,
+        client_consumer,
         watch_interval,
+    })
+}
+
+/// `client_consumer`: which certificate field names the consumer.
+fn client_consumer(c: &RawClientConsumer, path: &str, errs: &mut Errors) -> Option<ClientConsumer> {
+    let from = match c.from.as_deref().unwrap_or("cn") {
+        "cn" => CertField::Cn,
+        "san_uri" => CertField::SanUri,
+        "san_dns" => CertField::SanDns,
+        "san_email" => CertField::SanEmail,
+        other => {
+            errs.push(
+                format!("{path}.from"),
+                format!("`{other}`: expected cn, san_uri, san_dns or san_email"),
+            );
+            return None;
+        }
+    };
+    if c.strip_prefix.as_deref() == Some("") {
+        errs.push(format!("{path}.strip_prefix"), "must not be empty");
+        return None;
+    }
+    if let Some((k, _)) = c
+        .table
+        .iter()
+        .flatten()
+        .find(|(k, v)| k.is_empty() || v.is_empty())
+    {
+        errs.push(
+            format!("{path}.table.{k}"),
+            "certificate values and consumer names must not be empty",
+        );
+        return None;
+    }
+    Some(ClientConsumer {
+        from,
+        strip_prefix: c.strip_prefix.clone(),
+        table: c.table.clone(),
     })
 }
 
