@@ -7,27 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use serde_json::Value;
 
-use crate::support::{Behavior, TestGateway, Upstream, eventually, get, request};
-
-/// The access log's lines once there are `n` of them.
-async fn log_lines(gw: &TestGateway, n: usize) -> Vec<Value> {
-    let log = gw.dir.path().join("access.log");
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    assert!(
-        eventually(Duration::from_secs(5), async || read().len() >= n).await,
-        "{} access log lines, expected {n}",
-        read().len()
-    );
-    read()
-}
+use crate::support::{Behavior, TestGateway, Upstream, get, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_fallback_answers_while_the_breaker_is_open() {
@@ -67,7 +48,7 @@ routes:
         hits,
         "the open breaker kept the upstream out of it"
     );
-    let lines = log_lines(&gw, 3).await;
+    let lines = gw.access_log_lines(3).await;
     assert_eq!(lines[0]["status"], 500);
     assert!(lines[0].get("fallback").is_none(), "{}", lines[0]);
     assert_eq!(lines[2]["status"], 200);
@@ -122,7 +103,7 @@ routes:
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(backup.last().body, Bytes::from("order-2"));
     assert_eq!(backup.hits(), 2);
-    let lines = log_lines(&gw, 2).await;
+    let lines = gw.access_log_lines(2).await;
     assert_eq!(lines[0]["fallback"], "upstream_status");
     assert_eq!(lines[0]["service"], "backup");
     assert_eq!(lines[1]["fallback"], "upstream_connect_failed");

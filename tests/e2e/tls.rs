@@ -417,13 +417,8 @@ async fn certificate_clients_are_consumers_for_acl_rate_limits_and_the_log() {
     assert_eq!(status(Some(&bob), "/limited").await, 200);
     // A route without plugins still logs who it was.
     assert_eq!(status(Some(&bob), "/plain").await, 200);
-    let log = gw.dir.path().join("access.log");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(eventually(Duration::from_secs(5), async || read().lines().count() == 9).await);
-    let lines: Vec<serde_json::Value> = read()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = gw.access_log_lines(9).await;
+    assert_eq!(lines.len(), 9);
     let consumers: Vec<_> = lines.iter().map(|l| l["consumer"].clone()).collect();
     assert_eq!(
         consumers,

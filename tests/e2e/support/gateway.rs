@@ -85,6 +85,28 @@ impl TestGateway {
         self.gateway.as_ref().expect("running").shared()
     }
 
+    /// The lines of `access.log` in the gateway's directory (the config's
+    /// `access_log: { path: access.log }`), once there are at least `n`.
+    pub async fn access_log_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let log = self.dir.path().join("access.log");
+        let read = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let enough = super::eventually(std::time::Duration::from_secs(5), async || {
+            read().len() >= n
+        });
+        assert!(
+            enough.await,
+            "{} access log lines, expected {n}",
+            read().len()
+        );
+        read()
+    }
+
     pub async fn stop(mut self) {
         if let Some(gw) = self.gateway.take() {
             gw.shutdown().await;
