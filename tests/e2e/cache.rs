@@ -363,7 +363,7 @@ async fn stale_if_error_stands_in_while_the_origin_fails_or_is_gone() {
     assert_eq!(get(&gw.url("/strict")).await.status, 503);
     // The origin killed: connection refused, still the stale answer.
     let addr = origin.addr;
-    drop(origin);
+    origin.kill().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     let gone = get(&gw.url("/f")).await;
     assert_eq!(gone.status, 200);

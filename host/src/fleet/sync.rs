@@ -23,10 +23,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub async fn run(shared: Arc<ControlPlane>, link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        let mut watched = false;
         let ended = tokio::select! {
-            e = session(&shared, &link) => e,
+            e = session(&shared, &link, &mut watched) => e,
             _ = shutdown.changed() => return,
         };
+        // A session that got as far as watching was a working connection:
+        // the next one starts from the shortest wait again, so a leader
+        // election after hours of quiet costs 100 ms, not the wait that an
+        // earlier outage had grown to.
+        if watched {
+            backoff = Duration::from_millis(100);
+        }
         tracing::warn!(error = %ended, retry_in = ?backoff, "lost the etcd watch; serving the last applied config");
         link.connected(Some(&ended));
         tokio::select! {
@@ -38,14 +46,18 @@ pub async fn run(shared: Arc<ControlPlane>, link: Arc<Link>, mut shutdown: watch
 }
 
 /// One connection's worth of catching up and watching; returns why it ended.
-async fn session(shared: &ControlPlane, link: &Link) -> FleetError {
-    match watch_once(shared, link).await {
+async fn session(shared: &ControlPlane, link: &Link, watched: &mut bool) -> FleetError {
+    match watch_once(shared, link, watched).await {
         Ok(()) => FleetError::Etcd("watch closed".into()),
         Err(e) => e,
     }
 }
 
-async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError> {
+async fn watch_once(
+    shared: &ControlPlane,
+    link: &Link,
+    watched: &mut bool,
+) -> Result<(), FleetError> {
     let store = link.connect().await?;
     let (stable, config_rev) = store.config().await?;
     let canary = store.canary().await?.map(|(c, _)| c);
@@ -80,6 +92,7 @@ async fn watch_once(shared: &ControlPlane, link: &Link) -> Result<(), FleetError
         )
         .await?;
     link.connected(None);
+    *watched = true;
     tracing::info!(prefix = store.prefix(), "watching etcd");
     loop {
         tokio::select! {

@@ -77,12 +77,17 @@ impl Origin {
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
         let task = tokio::spawn(async move {
+            // Connections live in the accept task's set, so aborting the
+            // task closes them too: a killed origin keeps no pooled
+            // connection answering.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
+                while conns.try_join_next().is_some() {}
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let st = st.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let svc = service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(answer(&st, req).await) }
@@ -94,6 +99,13 @@ impl Origin {
             }
         });
         Self { addr, state, task }
+    }
+
+    /// Stops listening and closes every open connection; returns once the
+    /// port refuses connections (dropping only asks the runtime to).
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 
     /// `http://addr`.
