@@ -100,6 +100,8 @@ impl Reply {
 pub struct Caller<'a> {
     /// The token used (`None` on unauthenticated endpoints).
     pub token: Option<&'a AdminToken>,
+    /// The request's query string.
+    pub query: Option<&'a str>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -127,6 +129,7 @@ async fn serve(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
     let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -152,7 +155,9 @@ async fn serve(
         )
     } else {
         let limit = match (&method, segments.as_slice()) {
-            (&Method::PUT, ["plugins", _]) => fleet::MAX_PLUGIN,
+            (&Method::PUT, ["plugins", _]) | (&Method::POST, ["consumers", "import"]) => {
+                fleet::MAX_PLUGIN
+            }
             _ => MAX_BODY,
         };
         let body = match Limited::new(req.into_body(), limit).collect().await {
@@ -165,7 +170,10 @@ async fn serve(
                 ));
             }
         };
-        let caller = Caller { token };
+        let caller = Caller {
+            token,
+            query: query.as_deref(),
+        };
         let reply = handlers::dispatch(shared, &caller, &method, &segments, &body).await;
         if token.is_some_and(|t| t.read_only) {
             redact::reply(reply)

@@ -50,6 +50,9 @@ pub enum StartError {
     /// nothing pushed yet.
     #[error("{0}")]
     Fleet(#[from] fleet::FleetError),
+    /// The consumer store's journal cannot be read.
+    #[error("consumer store: {0}")]
+    ConsumerStore(#[from] crate::credentials::StoreError),
 }
 
 /// A running gateway.
@@ -76,6 +79,8 @@ impl Gateway {
         })?;
         let cfg = config::parse(&path, &text)?;
         let runtime = PluginRuntime::new()?;
+        let store = cfg.consumer_store.clone();
+        runtime.credentials().open(&store.journal(&path))?;
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
             .map_err(|errors| ConfigErrors::new(&path, errors))?;
@@ -83,6 +88,13 @@ impl Gateway {
             ControlPlane::new(data, rt, path, &text)
         })
         .await?;
+        let credentials = gw.shared.runtime.credentials().clone();
+        let flush = crate::credentials::flush_every(
+            credentials,
+            store.flush_interval,
+            gw.shutdown.subscribe(),
+        );
+        gw.tasks.push(tokio::spawn(flush));
         match crate::reload::watch(gw.shared.clone(), gw.shutdown.subscribe()) {
             Ok(task) => gw.tasks.push(task),
             Err(e) => tracing::warn!(error = %e, "file watching unavailable; reload by restarting"),

@@ -45,6 +45,8 @@
 //! - `error`: the one place errors become HTTP responses.
 //! - `metrics`, `telemetry`: metric types, access log, trace spans.
 //! - `admin`, `versions`: the admin API (and `/metrics`), config versions.
+//! - [`credentials`]: consumers' API keys (the consumer store's journal and
+//!   the config's `consumers:`), found by hash through `host.credential`.
 //! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
 
 pub(crate) mod accept;
@@ -54,6 +56,7 @@ pub(crate) mod body;
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub(crate) mod data_plane;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;

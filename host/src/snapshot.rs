@@ -219,6 +219,7 @@ impl Snapshot {
             return Err(vec![ConfigError::new("redis", e)]);
         }
         runtime.use_state_bounds(config.plugin_state);
+        runtime.credentials().use_config(&config.consumers);
         let ingress = ingress(&config, &routes);
         Ok(Self {
             router,

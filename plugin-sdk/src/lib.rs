@@ -49,12 +49,12 @@ pub use bindings::gatehouse::plugin::types::{
 pub use response::Response;
 
 /// Host services: logging, clocks, metrics, key-value store, rate limiting,
-/// native signature verification.
+/// native signature verification, consumers' API keys.
 pub mod host {
     pub use crate::bindings::gatehouse::plugin::host::{
-        Algorithm, Backend, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm,
-        counter_add, histogram_record, identity_header, kv_delete, kv_get, kv_set, log,
-        monotonic_ns, now_ms, rate_limit, verify_signature,
+        Algorithm, Backend, Credential, LimitDecision, LimitRequest, PublicKey, SignatureAlgorithm,
+        counter_add, find_credential, histogram_record, identity_header, kv_delete, kv_get, kv_set,
+        log, monotonic_ns, now_ms, rate_limit, verify_signature,
     };
 }
 

@@ -294,11 +294,19 @@ async fn api_keys_made_by_the_admin_api_reach_the_plugin_without_restart() {
     let r = request(Method::GET, &gw.url("/api"), &[("x-api-key", &key)], "").await;
     assert_eq!(r.status, 200);
     assert_eq!(up.last().headers["x-consumer-id"], "alice");
-    // Only the hash is stored.
-    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    // Only the hash is stored, in the consumer store beside the config (the
+    // config itself is not rewritten for a key).
+    let store = gw.config_path().with_file_name("gatehouse.consumers.jsonl");
+    let on_disk = std::fs::read_to_string(&store).unwrap();
     assert!(!on_disk.contains(&key) && on_disk.contains("sha256:"));
+    assert!(
+        !std::fs::read_to_string(gw.config_path())
+            .unwrap()
+            .contains("alice")
+    );
     let (_, list) = call(&gw, Method::GET, "/consumers", Value::Null).await;
     assert_eq!(list[0]["keys"][0]["id"], id.as_str());
+    assert_eq!(list[0]["source"], "store");
     assert!(list[0]["keys"][0].get("hash").is_none());
     let (s, _) = call(
         &gw,

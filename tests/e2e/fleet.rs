@@ -907,3 +907,80 @@ async fn a_version_refused_for_a_missing_plugin_is_applied_once_the_plugin_is_pu
     assert!(n["config"]["rejected"].is_null(), "{n}");
     assert_eq!(n["lagging"], false, "{n}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_on_one_node_opens_every_node_and_its_revocation_closes_them() {
+    let etcd = EtcdCluster::start(1);
+    let eps = etcd.endpoints();
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let root = tempfile::tempdir().expect("tmp");
+    let api_key = plugin_path("api-key");
+    let out = cli(
+        &eps,
+        &[
+            "plugin",
+            "push",
+            api_key.to_str().expect("path"),
+            "--name",
+            "api-key",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    push_config(
+        &eps,
+        root.path(),
+        &document(&format!(
+            "services:\n  - name: up\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: api\n    match: {{ path: /api }}\n    upstream: up\n    plugins: [{{ name: api-key, config: {{ keys_from_consumers: true }} }}]\n",
+            up.url()
+        )),
+    );
+    let nodes: Vec<FleetNode> = (1..=2)
+        .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
+        .collect();
+    let (k, v) = auth();
+    let made = request(
+        Method::POST,
+        &nodes[0].admin_url("/consumers/alice/keys"),
+        &[(k, &v)],
+        "",
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let key = made.json()["key"].as_str().expect("key").to_string();
+    let id = made.json()["id"].as_str().expect("id").to_string();
+    let status = async |n: &FleetNode| {
+        request(Method::GET, &n.url("/api"), &[("x-api-key", &key)], "")
+            .await
+            .status
+            .as_u16()
+    };
+    for n in &nodes {
+        let open = eventually(Duration::from_secs(10), async || status(n).await == 200);
+        assert!(open.await, "node {} accepts the key", n.id);
+    }
+    assert_eq!(up.last().headers["x-consumer-id"], "alice");
+    let revoked = request(
+        Method::POST,
+        &nodes[1].admin_url(&format!("/consumers/alice/keys/{id}/disable")),
+        &[(k, &v)],
+        "",
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    for n in &nodes {
+        let closed = eventually(Duration::from_secs(10), async || status(n).await == 401);
+        assert!(closed.await, "node {} refuses the revoked key", n.id);
+    }
+    let import = request(
+        Method::POST,
+        &nodes[0].admin_url("/consumers/import"),
+        &[(k, &v)],
+        "",
+    )
+    .await;
+    assert_eq!(import.status, 409);
+}

@@ -1,26 +1,35 @@
-//! Consumers and their API keys. A key is generated here, shown once, and only
-//! its SHA-256 is stored (in the config's `consumers`, so keys are versioned
-//! and persisted like everything else). Plugins whose config says
-//! `keys_from_consumers: true` (the `api-key` plugin) get the keys injected,
-//! so a change reaches them with the next snapshot, without a restart.
+//! Consumers and their API keys. A key is generated here, shown once, and
+//! only its SHA-256 is kept. On a single gateway the keys live in the
+//! consumer store ([`crate::credentials`]): a journal beside the config, so
+//! that a new key costs one appended line, not a new version of a config
+//! holding every key. On a fleet node they live in the fleet's document
+//! ([`document`]). Either way the `api-key` plugin (with
+//! `keys_from_consumers: true`) finds them through `host.find-credential`,
+//! from the write on, without a restart.
+
+mod document;
 
 use std::sync::Arc;
 
 use http::StatusCode;
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::handlers::write;
 use super::{Caller, Reply};
-use crate::config::document::CONSUMERS;
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, Origin};
+use crate::credentials::{Credentials, KeyRecord, Record, StoreError};
 
+/// Hex of `bytes` random bytes.
 fn random_hex(bytes: usize) -> Option<String> {
     let mut buf = vec![0u8; bytes];
     SystemRandom::new().fill(&mut buf).ok()?;
     Some(hex::encode(buf))
 }
+
+/// Most consumers one `GET /consumers` lists without `limit`.
+const MAX_LIST: usize = 1000;
 
 /// `/consumers[...]`.
 pub async fn handle(
@@ -30,180 +39,279 @@ pub async fn handle(
     rest: &[&str],
     body: &[u8],
 ) -> Reply {
-    match (method, rest) {
-        ("GET", []) => list(shared),
-        ("POST", []) => create(shared, caller, body).await,
-        ("DELETE", [name]) => {
-            write(shared, caller, |doc| {
-                if CONSUMERS.remove(doc, name) {
-                    Ok(())
-                } else {
-                    Err(Reply::error(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        format!("no consumer `{name}`"),
-                    ))
-                }
-            })
-            .await
+    if matches!(shared.origin, Origin::Fleet(_)) {
+        if (method, rest) == ("POST", &["import"][..]) {
+            return Reply::error(
+                StatusCode::CONFLICT,
+                "not_on_a_fleet_node",
+                "a fleet keeps consumers in its config document; add them with `consumers:` and `gatehouse config push`",
+            );
         }
-        ("POST", [name, "keys"]) => create_key(shared, caller, name, body).await,
+        return document::handle(shared, caller, method, rest, body).await;
+    }
+    let creds = shared.runtime.credentials();
+    match (method, rest) {
+        ("GET", []) => list(creds, caller.query),
+        ("GET", [name]) => match creds.consumer(name) {
+            Some(c) => Reply::ok(&json!(c)),
+            None => not_found(format!("no consumer `{name}`")),
+        },
+        ("POST", []) => create(creds, body).await,
+        ("POST", ["import"]) => import(creds, body).await,
+        ("DELETE", [name]) => {
+            if let Some(r) = in_config(creds, name) {
+                return r;
+            }
+            let rec = Record::DeleteConsumer {
+                name: name.to_string(),
+            };
+            match apply(creds, vec![rec]).await {
+                Ok(()) => Reply::ok(&json!({ "deleted": name })),
+                Err(e) => store_error(&e),
+            }
+        }
+        ("POST", [name, "keys"]) => create_key(creds, name, body).await,
         ("POST", [name, "keys", id, "disable"]) => {
-            edit_key(shared, caller, name, id, |keys, i| {
-                keys[i]["enabled"] = json!(false)
-            })
-            .await
+            let rec = Record::Disable {
+                consumer: name.to_string(),
+                id: id.to_string(),
+            };
+            edited(creds, name, rec).await
         }
         ("DELETE", [name, "keys", id]) => {
-            edit_key(shared, caller, name, id, |keys, i| {
-                keys.remove(i);
-            })
-            .await
+            let rec = Record::DeleteKey {
+                consumer: name.to_string(),
+                id: id.to_string(),
+            };
+            edited(creds, name, rec).await
         }
-        _ => Reply::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such consumer endpoint",
-        ),
+        _ => not_found("no such consumer endpoint".into()),
     }
 }
 
-/// `GET /consumers`: names and key metadata (hashes stay inside).
-fn list(shared: &ControlPlane) -> Reply {
-    let doc = shared
-        .versions
-        .current()
-        .map(|v| v.document)
-        .unwrap_or_default();
-    let list: Vec<Value> = CONSUMERS
-        .items(&doc)
-        .iter()
-        .map(|c| {
-            let keys: Vec<Value> = c["keys"]
-                .as_array()
-                .map(|ks| {
-                    ks.iter()
-                        .map(|k| json!({ "id": k["id"], "enabled": k.get("enabled").cloned().unwrap_or(json!(true)), "created": k["created"], "scopes": k.get("scopes").cloned().unwrap_or(json!([])) }))
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({ "name": c["name"], "keys": keys })
-        })
-        .collect();
-    Reply::ok(&json!(list))
+fn not_found(message: String) -> Reply {
+    Reply::error(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The answer to a refused store change.
+fn store_error(e: &StoreError) -> Reply {
+    // A batch answers as its refused record would, with the record named.
+    let kind = match e {
+        StoreError::InRecord { source, .. } => source,
+        e => e,
+    };
+    let (status, code) = match kind {
+        StoreError::ConsumerExists(_)
+        | StoreError::KeyExists { .. }
+        | StoreError::DuplicateHash { .. } => (StatusCode::CONFLICT, "conflict"),
+        StoreError::NoConsumer(_) | StoreError::NoKey { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        StoreError::Invalid { .. } | StoreError::InRecord { .. } => {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        }
+        StoreError::Closed | StoreError::Io { .. } | StoreError::Journal { .. } => {
+            tracing::error!(error = %e, "consumer store write failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "store_unavailable")
+        }
+    };
+    Reply::error(status, code, e.to_string())
+}
+
+/// A 409 for a consumer the config file defines: the file, not the API, owns it.
+fn in_config(creds: &Credentials, name: &str) -> Option<Reply> {
+    creds.in_config(name).then(|| {
+        Reply::error(
+            StatusCode::CONFLICT,
+            "defined_in_config",
+            format!(
+                "consumer `{name}` is defined in the config file's `consumers:`; edit it there"
+            ),
+        )
+    })
+}
+
+/// Applies `records` off the runtime's workers (the journal is synced to disk).
+async fn apply(creds: &Arc<Credentials>, records: Vec<Record>) -> Result<(), StoreError> {
+    let creds = creds.clone();
+    match tokio::task::spawn_blocking(move || creds.apply(records)).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Io {
+            path: Default::default(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// Applies `rec` and answers with the consumer as it is now.
+async fn edited(creds: &Arc<Credentials>, name: &str, rec: Record) -> Reply {
+    if let Some(r) = in_config(creds, name) {
+        return r;
+    }
+    match apply(creds, vec![rec]).await {
+        Ok(()) => match creds.consumer(name) {
+            Some(c) => Reply::ok(&json!(c)),
+            None => not_found(format!("no consumer `{name}`")),
+        },
+        Err(e) => store_error(&e),
+    }
+}
+
+/// `GET /consumers?limit=N&after=name`: a page of consumers in name order.
+fn list(creds: &Credentials, query: Option<&str>) -> Reply {
+    let mut limit = MAX_LIST;
+    let mut after = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIST).contains(&n) => limit = n,
+                _ => return bad_request(format!("`limit` must be 1 to {MAX_LIST}")),
+            },
+            "after" => after = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Reply::ok(&json!(creds.consumers(after.as_deref(), limit)))
+}
+
+fn now() -> String {
+    crate::telemetry::access_log::rfc3339(std::time::SystemTime::now())
 }
 
 /// `POST /consumers`: a new consumer without keys.
-async fn create(shared: &Arc<ControlPlane>, caller: &Caller<'_>, body: &[u8]) -> Reply {
+async fn create(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "body is not JSON");
+        return bad_request("body is not JSON");
     };
     let Some(name) = v["name"].as_str().map(str::to_string) else {
-        return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "`name` is required");
+        return bad_request("`name` is required");
     };
-    write(shared, caller, |doc| {
-        if CONSUMERS.insert(doc, json!({ "name": name, "keys": [] })) {
-            Ok(())
-        } else {
-            Err(Reply::error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "that consumer exists",
-            ))
-        }
-    })
-    .await
+    if let Some(r) = in_config(creds, &name) {
+        return r;
+    }
+    let rec = Record::Consumer {
+        name: name.clone(),
+        created: Some(now()),
+    };
+    match apply(creds, vec![rec]).await {
+        Ok(()) => Reply::json(StatusCode::CREATED, &json!(creds.consumer(&name))),
+        Err(e) => store_error(&e),
+    }
 }
 
-async fn create_key(
-    shared: &Arc<ControlPlane>,
-    caller: &Caller<'_>,
-    name: &str,
-    body: &[u8],
-) -> Reply {
-    let opts: Value = if body.is_empty() {
-        json!({})
+/// What `POST /consumers/{name}/keys` and each line of an import may say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    /// The consumer (import lines only).
+    consumer: Option<String>,
+    /// The key's name (default: generated; on import, the hash's first 12 hex digits).
+    id: Option<String>,
+    /// An existing key's `sha256:<hex>`, to register it instead of making one.
+    hash: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    tier: Option<String>,
+    expires: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// `POST /consumers/{name}/keys`: a new key, shown once (or, with `hash`,
+/// an existing key registered by its hash).
+async fn create_key(creds: &Arc<Credentials>, name: &str, body: &[u8]) -> Reply {
+    let req: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        KeyRequest::default()
     } else {
         match serde_json::from_slice(body) {
             Ok(v) => v,
-            Err(_) => {
-                return Reply::error(StatusCode::BAD_REQUEST, "bad_request", "body is not JSON");
-            }
+            Err(e) => return bad_request(format!("body: {e}")),
         }
     };
-    let (Some(secret), Some(id)) = (random_hex(24), random_hex(4)) else {
+    if let Some(r) = in_config(creds, name) {
+        return r;
+    }
+    let (Some(secret), Some(suffix)) = (random_hex(24), random_hex(6)) else {
         return Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no_randomness",
             "the system random source failed",
         );
     };
-    let key = format!("gh_{secret}");
-    let id = format!("k_{id}");
-    let mut entry = json!({
-        "id": id,
-        "hash": format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes()))),
-        "enabled": true,
-        "created": crate::telemetry::access_log::rfc3339(std::time::SystemTime::now()),
-    });
-    for field in ["scopes", "tier", "expires"] {
-        if let Some(v) = opts.get(field) {
-            entry[field] = v.clone();
+    let (key, hash) = match req.hash {
+        Some(h) => (None, h),
+        None => {
+            let k = format!("gh_{secret}");
+            let h = format!("sha256:{}", hex::encode(Sha256::digest(k.as_bytes())));
+            (Some(k), h)
         }
+    };
+    let id = req.id.unwrap_or_else(|| format!("k_{suffix}"));
+    let rec = KeyRecord {
+        consumer: name.to_string(),
+        id: id.clone(),
+        hash,
+        scopes: req.scopes,
+        tier: req.tier,
+        expires: req.expires,
+        enabled: req.enabled.unwrap_or(true),
+        created: Some(now()),
+    };
+    if let Err(e) = apply(creds, vec![Record::Key(rec)]).await {
+        return store_error(&e);
     }
-    let reply = write(shared, caller, |doc| {
-        if CONSUMERS.get(doc, name).is_none() {
-            CONSUMERS.insert(doc, json!({ "name": name, "keys": [] }));
-        }
-        let Some(c) = CONSUMERS.get_mut(doc, name) else {
-            return Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "consumer vanished",
-            ));
-        };
-        let mut keys = c["keys"].as_array().cloned().unwrap_or_default();
-        keys.push(entry);
-        c["keys"] = Value::Array(keys);
-        Ok(())
-    })
-    .await;
-    if reply.status != StatusCode::OK {
-        return reply;
+    let mut out = json!({ "consumer": name, "id": id });
+    if let Some(k) = key {
+        out["key"] = json!(k);
+        out["note"] = json!("the key is shown only now; only its hash is stored");
     }
-    let version: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    Reply::json(
-        StatusCode::CREATED,
-        &json!({ "consumer": name, "id": id, "key": key, "version": version["version"], "note": "the key is shown only now; only its hash is stored" }),
-    )
+    Reply::json(StatusCode::CREATED, &out)
 }
 
-async fn edit_key(
-    shared: &Arc<ControlPlane>,
-    caller: &Caller<'_>,
-    name: &str,
-    id: &str,
-    f: impl FnOnce(&mut Vec<Value>, usize),
-) -> Reply {
-    write(shared, caller, |doc| {
-        let Some(c) = CONSUMERS.get_mut(doc, name) else {
-            return Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no consumer `{name}`"),
+/// `POST /consumers/import`: keys by hash, one JSON object per line
+/// (`{"consumer":"c1","hash":"sha256:…","scopes":[…]}`), written as one
+/// change: all of them or, when any line is refused, none.
+async fn import(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
+    let created = now();
+    let mut records = Vec::new();
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let req: KeyRequest = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => return bad_request(format!("line {}: {e}", n + 1)),
+        };
+        let (Some(consumer), Some(hash)) = (req.consumer, req.hash) else {
+            return bad_request(format!(
+                "line {}: `consumer` and `hash` are required",
+                n + 1
             ));
         };
-        let mut keys = c["keys"].as_array().cloned().unwrap_or_default();
-        let Some(i) = keys.iter().position(|k| k["id"] == id) else {
-            return Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no key `{id}`"),
-            ));
-        };
-        f(&mut keys, i);
-        c["keys"] = Value::Array(keys);
-        Ok(())
-    })
-    .await
+        if let Some(r) = in_config(creds, &consumer) {
+            return r;
+        }
+        let hex_part = hash.strip_prefix("sha256:").unwrap_or(&hash);
+        let id = req
+            .id
+            .unwrap_or_else(|| hex_part.get(..12).unwrap_or(hex_part).to_string());
+        records.push(Record::Key(KeyRecord {
+            consumer,
+            id,
+            hash,
+            scopes: req.scopes,
+            tier: req.tier,
+            expires: req.expires,
+            enabled: req.enabled.unwrap_or(true),
+            created: Some(created.clone()),
+        }));
+    }
+    let n = records.len();
+    match apply(creds, records).await {
+        Ok(()) => Reply::ok(&json!({ "imported": n })),
+        Err(e) => store_error(&e),
+    }
 }

@@ -47,6 +47,10 @@ pub struct Config {
     pub allow_precompiled: bool,
     /// The response cache's store (`cache.max_bytes`).
     pub cache: super::CacheStoreConfig,
+    /// The config's `consumers:` (keys looked up by plugins through `host.credential`).
+    pub consumers: Vec<super::ConsumerConfig>,
+    /// Where the admin API keeps consumers on a single gateway (read at start).
+    pub consumer_store: super::ConsumerStoreConfig,
 }
 
 /// Bounds on what one plugin keeps in the host, per plugin name.

@@ -1,5 +1,5 @@
 //! The validated model of observability and control: access log, tracing
-//! export and the admin listener.
+//! export, the admin listener, and the consumers it manages.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,4 +60,56 @@ pub struct AdminConfig {
     pub addr: SocketAddr,
     /// Accepted tokens.
     pub tokens: Vec<AdminToken>,
+}
+
+/// A consumer of the config's `consumers:` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerConfig {
+    /// Its name (→ the `consumer` attribute).
+    pub name: String,
+    /// Its keys.
+    pub keys: Vec<ConsumerKey>,
+}
+
+/// One key of a config consumer, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerKey {
+    /// The key's SHA-256.
+    pub hash: [u8; 32],
+    /// `expires`, in milliseconds since the Unix epoch.
+    pub expires_ms: Option<u64>,
+    /// The key as written.
+    pub record: crate::credentials::KeyRecord,
+}
+
+/// `consumer_store`: where the admin API keeps consumers on a single gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerStoreConfig {
+    /// The journal file (`None`: `<config file stem>.consumers.jsonl` beside the config file).
+    pub path: Option<PathBuf>,
+    /// How often `last_used_at` stamps are written. Default 30 s.
+    pub flush_interval: Duration,
+}
+
+impl Default for ConsumerStoreConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            flush_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ConsumerStoreConfig {
+    /// The journal for the gateway serving `config_path`.
+    pub fn journal(&self, config_path: &std::path::Path) -> PathBuf {
+        if let Some(p) = &self.path {
+            return p.clone();
+        }
+        let stem = config_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("gatehouse");
+        config_path.with_file_name(format!("{stem}.consumers.jsonl"))
+    }
 }

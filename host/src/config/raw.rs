@@ -68,6 +68,7 @@ pub struct RawConfig {
     pub tracing: Option<RawTracing>,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
+    pub consumer_store: Option<RawConsumerStore>,
     #[serde(default)]
     pub strip_request_headers: Vec<String>,
     pub path_normalization: Option<RawPathNormalization>,
@@ -147,12 +148,18 @@ pub struct RawConsumer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawConsumerStore {
+    pub path: Option<PathBuf>,
+    pub flush_interval: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawConsumerKey {
     pub id: String,
     pub hash: String,
     pub enabled: Option<bool>,
-    // Informational (written by the admin API); accepted so that it round-trips.
-    #[allow(dead_code)]
+    /// When it was made (written by the admin API before the consumer store).
     pub created: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,

@@ -63,7 +63,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .cache
         .as_ref()
         .map(|c| cache::partial(c, "cache", &mut errs));
-    let mut routes = routes(
+    let routes = routes(
         &raw.routes,
         &service_index,
         cache_defaults.as_ref(),
@@ -76,9 +76,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         .map(|l| limits(l, &mut errs))
         .unwrap_or_default();
     let trusted_proxies = ingress::trusted_proxies(&raw.trusted_proxies, &mut errs);
-    let mut global_plugins = global_plugins;
     check_callouts(&global_plugins, &routes, &service_index, &mut errs);
-    observe::give_keys(&raw.consumers, &mut global_plugins, &mut routes, &mut errs);
+    let consumers = observe::consumers(&raw.consumers, &mut errs);
+    let consumer_store = observe::consumer_store(raw.consumer_store.as_ref(), base, &mut errs);
     let escaped_slashes = ingress::escaped_slashes(raw.path_normalization.as_ref(), &mut errs);
     let strip_request_headers = ingress::strip_headers(&raw.strip_request_headers, &mut errs);
     let plugin_state = ingress::plugin_state(raw.plugin_state.as_ref(), &mut errs);
@@ -106,6 +106,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>>
         plugin_state,
         allow_precompiled: raw.allow_precompiled,
         cache: cache_store,
+        consumers,
+        consumer_store,
     })
 }
 

@@ -41,6 +41,7 @@ pub struct PluginRuntime {
     shared: Mutex<HashMap<Arc<str>, Arc<PluginShared>>>,
     bounds: Mutex<crate::config::PluginStateBounds>,
     redis: Arc<ArcSwapOption<RedisLimiter>>,
+    credentials: Arc<crate::credentials::Credentials>,
     metrics: Arc<crate::metrics::Metrics>,
     stop: Arc<AtomicBool>,
     ticker: std::sync::Once,
@@ -90,6 +91,7 @@ impl PluginRuntime {
             shared: Mutex::default(),
             bounds: Mutex::default(),
             redis: Arc::default(),
+            credentials: Arc::default(),
             metrics: Arc::default(),
             stop,
             ticker: std::sync::Once::new(),
@@ -253,6 +255,7 @@ impl PluginRuntime {
                     redis: self.redis.clone(),
                     limits: self.metrics.limits(name),
                     custom: self.metrics.custom(name),
+                    credentials: self.credentials.clone(),
                 })
             })
             .clone()
@@ -268,6 +271,11 @@ impl PluginRuntime {
                 .set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
             s.rate.set_max_keys(bounds.rate_limit_keys);
         }
+    }
+
+    /// Consumers' API keys, as plugins see them through `host.credential`.
+    pub fn credentials(&self) -> &Arc<crate::credentials::Credentials> {
+        &self.credentials
     }
 
     /// Points the Redis rate-limit backend at `config` (from a snapshot that is

@@ -34,6 +34,8 @@ pub struct PluginShared {
     pub limits: Arc<crate::metrics::LimitMetrics>,
     /// The plugin's own counters and histograms.
     pub custom: Arc<crate::metrics::PluginCustom>,
+    /// Consumers' API keys (`host.credential`), shared by every plugin.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 /// Refuses linear-memory growth past the attachment's cap, counting every

@@ -1,9 +1,12 @@
 //! `api-key`: authenticates a request by an API key sent in a header or a query
 //! parameter. The config holds only SHA-256 hashes of the keys; the presented
 //! key is hashed and its hash looked up in a map, so the cost of a request
-//! does not grow with the number of keys. The key is never logged and never
-//! forwarded upstream.
+//! does not grow with the number of keys. With `keys_from_consumers`, a hash
+//! not in the config is looked up among the gateway's consumers
+//! (`host.find-credential`, also a map probe). The key is never logged and
+//! never forwarded upstream.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
@@ -23,9 +26,9 @@ struct Config {
     /// The accepted keys.
     #[serde(default)]
     keys: Vec<KeyConfig>,
-    /// The gateway appends the keys of its `consumers` (managed through the
-    /// admin API) to `keys`; with it, an empty list is fine (every request is
-    /// refused until a key exists).
+    /// Keys not in `keys` are looked up among the gateway's consumers (the
+    /// admin API's consumer store and the config's `consumers:`); with it,
+    /// an empty list is fine (every request is refused until a key exists).
     #[serde(default)]
     keys_from_consumers: bool,
     /// Request attribute → upstream header (default: `consumer` → `x-consumer-id`).
@@ -58,6 +61,7 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Clone)]
 struct Key {
     hash: [u8; 32],
     id: String,
@@ -73,6 +77,8 @@ struct ApiKey {
     query: Option<String>,
     /// By the key's SHA-256.
     keys: HashMap<[u8; 32], Key>,
+    /// Ask the gateway for keys not in `keys`.
+    from_consumers: bool,
     upstream_headers: BTreeMap<String, String>,
 }
 
@@ -101,6 +107,7 @@ impl Plugin for ApiKey {
             header: c.header.unwrap_or_else(|| "x-api-key".into()),
             query: c.query,
             keys,
+            from_consumers: c.keys_from_consumers,
             upstream_headers,
         })
     }
@@ -126,6 +133,7 @@ impl Plugin for ApiKey {
         let Some(key) = self.find(presented.trim()) else {
             return unauthorized(ctx, "invalid API key");
         };
+        let key = &*key;
         if !key.enabled {
             return unauthorized(ctx, "API key disabled");
         }
@@ -156,9 +164,26 @@ impl ApiKey {
     /// Looks the key up by its SHA-256. The map's probe compares digests,
     /// not keys: how long it takes says nothing about the secret (SHA-256 has
     /// no usable preimage), so a timing attacker learns nothing to aim with.
-    fn find(&self, presented: &str) -> Option<&Key> {
+    fn find(&self, presented: &str) -> Option<Cow<'_, Key>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.keys.get(&digest)
+        if let Some(k) = self.keys.get(&digest) {
+            return Some(Cow::Borrowed(k));
+        }
+        if !self.from_consumers {
+            return None;
+        }
+        let c = host::find_credential(&digest)?;
+        Some(Cow::Owned(Key {
+            hash: digest,
+            id: c.id,
+            consumer: c.consumer,
+            scopes: c.scopes.join(" "),
+            tier: c.tier,
+            expires: c
+                .expires_ms
+                .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            enabled: c.enabled,
+        }))
     }
 }
 
@@ -250,14 +275,13 @@ mod tests {
             header: "x-api-key".into(),
             query: None,
             keys,
+            from_consumers: false,
             upstream_headers: BTreeMap::new(),
         };
         let started = std::time::Instant::now();
         for i in (0..n).step_by(10) {
-            let found = plugin
-                .find(&format!("key-{i}"))
-                .map(|k| k.consumer.as_str());
-            assert_eq!(found, Some(format!("c{i}").as_str()));
+            let found = plugin.find(&format!("key-{i}")).map(|k| k.consumer.clone());
+            assert_eq!(found, Some(format!("c{i}")));
         }
         // Reported, not asserted: a figure for the notes, not a timing test.
         eprintln!(

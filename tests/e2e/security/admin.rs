@@ -29,7 +29,13 @@ async fn a_read_only_token_sees_no_secrets() {
     let gw = start_with(&config(&up), &["api-key"]).await;
     let (s, _) = call(&gw, TOKEN, Method::POST, "/consumers/alice/keys").await;
     assert_eq!(s, 201);
-    for path in ["/config", "/config/versions/2", "/routes/api", "/consumers"] {
+    for path in [
+        "/config",
+        "/config/versions/1",
+        "/routes/api",
+        "/consumers",
+        "/consumers/alice",
+    ] {
         let (s, v) = call(&gw, READ, Method::GET, path).await;
         assert_eq!(s, 200, "{path}");
         let text = v.to_string();
@@ -72,7 +78,16 @@ async fn a_rollback_does_not_bring_back_a_revoked_key() {
             .status
     };
     assert_eq!(with_key().await, 200);
-    // Version 3 revokes it; rolling back to version 2 (which had it) keeps it revoked.
+    // A route edit makes version 2; the key is revoked after it. Rolling
+    // back to version 1 (from before the revocation) keeps it revoked.
+    let patch = request(
+        Method::PATCH,
+        &gw.admin_url("/routes/api"),
+        &[("authorization", TOKEN)],
+        r#"{"match":{"path":"/api"}}"#,
+    )
+    .await;
+    assert_eq!(patch.status, 200);
     let (s, _) = call(
         &gw,
         TOKEN,
@@ -82,7 +97,7 @@ async fn a_rollback_does_not_bring_back_a_revoked_key() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(with_key().await, 401);
-    let (s, v) = call(&gw, TOKEN, Method::POST, "/config/rollback/2").await;
+    let (s, v) = call(&gw, TOKEN, Method::POST, "/config/rollback/1").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(with_key().await, 401, "the revoked key stays revoked");
     gw.stop().await;

@@ -107,6 +107,19 @@ impl TestGateway {
         read()
     }
 
+    /// Stops the gateway and starts a new one on the same directory (config,
+    /// plugins, consumer store), as a process restart would.
+    pub async fn restart(&mut self) {
+        if let Some(gw) = self.gateway.take() {
+            gw.shutdown().await;
+        }
+        let gateway = Gateway::start(&self.config_path())
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to restart: {e}"));
+        self.addr = gateway.addrs()[0];
+        self.gateway = Some(gateway);
+    }
+
     pub async fn stop(mut self) {
         if let Some(gw) = self.gateway.take() {
             gw.shutdown().await;

@@ -102,95 +102,86 @@ pub(super) fn tracing(t: &RawTracing, errs: &mut Errors) -> Option<TracingConfig
     })
 }
 
-/// The consumers' keys, given to every attachment (global or per route)
-/// that asks for them with `keys_from_consumers: true`.
-pub(super) fn give_keys(
-    consumers: &[RawConsumer],
-    global: &mut [crate::config::AttachmentConfig],
-    routes: &mut [crate::config::RouteConfig],
-    errs: &mut Errors,
-) {
-    let keys = consumer_keys(consumers, errs);
-    inject_keys(global, &keys, "plugins", errs);
-    for (i, r) in routes.iter_mut().enumerate() {
-        inject_keys(&mut r.plugins, &keys, &format!("routes[{i}].plugins"), errs);
-    }
-}
-
-/// Every consumer key as the api-key plugin's `keys` entries.
-fn consumer_keys(consumers: &[RawConsumer], errs: &mut Errors) -> Vec<serde_json::Value> {
+/// The config's consumers and their keys, checked: unique names, unique
+/// key ids per consumer, and no hash shared by two keys.
+pub(super) fn consumers(raw: &[RawConsumer], errs: &mut Errors) -> Vec<ConsumerConfig> {
     let mut names = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for (i, c) in consumers.iter().enumerate() {
+    let mut hashes = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
         if !names.insert(c.name.as_str()) {
             errs.push(
                 format!("consumers[{i}].name"),
                 format!("duplicate consumer \"{}\"", c.name),
             );
         }
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = Vec::with_capacity(c.keys.len());
         for (k, key) in c.keys.iter().enumerate() {
-            let hex = key.hash.strip_prefix("sha256:").unwrap_or(&key.hash);
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let at = format!("consumers[{i}].keys[{k}]");
+            let record = crate::credentials::KeyRecord {
+                consumer: c.name.clone(),
+                id: key.id.clone(),
+                hash: key.hash.clone(),
+                scopes: key.scopes.clone(),
+                tier: key.tier.clone(),
+                expires: key.expires.clone(),
+                enabled: key.enabled.unwrap_or(true),
+                created: key.created.clone(),
+            };
+            if !ids.insert(key.id.as_str()) {
                 errs.push(
-                    format!("consumers[{i}].keys[{k}].hash"),
-                    "expected sha256:<64 hex digits>",
+                    format!("{at}.id"),
+                    format!("duplicate key id \"{}\"", key.id),
                 );
             }
-            let mut entry = serde_json::json!({
-                "hash": key.hash,
-                "consumer": c.name,
-                "id": key.id,
-                "enabled": key.enabled.unwrap_or(true),
-                "scopes": key.scopes,
-            });
-            if let Some(t) = &key.tier {
-                entry["tier"] = t.clone().into();
+            match crate::credentials::parse_key(&record) {
+                Ok((hash, expires_ms)) => {
+                    if !hashes.insert(hash) {
+                        errs.push(format!("{at}.hash"), "the same hash as an earlier key");
+                    }
+                    keys.push(ConsumerKey {
+                        hash,
+                        expires_ms,
+                        record,
+                    });
+                }
+                Err(crate::credentials::StoreError::Invalid { field, message }) => {
+                    let field = if field == "consumer" { "name" } else { field };
+                    let path = if field == "name" {
+                        format!("consumers[{i}].name")
+                    } else {
+                        format!("{at}.{field}")
+                    };
+                    errs.push(path, message);
+                }
+                Err(e) => errs.push(at, e.to_string()),
             }
-            if let Some(e) = &key.expires {
-                entry["expires"] = e.clone().into();
-            }
-            out.push(entry);
         }
+        out.push(ConsumerConfig {
+            name: c.name.clone(),
+            keys,
+        });
     }
     out
 }
 
-/// For attachments whose config has `keys_from_consumers: true`: the
-/// consumers' keys are appended to `keys` (the marker stays, so the plugin
-/// knows an empty list is expected).
-fn inject_keys(
-    attachments: &mut [crate::config::AttachmentConfig],
-    keys: &[serde_json::Value],
-    path: &str,
+/// `consumer_store`.
+pub(super) fn consumer_store(
+    raw: Option<&RawConsumerStore>,
+    base: &Path,
     errs: &mut Errors,
-) {
-    for (i, a) in attachments.iter_mut().enumerate() {
-        if !a.config.contains("keys_from_consumers") {
-            continue;
+) -> ConsumerStoreConfig {
+    let mut out = ConsumerStoreConfig::default();
+    let Some(raw) = raw else {
+        return out;
+    };
+    out.path = raw.path.as_ref().map(|p| base.join(p));
+    if let Some(d) = &raw.flush_interval {
+        if d.0 < Duration::from_millis(100) {
+            errs.push("consumer_store.flush_interval", "must be at least 100ms");
         }
-        let Ok(mut cfg) = serde_json::from_str::<serde_json::Value>(&a.config) else {
-            continue;
-        };
-        let Some(obj) = cfg.as_object_mut() else {
-            continue;
-        };
-        match obj.get("keys_from_consumers").cloned() {
-            Some(serde_json::Value::Bool(true)) => {}
-            Some(serde_json::Value::Bool(false)) | None => continue,
-            Some(_) => {
-                errs.push(
-                    format!("{path}[{i}].config.keys_from_consumers"),
-                    "expected true or false",
-                );
-                continue;
-            }
-        }
-        let list = obj
-            .entry("keys")
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-        if let Some(list) = list.as_array_mut() {
-            list.extend(keys.iter().cloned());
-        }
-        a.config = cfg.to_string().into();
+        out.flush_interval = d.0;
     }
+    out
 }

@@ -1,5 +1,5 @@
 //! The `host` interface: log, clocks, custom metrics, identity headers, kv,
-//! signature checks and rate limits.
+//! signature checks, credentials and rate limits.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,6 +80,19 @@ impl host::Host for PluginState {
         signature: Vec<u8>,
     ) -> bool {
         crate::plugin::signature::verify(algorithm, &key, &message, &signature)
+    }
+
+    fn find_credential(&mut self, sha256: Vec<u8>) -> Option<host::Credential> {
+        let digest: [u8; 32] = sha256.try_into().ok()?;
+        let c = self.shared.credentials.lookup(&digest)?;
+        Some(host::Credential {
+            consumer: c.consumer.to_string(),
+            id: c.id.to_string(),
+            scopes: c.scopes.clone(),
+            tier: c.tier.clone(),
+            expires_ms: c.expires_ms,
+            enabled: c.enabled,
+        })
     }
 
     async fn rate_limit(
