@@ -10,6 +10,7 @@ mod exposition;
 mod fleet;
 mod handlers;
 mod metrics;
+mod policies;
 mod redact;
 
 use std::convert::Infallible;

@@ -21,6 +21,7 @@ mod hostile;
 mod introspection;
 mod languages;
 mod lifecycle;
+mod named_policies;
 mod observability;
 mod oidc;
 mod overrides;

@@ -39,6 +39,10 @@ pub async fn dispatch(
         ("POST", ["config", "rollout", "abort"]) => super::fleet::abort(shared, caller).await,
         ("GET", ["plugins"]) => plugins(shared),
         ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
+        ("POST", ["plugins"]) => super::policies::attach(shared, caller, body).await,
+        (_, ["policies", rest @ ..]) => {
+            super::policies::handle(shared, caller, m, rest, body).await
+        }
         ("GET", ["routes", id, "stats"]) => route_stats(shared, id),
         ("GET", ["cache"]) => super::cache::stats(shared),
         ("DELETE", ["cache"]) => super::cache::purge(shared, body),

@@ -57,6 +57,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub plugins: Vec<RawAttachment>,
     #[serde(default)]
+    pub policies: BTreeMap<String, RawAttachment>,
+    #[serde(default)]
     pub services: Vec<RawService>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -309,10 +311,14 @@ pub struct RawLimits {
     pub max_connections_per_ip: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAttachment {
+    /// The plugin (empty when the attachment names a `policy`).
+    #[serde(default)]
     pub name: String,
+    /// A named policy (`policies:`) this attachment is a copy of.
+    pub policy: Option<String>,
     pub on_error: Option<String>,
     #[serde(default)]
     pub config: serde_json::Value,

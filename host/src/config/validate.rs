@@ -14,6 +14,7 @@ mod fallback;
 mod ingress;
 mod observe;
 mod pattern;
+mod policy;
 mod resilience;
 mod route;
 mod service;
@@ -33,8 +34,9 @@ impl Errors {
     }
 }
 
-pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>> {
+pub fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut errs = Errors(Vec::new());
+    policy::expand(&mut raw, base, &mut errs);
     let listeners = raw
         .listeners
         .iter()

@@ -328,70 +328,87 @@ pub(super) fn attachments(
 ) -> Vec<AttachmentConfig> {
     raw.iter()
         .enumerate()
-        .filter_map(|(i, a)| {
-            let p = format!("{path}[{i}]");
-            let valid_name = !a.name.is_empty()
-                && a.name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_name {
-                errs.push(
-                    format!("{p}.name"),
-                    format!(
-                        "`{}`: plugin names use letters, digits, `-` and `_`",
-                        a.name
-                    ),
-                );
-                return None;
-            }
-            let on_error = match a.on_error.as_deref() {
-                None | Some("deny") => OnError::Deny,
-                Some("allow") => OnError::Allow,
-                Some(other) => {
-                    errs.push(
-                        format!("{p}.on_error"),
-                        format!("`{other}`: expected `deny` or `allow`"),
-                    );
-                    return None;
-                }
-            };
-            let config = if a.config.is_null() {
-                "{}".to_string()
-            } else {
-                a.config.to_string()
-            };
-            Some(AttachmentConfig {
-                name: a.name.as_str().into(),
-                on_error,
-                config: config.into(),
-                timeout: a.timeout.map_or(DEFAULT_PLUGIN_TIMEOUT, |d| d.0),
-                memory_limit: a
-                    .memory_limit_mb
-                    .map_or(DEFAULT_PLUGIN_MEMORY, |m| (m as usize) << 20),
-                max_instances: a.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES).max(1),
-                body_limit: a.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
-                optional: a.optional,
-                allow_read: a.allow_read.iter().map(|d| base.join(d)).collect(),
-                counter: ingress::counter(a.counter.as_deref(), &p, errs),
-                callouts: a.callouts.iter().map(|s| s.as_str().into()).collect(),
-                callout_timeout: a.callout_timeout.map_or(DEFAULT_CALLOUT_TIMEOUT, |d| d.0),
-                callout_total_timeout: a
-                    .callout_total_timeout
-                    .map_or(DEFAULT_CALLOUT_TOTAL_TIMEOUT, |d| d.0),
-                callout_max_body: a.callout_max_body_bytes.unwrap_or(DEFAULT_CALLOUT_MAX_BODY),
-                callout_cache_ttl: a.callout_cache_ttl.map(|d| d.0),
-                sha256: a.sha256.as_deref().and_then(|h| {
-                    let hex = h.strip_prefix("sha256:").unwrap_or(h).to_ascii_lowercase();
-                    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        Some(hex.into())
-                    } else {
-                        errs.push(format!("{p}.sha256"), format!("`{h}` is not a hex SHA-256"));
-                        None
-                    }
-                }),
-            })
-        })
+        // A `policy` still here names a policy that is unknown or invalid:
+        // its error is reported already (`policy::expand`).
+        .filter(|(_, a)| a.policy.is_none())
+        .filter_map(|(i, a)| attachment(a, &format!("{path}[{i}]"), base, errs))
         .collect()
+}
+
+/// One attachment (or policy) at `p`.
+pub(super) fn attachment(
+    a: &RawAttachment,
+    p: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<AttachmentConfig> {
+    if a.name.is_empty() {
+        errs.push(
+            format!("{p}.name"),
+            "an attachment names a plugin (`name`) or a `policy`",
+        );
+        return None;
+    }
+    let valid_name = a
+        .name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name {
+        errs.push(
+            format!("{p}.name"),
+            format!(
+                "`{}`: plugin names use letters, digits, `-` and `_`",
+                a.name
+            ),
+        );
+        return None;
+    }
+    let on_error = match a.on_error.as_deref() {
+        None | Some("deny") => OnError::Deny,
+        Some("allow") => OnError::Allow,
+        Some(other) => {
+            errs.push(
+                format!("{p}.on_error"),
+                format!("`{other}`: expected `deny` or `allow`"),
+            );
+            return None;
+        }
+    };
+    let config = if a.config.is_null() {
+        "{}".to_string()
+    } else {
+        a.config.to_string()
+    };
+    Some(AttachmentConfig {
+        name: a.name.as_str().into(),
+        on_error,
+        config: config.into(),
+        timeout: a.timeout.map_or(DEFAULT_PLUGIN_TIMEOUT, |d| d.0),
+        memory_limit: a
+            .memory_limit_mb
+            .map_or(DEFAULT_PLUGIN_MEMORY, |m| (m as usize) << 20),
+        max_instances: a.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES).max(1),
+        body_limit: a.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT),
+        optional: a.optional,
+        allow_read: a.allow_read.iter().map(|d| base.join(d)).collect(),
+        counter: ingress::counter(a.counter.as_deref(), p, errs),
+        callouts: a.callouts.iter().map(|s| s.as_str().into()).collect(),
+        callout_timeout: a.callout_timeout.map_or(DEFAULT_CALLOUT_TIMEOUT, |d| d.0),
+        callout_total_timeout: a
+            .callout_total_timeout
+            .map_or(DEFAULT_CALLOUT_TOTAL_TIMEOUT, |d| d.0),
+        callout_max_body: a.callout_max_body_bytes.unwrap_or(DEFAULT_CALLOUT_MAX_BODY),
+        callout_cache_ttl: a.callout_cache_ttl.map(|d| d.0),
+        sha256: a.sha256.as_deref().and_then(|h| {
+            let hex = h.strip_prefix("sha256:").unwrap_or(h).to_ascii_lowercase();
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Some(hex.into())
+            } else {
+                errs.push(format!("{p}.sha256"), format!("`{h}` is not a hex SHA-256"));
+                None
+            }
+        }),
+    })
 }
 
 /// Every service an attachment may call must exist: the grant is checked
