@@ -195,6 +195,60 @@ impl Credentials {
         Ok(())
     }
 
+    /// Checks `records` as [`Self::apply`] would, writing nothing (a fleet
+    /// node checks a write before it goes to etcd).
+    pub fn check(&self, records: &[Record]) -> Result<(), StoreError> {
+        read(&self.store).check_all(records)
+    }
+
+    /// Applies records the fleet's store (etcd) already holds: no checks, a
+    /// key seen again replaces itself. Appended to the local copy. Blocks on
+    /// the file.
+    pub fn apply_replicated(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let mut journal = lock(&self.journal);
+        if let Some(j) = journal.as_mut() {
+            j.append(&records)?;
+        }
+        let mut store = write(&self.store);
+        for r in records {
+            store.apply(r);
+        }
+        let live = store.len();
+        drop(store);
+        if let Some(j) = journal.as_mut()
+            && j.wants_compaction(live)
+        {
+            let snapshot = read(&self.store).records();
+            j.compact(&snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// The record of `consumer`'s key `id`, in the store.
+    pub fn key_record(&self, consumer: &str, id: &str) -> Option<KeyRecord> {
+        let store = read(&self.store);
+        let (hash, c) = store.find(consumer, id)?;
+        Some(c.record(&hash))
+    }
+
+    /// Replaces the whole store with `records` (a full read of etcd), keeping
+    /// the stamps of keys that stay, and rewrites the local copy. Blocks on
+    /// the file.
+    pub fn replace(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let mut next = Store::default();
+        for r in records {
+            next.apply(r);
+        }
+        let mut journal = lock(&self.journal);
+        let mut store = write(&self.store);
+        next.carry_stamps(&store);
+        if let Some(j) = journal.as_mut() {
+            j.compact(&next.records())?;
+        }
+        *store = next;
+        Ok(())
+    }
+
     /// Writes the `last_used_at` stamps taken since the last flush to the
     /// journal, in one append. Blocks on the file.
     pub fn flush_used(&self) -> Result<usize, StoreError> {

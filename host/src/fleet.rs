@@ -7,6 +7,7 @@
 //! serves. Admin writes on any node are transactions in etcd ([`Store`]).
 
 mod bootstrap;
+pub mod consumers;
 mod error;
 mod local;
 pub mod registry;
@@ -120,6 +121,11 @@ impl Link {
             }
             None => Err(e),
         }
+    }
+
+    /// The node's own directory (local copies of the config and the consumers).
+    pub fn state_dir(&self) -> PathBuf {
+        self.bootstrap.state_dir()
     }
 
     /// The store, connecting first if the node started without it.

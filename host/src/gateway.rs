@@ -112,6 +112,12 @@ impl Gateway {
         let cfg = config::parse_in(&name, link.anchor(), &link.render(&rec.document))?;
         fleet::sync::install_all(&link, &rec.document, &cfg.plugin_dir).await;
         let runtime = PluginRuntime::new()?;
+        // The local copy of the fleet's consumers: what this node serves
+        // until its first read of etcd replaces it.
+        runtime
+            .credentials()
+            .open(&link.state_dir().join("consumers.jsonl"))?;
+        let flush_interval = cfg.consumer_store.flush_interval;
         let snapshot = Snapshot::build(cfg, &runtime, None)
             .await
             .map_err(|errors| ConfigErrors::new(&name, errors))?;
@@ -125,6 +131,9 @@ impl Gateway {
         })
         .await?;
         let rx = gw.shutdown.subscribe();
+        let credentials = gw.shared.runtime.credentials().clone();
+        let flush = crate::credentials::flush_every(credentials, flush_interval, rx.clone());
+        gw.tasks.push(tokio::spawn(flush));
         let sync = fleet::sync::run(gw.shared.clone(), link.clone(), rx.clone());
         gw.tasks.push(tokio::spawn(sync));
         gw.tasks.push(tokio::spawn(fleet::rollout::guard(

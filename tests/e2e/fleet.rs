@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use crate::support::fleet::{FleetNode, TOKEN, cli, document, push_config};
 use crate::support::{
@@ -909,8 +910,8 @@ async fn a_version_refused_for_a_missing_plugin_is_applied_once_the_plugin_is_pu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_made_on_one_node_opens_every_node_and_its_revocation_closes_them() {
-    let etcd = EtcdCluster::start(1);
+async fn keys_live_in_etcd_reach_every_node_and_outlive_an_etcd_outage() {
+    let mut etcd = EtcdCluster::start(1);
     let eps = etcd.endpoints();
     let up = Upstream::start("up", Behavior::Echo).await;
     let root = tempfile::tempdir().expect("tmp");
@@ -938,7 +939,7 @@ async fn a_key_made_on_one_node_opens_every_node_and_its_revocation_closes_them(
             up.url()
         )),
     );
-    let nodes: Vec<FleetNode> = (1..=2)
+    let mut nodes: Vec<FleetNode> = (1..=2)
         .map(|i| FleetNode::spawn(root.path(), &format!("node-{i}"), &eps, &[]))
         .collect();
     let (k, v) = auth();
@@ -952,17 +953,58 @@ async fn a_key_made_on_one_node_opens_every_node_and_its_revocation_closes_them(
     assert_eq!(made.status, 201, "{}", made.text());
     let key = made.json()["key"].as_str().expect("key").to_string();
     let id = made.json()["id"].as_str().expect("id").to_string();
-    let status = async |n: &FleetNode| {
-        request(Method::GET, &n.url("/api"), &[("x-api-key", &key)], "")
+    let status = async |n: &FleetNode, key: &str| {
+        request(Method::GET, &n.url("/api"), &[("x-api-key", key)], "")
             .await
             .status
             .as_u16()
     };
     for n in &nodes {
-        let open = eventually(Duration::from_secs(10), async || status(n).await == 200);
+        let open = eventually(Duration::from_secs(10), async || {
+            status(n, &key).await == 200
+        });
         assert!(open.await, "node {} accepts the key", n.id);
     }
     assert_eq!(up.last().headers["x-consumer-id"], "alice");
+    // No config version for a key: the document stays version 1.
+    assert_eq!(
+        admin_get(&nodes[1], "/config/versions")
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // 5,000 keys by hash in one import on node 1, found on node 2.
+    let n = 5_000;
+    let hash = |i: usize| hex::encode(sha2::Sha256::digest(format!("key-{i}").as_bytes()));
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"consumer\":\"c{i}\",\"hash\":\"sha256:{}\"}}\n",
+                hash(i)
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let imported = request(
+        Method::POST,
+        &nodes[0].admin_url("/consumers/import"),
+        &[(k, &v)],
+        body,
+    )
+    .await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let last = format!("key-{}", n - 1);
+    let arrived = eventually(Duration::from_secs(20), async || {
+        status(&nodes[1], &last).await == 200
+    });
+    assert!(arrived.await, "node-2 has the imported keys");
+    eprintln!(
+        "fleet: {n} keys imported on node-1 and served by node-2 after {:?}",
+        started.elapsed()
+    );
+
     let revoked = request(
         Method::POST,
         &nodes[1].admin_url(&format!("/consumers/alice/keys/{id}/disable")),
@@ -972,15 +1014,20 @@ async fn a_key_made_on_one_node_opens_every_node_and_its_revocation_closes_them(
     .await;
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     for n in &nodes {
-        let closed = eventually(Duration::from_secs(10), async || status(n).await == 401);
+        let closed = eventually(Duration::from_secs(10), async || {
+            status(n, &key).await == 401
+        });
         assert!(closed.await, "node {} refuses the revoked key", n.id);
     }
-    let import = request(
-        Method::POST,
-        &nodes[0].admin_url("/consumers/import"),
-        &[(k, &v)],
-        "",
-    )
-    .await;
-    assert_eq!(import.status, 409);
+
+    // A node restarted while etcd is down serves the keys it had.
+    etcd.kill_all();
+    nodes[1].kill();
+    nodes[1].start();
+    assert_eq!(
+        status(&nodes[1], "key-17").await,
+        200,
+        "from the local copy"
+    );
+    assert_eq!(status(&nodes[1], &key).await, 401, "still revoked");
 }

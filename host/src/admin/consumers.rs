@@ -1,13 +1,11 @@
 //! Consumers and their API keys. A key is generated here, shown once, and
-//! only its SHA-256 is kept. On a single gateway the keys live in the
-//! consumer store ([`crate::credentials`]): a journal beside the config, so
-//! that a new key costs one appended line, not a new version of a config
-//! holding every key. On a fleet node they live in the fleet's document
-//! ([`document`]). Either way the `api-key` plugin (with
-//! `keys_from_consumers: true`) finds them through `host.find-credential`,
-//! from the write on, without a restart.
-
-mod document;
+//! only its SHA-256 is kept, in the consumer store ([`crate::credentials`]):
+//! on a single gateway a journal beside the config, on a fleet node one etcd
+//! key per consumer and per key ([`crate::fleet::consumers`]), replicated to
+//! every node by its watch. Either way a new key costs one small write, not
+//! a new version of a config holding every key, and the `api-key` plugin
+//! (with `keys_from_consumers: true`) finds it through
+//! `host.find-credential` from the write on.
 
 use std::sync::Arc;
 
@@ -17,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Caller, Reply};
+use super::Reply;
 use crate::control::{ControlPlane, Origin};
 use crate::credentials::{Credentials, KeyRecord, Record, StoreError};
 
@@ -34,30 +32,20 @@ const MAX_LIST: usize = 1000;
 /// `/consumers[...]`.
 pub async fn handle(
     shared: &Arc<ControlPlane>,
-    caller: &Caller<'_>,
+    query: Option<&str>,
     method: &str,
     rest: &[&str],
     body: &[u8],
 ) -> Reply {
-    if matches!(shared.origin, Origin::Fleet(_)) {
-        if (method, rest) == ("POST", &["import"][..]) {
-            return Reply::error(
-                StatusCode::CONFLICT,
-                "not_on_a_fleet_node",
-                "a fleet keeps consumers in its config document; add them with `consumers:` and `gatehouse config push`",
-            );
-        }
-        return document::handle(shared, caller, method, rest, body).await;
-    }
     let creds = shared.runtime.credentials();
     match (method, rest) {
-        ("GET", []) => list(creds, caller.query),
+        ("GET", []) => list(creds, query),
         ("GET", [name]) => match creds.consumer(name) {
             Some(c) => Reply::ok(&json!(c)),
             None => not_found(format!("no consumer `{name}`")),
         },
-        ("POST", []) => create(creds, body).await,
-        ("POST", ["import"]) => import(creds, body).await,
+        ("POST", []) => create(shared, body).await,
+        ("POST", ["import"]) => import(shared, body).await,
         ("DELETE", [name]) => {
             if let Some(r) = in_config(creds, name) {
                 return r;
@@ -65,25 +53,25 @@ pub async fn handle(
             let rec = Record::DeleteConsumer {
                 name: name.to_string(),
             };
-            match apply(creds, vec![rec]).await {
+            match commit(shared, vec![rec]).await {
                 Ok(()) => Reply::ok(&json!({ "deleted": name })),
-                Err(e) => store_error(&e),
+                Err(r) => r,
             }
         }
-        ("POST", [name, "keys"]) => create_key(creds, name, body).await,
+        ("POST", [name, "keys"]) => create_key(shared, name, body).await,
         ("POST", [name, "keys", id, "disable"]) => {
             let rec = Record::Disable {
                 consumer: name.to_string(),
                 id: id.to_string(),
             };
-            edited(creds, name, rec).await
+            edited(shared, name, rec).await
         }
         ("DELETE", [name, "keys", id]) => {
             let rec = Record::DeleteKey {
                 consumer: name.to_string(),
                 id: id.to_string(),
             };
-            edited(creds, name, rec).await
+            edited(shared, name, rec).await
         }
         _ => not_found("no such consumer endpoint".into()),
     }
@@ -135,10 +123,11 @@ fn in_config(creds: &Credentials, name: &str) -> Option<Reply> {
     })
 }
 
-/// Applies `records` off the runtime's workers (the journal is synced to disk).
-async fn apply(creds: &Arc<Credentials>, records: Vec<Record>) -> Result<(), StoreError> {
-    let creds = creds.clone();
-    match tokio::task::spawn_blocking(move || creds.apply(records)).await {
+/// Runs `f` off the runtime's workers (the journal is synced to disk).
+async fn blocking(
+    f: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), StoreError> {
+    match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Io {
             path: Default::default(),
@@ -147,17 +136,54 @@ async fn apply(creds: &Arc<Credentials>, records: Vec<Record>) -> Result<(), Sto
     }
 }
 
+/// Makes `records` one change of the consumer store: on a single gateway
+/// appended to the journal; on a fleet node checked here, written to etcd,
+/// then applied here at once (the watch brings the same records again, and
+/// to every other node).
+async fn commit(shared: &Arc<ControlPlane>, records: Vec<Record>) -> Result<(), Reply> {
+    let creds = shared.runtime.credentials().clone();
+    let Origin::Fleet(link) = &shared.origin else {
+        return blocking(move || creds.apply(records))
+            .await
+            .map_err(|e| store_error(&e));
+    };
+    creds.check(&records).map_err(|e| store_error(&e))?;
+    // A disabled key is written whole, so etcd holds what every node serves.
+    let records: Vec<Record> = records
+        .into_iter()
+        .map(|r| match r {
+            Record::Disable { consumer, id } => match creds.key_record(&consumer, &id) {
+                Some(mut k) => {
+                    k.enabled = false;
+                    Record::Key(k)
+                }
+                None => Record::Disable { consumer, id },
+            },
+            r => r,
+        })
+        .collect();
+    let store = link.store().map_err(|e| super::fleet::unavailable(&e))?;
+    store
+        .write_consumers(&records)
+        .await
+        .map_err(|e| super::fleet::unavailable(&e))?;
+    blocking(move || creds.apply_replicated(records))
+        .await
+        .map_err(|e| store_error(&e))
+}
+
 /// Applies `rec` and answers with the consumer as it is now.
-async fn edited(creds: &Arc<Credentials>, name: &str, rec: Record) -> Reply {
+async fn edited(shared: &Arc<ControlPlane>, name: &str, rec: Record) -> Reply {
+    let creds = shared.runtime.credentials();
     if let Some(r) = in_config(creds, name) {
         return r;
     }
-    match apply(creds, vec![rec]).await {
-        Ok(()) => match creds.consumer(name) {
-            Some(c) => Reply::ok(&json!(c)),
-            None => not_found(format!("no consumer `{name}`")),
-        },
-        Err(e) => store_error(&e),
+    if let Err(r) = commit(shared, vec![rec]).await {
+        return r;
+    }
+    match creds.consumer(name) {
+        Some(c) => Reply::ok(&json!(c)),
+        None => not_found(format!("no consumer `{name}`")),
     }
 }
 
@@ -183,7 +209,8 @@ fn now() -> String {
 }
 
 /// `POST /consumers`: a new consumer without keys.
-async fn create(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
+async fn create(shared: &Arc<ControlPlane>, body: &[u8]) -> Reply {
+    let creds = shared.runtime.credentials();
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return bad_request("body is not JSON");
     };
@@ -197,9 +224,9 @@ async fn create(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
         name: name.clone(),
         created: Some(now()),
     };
-    match apply(creds, vec![rec]).await {
+    match commit(shared, vec![rec]).await {
         Ok(()) => Reply::json(StatusCode::CREATED, &json!(creds.consumer(&name))),
-        Err(e) => store_error(&e),
+        Err(r) => r,
     }
 }
 
@@ -222,7 +249,8 @@ struct KeyRequest {
 
 /// `POST /consumers/{name}/keys`: a new key, shown once (or, with `hash`,
 /// an existing key registered by its hash).
-async fn create_key(creds: &Arc<Credentials>, name: &str, body: &[u8]) -> Reply {
+async fn create_key(shared: &Arc<ControlPlane>, name: &str, body: &[u8]) -> Reply {
+    let creds = shared.runtime.credentials();
     let req: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KeyRequest::default()
     } else {
@@ -260,8 +288,8 @@ async fn create_key(creds: &Arc<Credentials>, name: &str, body: &[u8]) -> Reply 
         enabled: req.enabled.unwrap_or(true),
         created: Some(now()),
     };
-    if let Err(e) = apply(creds, vec![Record::Key(rec)]).await {
-        return store_error(&e);
+    if let Err(r) = commit(shared, vec![Record::Key(rec)]).await {
+        return r;
     }
     let mut out = json!({ "consumer": name, "id": id });
     if let Some(k) = key {
@@ -274,7 +302,8 @@ async fn create_key(creds: &Arc<Credentials>, name: &str, body: &[u8]) -> Reply 
 /// `POST /consumers/import`: keys by hash, one JSON object per line
 /// (`{"consumer":"c1","hash":"sha256:…","scopes":[…]}`), written as one
 /// change: all of them or, when any line is refused, none.
-async fn import(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
+async fn import(shared: &Arc<ControlPlane>, body: &[u8]) -> Reply {
+    let creds = shared.runtime.credentials();
     let created = now();
     let mut records = Vec::new();
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -310,8 +339,8 @@ async fn import(creds: &Arc<Credentials>, body: &[u8]) -> Reply {
         }));
     }
     let n = records.len();
-    match apply(creds, records).await {
+    match commit(shared, records).await {
         Ok(()) => Reply::ok(&json!({ "imported": n })),
-        Err(e) => store_error(&e),
+        Err(r) => r,
     }
 }

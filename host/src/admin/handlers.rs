@@ -56,7 +56,7 @@ pub async fn dispatch(
             collections::collection(shared, caller, SERVICES, m, rest, body).await
         }
         (_, ["consumers", rest @ ..]) => {
-            super::consumers::handle(shared, caller, m, rest, body).await
+            super::consumers::handle(shared, caller.query, m, rest, body).await
         }
         _ => Reply::error(
             StatusCode::NOT_FOUND,

@@ -199,7 +199,7 @@ impl Store {
         self.by_hash.get(digest).cloned()
     }
 
-    fn find(&self, consumer: &str, id: &str) -> Option<([u8; 32], &Arc<Credential>)> {
+    pub(super) fn find(&self, consumer: &str, id: &str) -> Option<([u8; 32], &Arc<Credential>)> {
         let entry = self.consumers.get(consumer)?;
         entry.keys.iter().find_map(|h| {
             let c = self.by_hash.get(h)?;
@@ -292,6 +292,21 @@ impl Store {
                 let Ok((hash, expires)) = parse_key(&k) else {
                     return;
                 };
+                // A key written again (a replica's upsert: disabled, or
+                // the same write seen twice) replaces itself.
+                let old = self.find(&k.consumer, &k.id).map(|(h, c)| (h, c.clone()));
+                if let Some(other) = self.by_hash.get(&hash)
+                    && old.as_ref().is_none_or(|(h, _)| *h != hash)
+                {
+                    tracing::warn!(consumer = %k.consumer, id = %k.id, other = %other.id, "ignoring a key whose hash another key has");
+                    return;
+                }
+                if let Some((old_hash, _)) = &old {
+                    self.by_hash.remove(old_hash);
+                    if let Some(e) = self.consumers.get_mut(&k.consumer) {
+                        e.keys.retain(|h| h != old_hash);
+                    }
+                }
                 let entry = self
                     .consumers
                     .entry(k.consumer.clone())
@@ -300,8 +315,13 @@ impl Store {
                         keys: Vec::new(),
                     });
                 entry.keys.push(hash);
-                self.by_hash
-                    .insert(hash, Arc::new(Credential::new(&k, expires)));
+                let next = Credential::new(&k, expires);
+                if let Some((old_hash, c)) = &old
+                    && *old_hash == hash
+                {
+                    next.carry(c);
+                }
+                self.by_hash.insert(hash, Arc::new(next));
             }
             Record::Disable { consumer, id } => {
                 let Some((hash, old)) = self.find(&consumer, &id) else {
@@ -327,6 +347,15 @@ impl Store {
                     c.last_used_ms.fetch_max(at, Ordering::Relaxed);
                     c.flushed_ms.fetch_max(at, Ordering::Relaxed);
                 }
+            }
+        }
+    }
+
+    /// Takes over the `last_used` stamps of `old`'s keys that are here too.
+    pub fn carry_stamps(&self, old: &Store) {
+        for (h, c) in &self.by_hash {
+            if let Some(o) = old.by_hash.get(h) {
+                c.carry(o);
             }
         }
     }

@@ -204,3 +204,40 @@ fn a_hundred_thousand_keys_cost_one_probe_each() {
         std::fs::metadata(&path).unwrap().len()
     );
 }
+
+#[test]
+fn a_replica_applies_upserts_and_replays_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, path) = opened(&dir);
+    let Record::Key(k) = key("alice", "k1", "s1") else {
+        unreachable!()
+    };
+    // The node's own write, then the same record from its watch.
+    c.apply_replicated(vec![Record::Key(k.clone())]).unwrap();
+    c.apply_replicated(vec![Record::Key(k.clone())]).unwrap();
+    c.lookup(&sha("s1")).unwrap();
+    let disabled = KeyRecord {
+        enabled: false,
+        ..k.clone()
+    };
+    c.apply_replicated(vec![Record::Key(disabled)]).unwrap();
+    let found = c.lookup(&sha("s1")).unwrap();
+    assert!(!found.enabled);
+    assert_eq!(c.consumer("alice").unwrap().keys.len(), 1);
+    // Another key with the same hash is not taken.
+    let twin = KeyRecord {
+        id: "k2".into(),
+        ..k.clone()
+    };
+    c.apply_replicated(vec![Record::Key(twin)]).unwrap();
+    assert_eq!(&*c.lookup(&sha("s1")).unwrap().id, "k1");
+
+    let again = Credentials::default();
+    again.open(&path).unwrap();
+    assert!(!again.lookup(&sha("s1")).unwrap().enabled);
+    assert_eq!(again.key_count(), (1, 0));
+    // A full read replaces everything.
+    again.replace(vec![key("bob", "k9", "s9")]).unwrap();
+    assert!(again.lookup(&sha("s1")).is_none());
+    assert!(again.lookup(&sha("s9")).is_some());
+}

@@ -67,7 +67,26 @@ async fn watch_once(
     for (name, p) in &plugins {
         sync_plugin(shared, link, &store, name, p).await;
     }
+    let (consumers, consumers_rev) = store.consumers().await?;
+    let creds = shared.runtime.credentials().clone();
+    let n = consumers.len();
+    match tokio::task::spawn_blocking(move || creds.replace(consumers)).await {
+        Ok(Ok(())) => tracing::debug!(records = n, "consumers read from etcd"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the local copy of the consumers"),
+        Err(e) => tracing::warn!(error = %e, "consumer sync failed"),
+    }
     let mut client = store.client();
+    let consumers_prefix = store.consumers_prefix();
+    let mut consumer_watch = client
+        .watch(
+            consumers_prefix.as_str(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(consumers_rev + 1),
+            ),
+        )
+        .await?;
     let mut config = client
         .watch(
             store.key("config"),
@@ -131,6 +150,23 @@ async fn watch_once(
                     _ => None,
                 };
                 state.apply(shared, link, &store).await;
+            }
+            m = consumer_watch.message() => {
+                let Some(resp) = m? else { return Ok(()) };
+                if resp.canceled() {
+                    return Err(FleetError::Etcd(format!("consumer watch canceled: {}", resp.cancel_reason())));
+                }
+                let records: Vec<_> = resp
+                    .events()
+                    .iter()
+                    .filter_map(|e| super::consumers::event_record(&consumers_prefix, e))
+                    .collect();
+                let creds = shared.runtime.credentials().clone();
+                match tokio::task::spawn_blocking(move || creds.apply_replicated(records)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the local copy of the consumers"),
+                    Err(e) => tracing::warn!(error = %e, "consumer sync failed"),
+                }
             }
             m = plugin_names.message() => {
                 let Some(resp) = m? else { return Ok(()) };
