@@ -12,7 +12,14 @@ use crate::support::{Behavior, TestGateway, Upstream, eventually, get, plugin_pa
 
 const READ: &str = "Bearer test-read-token-0123456789";
 
-async fn call(gw: &TestGateway, method: Method, path: &str, body: Value) -> (u16, Value) {
+/// An admin API call with the full token: the status and the JSON answer
+/// (`Null` when it is not JSON); a `Null` body sends none.
+pub(crate) async fn call(
+    gw: &TestGateway,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     let body = if body.is_null() {
         String::new()
     } else {

@@ -114,6 +114,25 @@ impl Fleet {
     }
 }
 
+/// `gatehouse plugin push <file> --name <name>`, which must succeed.
+fn push_plugin(eps: &str, file: &std::path::Path, name: &str) {
+    let out = cli(
+        eps,
+        &[
+            "plugin",
+            "push",
+            file.to_str().expect("path"),
+            "--name",
+            name,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Adds route `id` through `node` until it is accepted or `within` passes
 /// (etcd may be electing or coming back); every refusal must be `503`.
 async fn write_until_accepted(node: &FleetNode, id: &str, within: Duration) -> Duration {
@@ -394,15 +413,7 @@ async fn a_pushed_plugin_reaches_every_node_and_a_corrupt_one_none() {
     let up = Upstream::start("up", Behavior::Echo).await;
     let root = tempfile::tempdir().expect("tmp");
     let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
-    let out = cli(
-        &eps,
-        &["plugin", "push", a.to_str().expect("path"), "--name", "tag"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_plugin(&eps, &a, "tag");
     push_config(
         &eps,
         root.path(),
@@ -817,17 +828,7 @@ async fn a_pin_keeps_a_pushed_plugin_out_until_the_config_moves_it() {
             sha(p)
         ))
     };
-    let push = |p: &std::path::Path| {
-        let out = cli(
-            &eps,
-            &["plugin", "push", p.to_str().expect("path"), "--name", "tag"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let push = |p: &std::path::Path| push_plugin(&eps, p, "tag");
     push(&a);
     push_config(&eps, root.path(), &pinned(&a));
     let mut node = FleetNode::spawn(root.path(), "node-1", &eps, &[]);
@@ -889,15 +890,7 @@ async fn a_version_refused_for_a_missing_plugin_is_applied_once_the_plugin_is_pu
 
     // The plugin pushed: version 2 builds now, without another write.
     let a = plugin_path("tag-a");
-    let out = cli(
-        &f.eps,
-        &["plugin", "push", a.to_str().expect("path"), "--name", "tag"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_plugin(&f.eps, &a, "tag");
     let applied = eventually(Duration::from_secs(15), async || {
         get(&node.url("/v0")).await.json()["headers"]["x-tag"] == "a"
     })
@@ -915,22 +908,7 @@ async fn keys_live_in_etcd_reach_every_node_and_outlive_an_etcd_outage() {
     let eps = etcd.endpoints();
     let up = Upstream::start("up", Behavior::Echo).await;
     let root = tempfile::tempdir().expect("tmp");
-    let api_key = plugin_path("api-key");
-    let out = cli(
-        &eps,
-        &[
-            "plugin",
-            "push",
-            api_key.to_str().expect("path"),
-            "--name",
-            "api-key",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_plugin(&eps, &plugin_path("api-key"), "api-key");
     push_config(
         &eps,
         root.path(),

@@ -4,32 +4,14 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::observability::{ADMIN, TOKEN};
+use crate::admin::call as admin;
+use crate::observability::ADMIN;
 use crate::support::*;
 
 fn config(up: &Upstream) -> String {
     format!(
         "{ADMIN}policies:\n  standard-user:\n    name: rate-limit\n    config: {{ limits: [{{ name: per-ip, scope: ip, limit: 2, window: 1m }}] }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - {{ id: a, match: {{ path: /a }}, upstream: s, plugins: [{{ policy: standard-user }}] }}\n  - {{ id: b, match: {{ path: /b }}, upstream: s, plugins: [{{ policy: standard-user }}] }}\n  - {{ id: c, match: {{ path: /c }}, upstream: s }}\n",
         up.url()
-    )
-}
-
-async fn admin(gw: &TestGateway, method: Method, path: &str, body: Value) -> (u16, Value) {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let r = request(
-        method,
-        &gw.admin_url(path),
-        &[("authorization", TOKEN)],
-        body,
-    )
-    .await;
-    (
-        r.status.as_u16(),
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
     )
 }
 
