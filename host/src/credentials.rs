@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-pub use record::{KeyRecord, Record};
+pub use record::{KeyRecord, Record, instant_ms};
 pub use store::{ConsumerView, KeyView, StoreError, parse_key};
 
 use journal::Journal;

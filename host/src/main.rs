@@ -164,6 +164,16 @@ enum PluginCommand {
         #[arg(long, default_value = "cli")]
         author: String,
     },
+    /// Run a plugin against a file of cases, in the gateway's engine and
+    /// chain but without a gateway (exit 0: all passed; 1: a case failed;
+    /// 2: the file or the plugin cannot be read).
+    Test {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// The case file (YAML; see the plugin guide).
+        #[arg(long)]
+        cases: PathBuf,
+    },
     /// Precompile a component to `<name>.cwasm` so that it swaps in fast.
     Compile {
         /// The component (`.wasm`).
@@ -258,6 +268,9 @@ fn main() -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Compile { wasm, output },
         } => compile(wasm, output),
+        Command::Plugin {
+            command: PluginCommand::Test { wasm, cases },
+        } => test_plugin(&wasm, &cases),
         Command::Plugin {
             command:
                 PluginCommand::New {
@@ -523,6 +536,25 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
             Err(errors) => {
                 eprintln!("{}", config::ConfigErrors::new(&path, errors));
                 Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
+fn test_plugin(wasm: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
+    runtime(Some(1))?.block_on(async {
+        match gatehouse::plugin::offline::run(wasm, cases).await {
+            Ok(report) => {
+                println!("{report}");
+                Ok(if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
             }
         }
     })

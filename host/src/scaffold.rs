@@ -86,12 +86,19 @@ pub fn create(
 
 fn files(name: &str, lang: Lang, sdk: &Path) -> Result<Vec<File>, ScaffoldError> {
     let t = Fill { name };
-    Ok(match lang {
+    let mut files = match lang {
         Lang::Rust => rust_files(&t, sdk)?,
         Lang::Js => js_files(&t),
         Lang::Python => python_files(&t),
         Lang::C => c_files(&t),
-    })
+    };
+    // Every skeleton does the same thing, so one case file tests them all.
+    files.push((
+        "cases.yaml",
+        t.fill(include_str!("../templates/cases.yaml")),
+        false,
+    ));
+    Ok(files)
 }
 
 /// Fills a template's placeholders with the plugin's name.

@@ -459,6 +459,21 @@ async fn scaffold_builds_and_loads(lang: &str) {
         String::from_utf8_lossy(&built.stderr)
     );
 
+    // The case file the skeleton ships with passes as it is.
+    let tested = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg("--cases")
+        .arg(dir.join("cases.yaml"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        tested.status.success() && report.ends_with("3 passed, 0 failed\n"),
+        "{lang} skeleton's cases: {report}{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+
     let up = Upstream::start("up", Behavior::Echo).await;
     let yaml = json_routes(&up, "", &[("r", "/*", vec![attach(&name, json!({}))])]);
     let gw = TestGateway::start_with_plugins(&yaml, &[(&name, &wasm)]).await;

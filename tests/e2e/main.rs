@@ -25,6 +25,7 @@ mod named_policies;
 mod observability;
 mod oidc;
 mod overrides;
+mod plugin_cases;
 mod plugins;
 mod policies;
 mod protocols;

@@ -183,6 +183,9 @@ impl Pool {
     async fn instantiate(&self) -> Result<(Slot, Features), String> {
         let mut wasi = WasiCtx::builder();
         wasi.stderr(PluginStderr::new(self.shared.name.clone()));
+        if let Some(ms) = self.shared.script.as_ref().and_then(|s| s.now_ms) {
+            wasi.wall_clock(super::script::FixedClock(Duration::from_millis(ms)));
+        }
         for dir in &self.cfg.allow_read {
             let guest = dir.to_string_lossy();
             wasi.preopened_dir(dir, &guest, FsPerms::ReadOnly)

@@ -256,6 +256,7 @@ impl PluginRuntime {
                     limits: self.metrics.limits(name),
                     custom: self.metrics.custom(name),
                     credentials: self.credentials.clone(),
+                    script: None,
                 })
             })
             .clone()
@@ -317,8 +318,45 @@ impl PluginRuntime {
         compiled: &Compiled,
         cfg: &AttachmentConfig,
     ) -> Result<Arc<Pool>, LoadError> {
-        self.ensure_ticker();
         let shared = self.shared(&cfg.name);
+        self.start_pool_on(compiled, cfg, shared).await
+    }
+
+    /// State of its own for one offline test case: a fresh key-value store
+    /// and limiter, `credentials`, and `script`'s answers. Nothing is shared
+    /// with another case or kept in the runtime.
+    pub fn scripted(
+        &self,
+        name: &Arc<str>,
+        script: Arc<super::script::Script>,
+        credentials: Arc<crate::credentials::Credentials>,
+    ) -> Arc<PluginShared> {
+        let bounds = *self.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        let kv = Kv::default();
+        kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
+        let answers = Kv::default();
+        answers.set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
+        Arc::new(PluginShared {
+            name: name.clone(),
+            kv: Arc::new(kv),
+            callout_cache: Arc::new(answers),
+            rate: Arc::new(RateLimiter::default()),
+            redis: Arc::default(),
+            limits: self.metrics.limits(name),
+            custom: self.metrics.custom(name),
+            credentials,
+            script: Some(script),
+        })
+    }
+
+    /// [`Self::start_pool`] on the given state.
+    pub async fn start_pool_on(
+        &self,
+        compiled: &Compiled,
+        cfg: &AttachmentConfig,
+        shared: Arc<PluginShared>,
+    ) -> Result<Arc<Pool>, LoadError> {
+        self.ensure_ticker();
         Pool::start(
             self.engine.clone(),
             compiled.pre.clone(),

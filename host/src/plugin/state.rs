@@ -34,8 +34,10 @@ pub struct PluginShared {
     pub limits: Arc<crate::metrics::LimitMetrics>,
     /// The plugin's own counters and histograms.
     pub custom: Arc<crate::metrics::PluginCustom>,
-    /// Consumers' API keys (`host.credential`), shared by every plugin.
+    /// Consumers' API keys (`host.find-credential`), shared by every plugin.
     pub credentials: Arc<crate::credentials::Credentials>,
+    /// Scripted host answers of an offline test case; `None` in the gateway.
+    pub script: Option<Arc<super::script::Script>>,
 }
 
 /// Refuses linear-memory growth past the attachment's cap, counting every

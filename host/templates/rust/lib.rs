@@ -21,7 +21,7 @@ impl Plugin for Greeter {
     /// Runs once per instance; an `Err` is shown to the operator at load time.
     fn new(config: Config) -> Result<Self, String> {
         if config.greeting.is_empty() {
-            return Err("greeting must not be empty".into());
+            return Err("greeting must be a non-empty string".into());
         }
         Ok(Greeter(config))
     }

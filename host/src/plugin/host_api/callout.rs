@@ -24,6 +24,9 @@ impl callout::Host for PluginState {
                 .map(|_| Err(Error::InvalidRequest(msg.clone())))
                 .collect();
         }
+        if let Some(script) = &self.shared.script {
+            return requests.iter().map(|r| script.callout(r)).collect();
+        }
         match self.callouts.as_mut() {
             Some(scope) => scope.send_all(requests).await,
             // During `init`, or on an attachment that lists no `callouts`.

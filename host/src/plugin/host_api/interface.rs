@@ -11,6 +11,9 @@ use crate::plugin::state::PluginState;
 
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
+        if let Some(s) = &self.shared.script {
+            s.record(format!("log {level:?}: {message}").to_lowercase());
+        }
         let plugin = &*self.shared.name;
         let route = self.view().map(|e| e.route_id.clone());
         let route = route.as_deref().unwrap_or("");
@@ -24,6 +27,9 @@ impl host::Host for PluginState {
     }
 
     fn now_ms(&mut self) -> u64 {
+        if let Some(ms) = self.shared.script.as_ref().and_then(|s| s.now_ms) {
+            return ms;
+        }
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
@@ -61,6 +67,9 @@ impl host::Host for PluginState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
+        if let Some(s) = &self.shared.script {
+            s.record(format!("kv-set key={key} ttl_ms={ttl_ms}"));
+        }
         let evicted = self.shared.kv.set(key, value, ttl_ms);
         if evicted > 0 {
             let m = &self.shared.limits.kv_evicted;
@@ -69,6 +78,9 @@ impl host::Host for PluginState {
     }
 
     fn kv_delete(&mut self, key: String) {
+        if let Some(s) = &self.shared.script {
+            s.record(format!("kv-delete key={key}"));
+        }
         self.shared.kv.delete(&key);
     }
 
@@ -83,6 +95,9 @@ impl host::Host for PluginState {
     }
 
     fn find_credential(&mut self, sha256: Vec<u8>) -> Option<host::Credential> {
+        if let Some(s) = &self.shared.script {
+            s.record(format!("find-credential sha256={}", hex::encode(&sha256)));
+        }
         let digest: [u8; 32] = sha256.try_into().ok()?;
         let c = self.shared.credentials.lookup(&digest)?;
         Some(host::Credential {
@@ -99,6 +114,15 @@ impl host::Host for PluginState {
         &mut self,
         mut req: host::LimitRequest,
     ) -> Result<host::LimitDecision, String> {
+        if let Some(s) = &self.shared.script {
+            s.record(format!(
+                "rate-limit key={} limit={} window_ms={} cost={}",
+                req.key, req.limit, req.window_ms, req.cost
+            ));
+            if let Some(d) = s.next_limit() {
+                return Ok(d);
+            }
+        }
         // The attachment's namespace first: a key can only name a counter of
         // the attachment (or shared `counter`) making the call.
         if let Some(ns) = self.view().and_then(|ex| ex.counters.get(ex.attachment)) {
