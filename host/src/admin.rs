@@ -12,6 +12,7 @@ mod handlers;
 mod metrics;
 mod policies;
 mod redact;
+mod trace;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -21,6 +21,7 @@ pub mod script;
 mod signature;
 mod state;
 mod stderr;
+pub mod trace;
 
 /// What hooks answer (as in [`pool::Outcome`]).
 pub use bindings::types::{BodyAction, RequestAction, ResponseAction};

@@ -26,6 +26,7 @@ mod observability;
 mod oidc;
 mod overrides;
 mod plugin_cases;
+mod plugin_trace;
 mod plugins;
 mod policies;
 mod protocols;

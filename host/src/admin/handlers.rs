@@ -39,6 +39,9 @@ pub async fn dispatch(
         ("POST", ["config", "rollout", "abort"]) => super::fleet::abort(shared, caller).await,
         ("GET", ["plugins"]) => plugins(shared),
         ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
+        (_, ["plugins", name, "trace"]) => {
+            super::trace::handle(shared, caller, m, name, body).await
+        }
         ("POST", ["plugins"]) => super::policies::attach(shared, caller, body).await,
         (_, ["policies", rest @ ..]) => {
             super::policies::handle(shared, caller, m, rest, body).await

@@ -36,6 +36,18 @@ pub enum Call {
     ResponseBody(Vec<u8>),
 }
 
+impl Call {
+    /// The hook's name in the WIT.
+    pub fn hook(&self) -> &'static str {
+        match self {
+            Call::Request => "on-request",
+            Call::RequestBody(_) => "on-request-body",
+            Call::Response => "on-response",
+            Call::ResponseBody(_) => "on-response-body",
+        }
+    }
+}
+
 /// A hook's answer.
 #[derive(Debug)]
 pub enum Outcome {
@@ -204,6 +216,7 @@ impl Pool {
             identity_headers: Vec::new(),
             shared: self.shared.clone(),
             callouts: None,
+            calls: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -252,9 +265,16 @@ impl Pool {
     ) -> Result<Outcome, PluginError> {
         let _permit = self.permit().await?;
         let mut slot = self.take_slot().await?;
+        // Off, a trace costs this one relaxed load.
+        let traced = self.shared.trace.claim().map(|r| {
+            let response = matches!(call, Call::Response | Call::ResponseBody(_));
+            let before = r.before(view, call.hook(), response);
+            (r, before)
+        });
         let state = slot.store.data_mut();
         std::mem::swap(&mut state.view, view);
         std::mem::swap(&mut state.callouts, scope);
+        state.calls = traced.as_ref().map(|_| Vec::new());
         state.serving = true;
         state.deadline = Instant::now() + self.cfg.timeout;
         state.ticks = 0;
@@ -268,6 +288,22 @@ impl Pool {
         std::mem::swap(&mut state.view, view);
         std::mem::swap(&mut state.callouts, scope);
         state.serving = false;
+        if let Some((r, before)) = traced {
+            let calls = state.calls.take().unwrap_or_default();
+            let (outcome, answer, error) = describe(&result);
+            let answer = answer.as_ref().map(|(s, h)| (*s, h));
+            let memory = state.limiter.used;
+            r.after(
+                before,
+                view,
+                &self.version,
+                outcome,
+                answer,
+                calls,
+                memory,
+                error,
+            );
+        }
         match result {
             Ok(outcome) => {
                 // Recycle instances that grew past half their cap: memory never shrinks.
@@ -326,6 +362,34 @@ impl Pool {
                 message,
             }),
         }
+    }
+}
+
+/// A call's result as a trace records it: outcome, the answer it gave
+/// (status, headers) and the error.
+fn describe(
+    result: &wasmtime::Result<Outcome>,
+) -> (&'static str, Option<(u16, http::HeaderMap)>, Option<String>) {
+    use super::bindings::types::{BodyAction, RequestAction, ResponseAction};
+    let answer = |r: &super::bindings::types::Response| {
+        let mut h = http::HeaderMap::new();
+        for x in &r.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(x.name.as_bytes()),
+                http::HeaderValue::from_bytes(&x.value),
+            ) {
+                h.append(n, v);
+            }
+        }
+        Some((r.status, h))
+    };
+    match result {
+        Ok(Outcome::Request(RequestAction::Respond(r))) => ("respond", answer(r), None),
+        Ok(Outcome::Response(ResponseAction::Replace(r))) => ("replace", answer(r), None),
+        Ok(Outcome::Body(BodyAction::Respond(r))) => ("respond", answer(r), None),
+        Ok(Outcome::Body(BodyAction::Replace(_))) => ("replace", None, None),
+        Ok(_) => ("continue", None, None),
+        Err(e) => ("error", None, Some(format!("{e:#}"))),
     }
 }
 

@@ -257,6 +257,7 @@ impl PluginRuntime {
                     custom: self.metrics.custom(name),
                     credentials: self.credentials.clone(),
                     script: None,
+                    trace: Default::default(),
                 })
             })
             .clone()
@@ -346,6 +347,7 @@ impl PluginRuntime {
             custom: self.metrics.custom(name),
             credentials,
             script: Some(script),
+            trace: Default::default(),
         })
     }
 

@@ -52,9 +52,8 @@ impl Script {
         }
     }
 
-    /// The scripted answer to one callout (recorded as `callout <service> <method> <path>`).
+    /// The scripted answer to one callout.
     pub fn callout(&self, r: &Request) -> Result<Response, Error> {
-        self.record(format!("callout {} {} {}", r.service, r.method, r.path));
         let Some(a) = self.callouts.get(&r.service) else {
             return Err(Error::Unavailable(format!(
                 "`{}` has no scripted answer in this case (host.callouts)",

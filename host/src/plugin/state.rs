@@ -38,6 +38,8 @@ pub struct PluginShared {
     pub credentials: Arc<crate::credentials::Credentials>,
     /// Scripted host answers of an offline test case; `None` in the gateway.
     pub script: Option<Arc<super::script::Script>>,
+    /// Live tracing (`POST /plugins/{name}/trace`), off unless asked for.
+    pub trace: super::trace::Tracer,
 }
 
 /// Refuses linear-memory growth past the attachment's cap, counting every
@@ -139,10 +141,27 @@ pub struct PluginState {
     /// What the current call may reach by callout (`None` between calls,
     /// during `init`, and for attachments granted none).
     pub(crate) callouts: Option<super::callout::Scope>,
+    /// The host calls of the current call, when it is traced.
+    pub(crate) calls: Option<Vec<String>>,
 }
 
 impl PluginState {
     /// The request being served, if a request hook is running.
+    /// Notes a host call for a trace or an offline case; `f` runs only
+    /// when one is listening.
+    pub(crate) fn note(&mut self, f: impl FnOnce() -> String) {
+        if self.calls.is_none() && self.shared.script.is_none() {
+            return;
+        }
+        let call = f();
+        if let Some(s) = &self.shared.script {
+            s.record(call.clone());
+        }
+        if let Some(c) = &mut self.calls {
+            c.push(call);
+        }
+    }
+
     pub(crate) fn view(&self) -> Option<&PluginView> {
         self.serving.then_some(&self.view)
     }

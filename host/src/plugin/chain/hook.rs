@@ -28,12 +28,7 @@ pub(super) async fn invoke(
     ex: &mut Exchange,
     call: Call,
 ) -> Result<Option<Outcome>, PluginError> {
-    let hook = match &call {
-        Call::Request => "on-request",
-        Call::RequestBody(_) => "on-request-body",
-        Call::Response => "on-response",
-        Call::ResponseBody(_) => "on-response-body",
-    };
+    let hook = call.hook();
     let started = std::time::Instant::now();
     let wall = ex.trail.sampled().then(std::time::SystemTime::now);
     ex.view.attachment = position;

@@ -24,6 +24,9 @@ impl callout::Host for PluginState {
                 .map(|_| Err(Error::InvalidRequest(msg.clone())))
                 .collect();
         }
+        for r in &requests {
+            self.note(|| format!("callout {} {} {}", r.service, r.method, r.path));
+        }
         if let Some(script) = &self.shared.script {
             return requests.iter().map(|r| script.callout(r)).collect();
         }

@@ -11,9 +11,7 @@ use crate::plugin::state::PluginState;
 
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        if let Some(s) = &self.shared.script {
-            s.record(format!("log {level:?}: {message}").to_lowercase());
-        }
+        self.note(|| format!("log {}: {message}", format!("{level:?}").to_lowercase()));
         let plugin = &*self.shared.name;
         let route = self.view().map(|e| e.route_id.clone());
         let route = route.as_deref().unwrap_or("");
@@ -67,9 +65,7 @@ impl host::Host for PluginState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
-        if let Some(s) = &self.shared.script {
-            s.record(format!("kv-set key={key} ttl_ms={ttl_ms}"));
-        }
+        self.note(|| format!("kv-set key={key} ttl_ms={ttl_ms}"));
         let evicted = self.shared.kv.set(key, value, ttl_ms);
         if evicted > 0 {
             let m = &self.shared.limits.kv_evicted;
@@ -78,9 +74,7 @@ impl host::Host for PluginState {
     }
 
     fn kv_delete(&mut self, key: String) {
-        if let Some(s) = &self.shared.script {
-            s.record(format!("kv-delete key={key}"));
-        }
+        self.note(|| format!("kv-delete key={key}"));
         self.shared.kv.delete(&key);
     }
 
@@ -95,9 +89,7 @@ impl host::Host for PluginState {
     }
 
     fn find_credential(&mut self, sha256: Vec<u8>) -> Option<host::Credential> {
-        if let Some(s) = &self.shared.script {
-            s.record(format!("find-credential sha256={}", hex::encode(&sha256)));
-        }
+        self.note(|| format!("find-credential sha256={}", hex::encode(&sha256)));
         let digest: [u8; 32] = sha256.try_into().ok()?;
         let c = self.shared.credentials.lookup(&digest)?;
         Some(host::Credential {
@@ -114,14 +106,14 @@ impl host::Host for PluginState {
         &mut self,
         mut req: host::LimitRequest,
     ) -> Result<host::LimitDecision, String> {
-        if let Some(s) = &self.shared.script {
-            s.record(format!(
+        self.note(|| {
+            format!(
                 "rate-limit key={} limit={} window_ms={} cost={}",
                 req.key, req.limit, req.window_ms, req.cost
-            ));
-            if let Some(d) = s.next_limit() {
-                return Ok(d);
-            }
+            )
+        });
+        if let Some(d) = self.shared.script.as_ref().and_then(|s| s.next_limit()) {
+            return Ok(d);
         }
         // The attachment's namespace first: a key can only name a counter of
         // the attachment (or shared `counter`) making the call.
