@@ -399,7 +399,7 @@ impl ControlPlane {
     /// requests in flight finish on the snapshot they started with.
     async fn try_swap(&self, name: &str) -> Result<usize, SwapError> {
         let snap = self.snapshot();
-        if !snap.attachments().iter().any(|a| &*a.config().name == name) {
+        if !snap.attachments().iter().any(|a| a.config().uses(name)) {
             return Ok(0);
         }
         let next = snap

@@ -142,17 +142,19 @@ impl Snapshot {
         let before = other.attachments();
         self.attachments()
             .iter()
-            .filter(|a| &*a.config().name == name)
+            .filter(|a| a.config().uses(name))
             .filter(|a| !before.iter().any(|b| Arc::ptr_eq(a, b)))
             .count()
     }
 
     /// Versions of every plugin this snapshot runs (what the compile cache keeps).
     pub fn versions(&self) -> Vec<Arc<str>> {
-        self.attachments()
-            .iter()
-            .filter_map(|a| a.version())
-            .collect()
+        let mut out = Vec::new();
+        for a in self.attachments() {
+            out.extend(a.version());
+            out.extend(a.variants().iter().map(|v| v.pool.version.clone()));
+        }
+        out
     }
 
     async fn build_with(

@@ -27,6 +27,7 @@ mod oidc;
 mod overrides;
 mod plugin_cases;
 mod plugin_trace;
+mod plugin_versions;
 mod plugins;
 mod policies;
 mod protocols;

@@ -140,11 +140,7 @@ async fn a_trace_records_the_next_calls_redacted_and_becomes_passing_cases() {
     .await;
     assert_eq!(r.status, 200);
     let recorded = r.text();
-    assert_eq!(
-        recorded.matches("name: recorded").count(),
-        3,
-        "{recorded}"
-    );
+    assert_eq!(recorded.matches("name: recorded").count(), 3, "{recorded}");
     let mut filled = String::new();
     for (i, part) in recorded.split("x-api-key: '[redacted]'").enumerate() {
         if i > 0 {

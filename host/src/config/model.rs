@@ -432,6 +432,53 @@ pub struct AttachmentConfig {
     /// The plugin file must hash to this (lowercase hex SHA-256); any other
     /// file, dropped or pushed, is refused and the pinned one keeps serving.
     pub sha256: Option<Arc<str>>,
+    /// Weighted versions of the plugin, each a file in `plugin_dir`, in
+    /// place of `<name>.wasm` (`versions:`); empty: the one file.
+    pub versions: Vec<PluginVersion>,
+    /// How a client is kept on one version (`version_key`).
+    pub version_key: VersionKey,
+}
+
+/// One version of a plugin in a weighted rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginVersion {
+    /// Its file in `plugin_dir` (`auth-v2.wasm`).
+    pub file: Arc<str>,
+    /// Its share of requests (> 0).
+    pub weight: u32,
+}
+
+impl PluginVersion {
+    /// The file's name without `.wasm`: the version's label in the access
+    /// log and metrics, and the name its hot swaps go by.
+    pub fn label(&self) -> &str {
+        self.file.strip_suffix(".wasm").unwrap_or(&self.file)
+    }
+}
+
+/// Stickiness of a plugin's versions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum VersionKey {
+    /// Random per request (the default).
+    #[default]
+    Random,
+    /// By client IP.
+    ClientIp,
+    /// By a request header's value (random when absent).
+    Header(HeaderName),
+    /// By the `consumer` attribute an earlier plugin set (random when none).
+    Consumer,
+}
+
+impl AttachmentConfig {
+    /// Whether a change of `plugin_dir/<stem>.wasm` concerns this attachment.
+    pub fn uses(&self, stem: &str) -> bool {
+        if self.versions.is_empty() {
+            &*self.name == stem
+        } else {
+            self.versions.iter().any(|v| v.label() == stem)
+        }
+    }
 }
 
 impl AttachmentConfig {
@@ -456,6 +503,8 @@ impl AttachmentConfig {
             callout_max_body: DEFAULT_CALLOUT_MAX_BODY,
             callout_cache_ttl: None,
             sha256: None,
+            versions: Vec::new(),
+            version_key: VersionKey::Random,
         }
     }
 }

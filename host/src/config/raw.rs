@@ -338,6 +338,16 @@ pub struct RawAttachment {
     pub callout_max_body_bytes: Option<usize>,
     pub callout_cache_ttl: Option<Dur>,
     pub sha256: Option<String>,
+    #[serde(default)]
+    pub versions: Vec<RawPluginVersion>,
+    pub version_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginVersion {
+    pub file: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,6 +78,8 @@ pub struct Trail {
     /// Why the route's fallback answered (the error code it replaced, or
     /// `upstream_status`), when it did.
     pub fallback: Option<&'static str>,
+    /// The version each plugin with `versions` ran (plugin, version label).
+    pub plugin_versions: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl Trail {
@@ -93,6 +95,7 @@ impl Trail {
             spans: Vec::new(),
             cache: None,
             fallback: None,
+            plugin_versions: Vec::new(),
         }
     }
 
@@ -155,6 +158,10 @@ impl Trail {
             upstream_tries: self.upstream.tries,
             cache: self.cache.map(crate::cache::Outcome::as_str),
             fallback: self.fallback,
+            plugin_versions: std::mem::take(&mut self.plugin_versions)
+                .into_iter()
+                .map(|(p, v)| (p.to_string(), v.to_string()))
+                .collect(),
         });
     }
 

@@ -16,7 +16,7 @@ use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction
 use super::callout::Grants;
 use super::pool::{Call, Outcome, Pool};
 use crate::body::Body;
-use crate::config::AttachmentConfig;
+use crate::config::{AttachmentConfig, VersionKey};
 use crate::exchange::{Exchange, Phase, PluginView, RequestHead};
 use crate::metrics::PluginMetrics;
 use std::sync::atomic::Ordering;
@@ -28,13 +28,70 @@ use std::sync::atomic::Ordering;
 pub struct Attachment {
     cfg: AttachmentConfig,
     pool: Option<Arc<Pool>>,
+    /// With `versions`: each version's label, weight and pool (`pool` is the first's).
+    variants: Vec<Variant>,
+}
+
+/// One version of a plugin with `versions`.
+#[derive(Debug)]
+pub struct Variant {
+    /// The file's stem (`auth-v2`).
+    pub label: Arc<str>,
+    /// Its share.
+    pub weight: u32,
+    /// Its pool.
+    pub pool: Arc<Pool>,
 }
 
 impl Attachment {
     /// An attachment running `pool` (or nothing yet, for an optional plugin whose
     /// file is missing).
     pub fn new(cfg: AttachmentConfig, pool: Option<Arc<Pool>>) -> Self {
-        Self { cfg, pool }
+        Self {
+            cfg,
+            pool,
+            variants: Vec::new(),
+        }
+    }
+
+    /// An attachment running weighted versions (at least one).
+    pub fn versions(cfg: AttachmentConfig, variants: Vec<Variant>) -> Self {
+        Self {
+            cfg,
+            pool: variants.first().map(|v| v.pool.clone()),
+            variants,
+        }
+    }
+
+    /// Its versions (empty: one file).
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The version this request runs, by the attachment's `version_key`.
+    fn pick(&self, view: &PluginView) -> Option<&Variant> {
+        let total: u64 = self.variants.iter().map(|v| u64::from(v.weight)).sum();
+        if total == 0 {
+            return None;
+        }
+        let hash = |b: &[u8]| crate::balancer::stable_hash(b);
+        let point = match &self.cfg.version_key {
+            VersionKey::Random => fastrand::u64(..),
+            VersionKey::ClientIp => crate::balancer::ip_hash(view.client_ip),
+            VersionKey::Header(h) => view
+                .req
+                .headers
+                .get(h)
+                .map_or_else(|| fastrand::u64(..), |v| hash(v.as_bytes())),
+            VersionKey::Consumer => view
+                .attribute("consumer")
+                .map_or_else(|| fastrand::u64(..), |c| hash(c.as_bytes())),
+        } % total;
+        let mut acc = 0;
+        self.variants.iter().find(|v| {
+            acc += u64::from(v.weight);
+            point < acc
+        })
     }
 
     /// The attachment's config.
@@ -61,6 +118,8 @@ pub struct Chain {
     counters: Arc<[Arc<str>]>,
     /// Each attachment's callout grants; `None` when no attachment has any.
     grants: Option<Arc<[Option<Arc<Grants>>]>>,
+    /// Whether an attachment has `versions` (its version is picked per request).
+    versioned: bool,
 }
 
 /// A response a plugin produced.
@@ -110,9 +169,11 @@ impl Chain {
         debug_assert_eq!(items.len(), metrics.len());
         debug_assert_eq!(items.len(), counters.len());
         debug_assert_eq!(items.len(), grants.len());
+        let versioned = items.iter().any(|a| !a.variants.is_empty());
         Self {
             items: items.into(),
             metrics: metrics.into(),
+            versioned,
             counters: counters.into(),
             grants: grants.iter().any(Option::is_some).then(|| grants.into()),
         }
@@ -140,6 +201,7 @@ impl Chain {
             pools: self.items.iter().map(|a| a.pool()).collect(),
             metrics: self.metrics.clone(),
             grants: self.grants.clone(),
+            items: self.versioned.then(|| self.items.clone()),
             ran: 0,
         }
     }
@@ -151,6 +213,8 @@ pub struct ChainRun {
     pools: Vec<Option<Arc<Pool>>>,
     metrics: Arc<[Arc<PluginMetrics>]>,
     grants: Option<Arc<[Option<Arc<Grants>>]>>,
+    /// The attachments, when one has versions to pick from.
+    items: Option<Arc<[Arc<Attachment>]>>,
     /// How many plugins ran `on-request` (only those see the response).
     ran: usize,
 }
@@ -214,6 +278,12 @@ impl ChainRun {
                 continue;
             }
             self.ran = i + 1;
+            // A plugin with versions runs one of them for the whole request.
+            if let Some(v) = self.items.as_ref().and_then(|a| a[i].pick(&ex.view)) {
+                self.pools[i] = Some(v.pool.clone());
+                let name = v.pool.config().name.clone();
+                ex.trail.plugin_versions.push((name, v.label.clone()));
+            }
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
             let outcome = invoke(pool, m, self.grants(i), i, ex, Call::Request).await?;

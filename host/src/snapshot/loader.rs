@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::Snapshot;
 use crate::config::{AttachmentConfig, Config};
+use crate::plugin::chain::Variant;
 use crate::plugin::{Attachment, LoadError, PluginRuntime};
 
 /// Loads attachments for one snapshot build, sharing identical ones.
@@ -59,10 +60,13 @@ impl<'a> Loader<'a> {
         cfg: &AttachmentConfig,
         config: &Config,
     ) -> Result<Arc<Attachment>, LoadError> {
-        if self.only.is_some_and(|n| n != &*cfg.name)
+        if self.only.is_some_and(|n| !cfg.uses(n))
             && let Some(prev) = self.previous.get(cfg)
         {
             return Ok(prev.clone());
+        }
+        if !cfg.versions.is_empty() {
+            return self.load_versions(cfg, config).await;
         }
         let path =
             match PluginRuntime::locate(&config.plugin_dir, &cfg.name, config.allow_precompiled) {
@@ -105,5 +109,34 @@ impl<'a> Loader<'a> {
         }
         let pool = self.runtime.start_pool(&compiled, cfg).await?;
         Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
+    }
+
+    /// An attachment with `versions`: each file compiled and started with
+    /// the attachment's config (a version that cannot start fails the load,
+    /// as one file would). The versions share the plugin's host state.
+    async fn load_versions(
+        &self,
+        cfg: &AttachmentConfig,
+        config: &Config,
+    ) -> Result<Arc<Attachment>, LoadError> {
+        let mut variants = Vec::with_capacity(cfg.versions.len());
+        for v in &cfg.versions {
+            let path = config.plugin_dir.join(&*v.file);
+            let rt = self.runtime.clone();
+            let name = cfg.name.clone();
+            let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
+                .await
+                .map_err(|e| LoadError::Compile {
+                    name: cfg.name.to_string(),
+                    message: format!("compile task failed: {e}"),
+                })??;
+            let pool = self.runtime.start_pool(&compiled, cfg).await?;
+            variants.push(Variant {
+                label: v.label().into(),
+                weight: v.weight,
+                pool,
+            });
+        }
+        Ok(Arc::new(Attachment::versions(cfg.clone(), variants)))
     }
 }

@@ -61,6 +61,9 @@ pub struct Entry {
     /// replaced (`circuit_open`, `upstream_timeout`, ...) or `upstream_status`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<&'static str>,
+    /// The version each plugin with `versions` ran (`{"auth": "auth-v2"}`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plugin_versions: std::collections::BTreeMap<String, String>,
 }
 
 /// Sends entries to the writer task.

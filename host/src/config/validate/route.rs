@@ -379,7 +379,10 @@ pub(super) fn attachment(
     } else {
         a.config.to_string()
     };
+    let (versions, version_key) = versions(a, p, errs);
     Some(AttachmentConfig {
+        versions,
+        version_key,
         name: a.name.as_str().into(),
         on_error,
         config: config.into(),
@@ -409,6 +412,70 @@ pub(super) fn attachment(
             }
         }),
     })
+}
+
+/// `versions` and `version_key`: files in `plugin_dir`, positive weights.
+fn versions(a: &RawAttachment, p: &str, errs: &mut Errors) -> (Vec<PluginVersion>, VersionKey) {
+    let mut out = Vec::with_capacity(a.versions.len());
+    for (i, v) in a.versions.iter().enumerate() {
+        let at = format!("{p}.versions[{i}]");
+        let stem = v.file.strip_suffix(".wasm").unwrap_or("");
+        let ok = !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !ok {
+            errs.push(
+                format!("{at}.file"),
+                format!("`{}`: a file name in plugin_dir ending in .wasm (letters, digits, `-`, `_`, `.`)", v.file),
+            );
+        }
+        if v.weight == 0 {
+            errs.push(format!("{at}.weight"), "must be at least 1");
+        }
+        if out.iter().any(|o: &PluginVersion| *o.file == *v.file) {
+            errs.push(
+                format!("{at}.file"),
+                format!("`{}` is listed twice", v.file),
+            );
+        }
+        out.push(PluginVersion {
+            file: v.file.as_str().into(),
+            weight: v.weight,
+        });
+    }
+    if !out.is_empty() && a.sha256.is_some() {
+        errs.push(
+            format!("{p}.sha256"),
+            "`sha256` pins the one file of a plugin; with `versions`, each file is named",
+        );
+    }
+    let key = match a.version_key.as_deref() {
+        None | Some("random") => VersionKey::Random,
+        Some(_) if out.is_empty() => {
+            errs.push(
+                format!("{p}.version_key"),
+                "only meaningful with `versions`",
+            );
+            VersionKey::Random
+        }
+        Some("ip") => VersionKey::ClientIp,
+        Some("consumer") => VersionKey::Consumer,
+        Some(k) => match k
+            .strip_prefix("header:")
+            .map(|h| HeaderName::from_bytes(h.as_bytes()))
+        {
+            Some(Ok(h)) => VersionKey::Header(h),
+            _ => {
+                errs.push(
+                    format!("{p}.version_key"),
+                    format!("`{k}`: expected random, ip, consumer or header:<name>"),
+                );
+                VersionKey::Random
+            }
+        },
+    };
+    (out, key)
 }
 
 /// Every service an attachment may call must exist: the grant is checked

@@ -1,0 +1,116 @@
+//! A plugin rolled out by weighted versions (`versions:`, `version_key`):
+//! sticky per client, named in the access log, promoted by a config change,
+//! and hot-swapped file by file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::Method;
+
+use crate::support::*;
+
+fn config(up: &Upstream, versions: &str) -> String {
+    format!(
+        "access_log: {{ path: access.log }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /r }}\n    upstream: s\n    plugins:\n      - {{ name: tag, version_key: \"header:x-user\", versions: {versions} }}\n",
+        up.url()
+    )
+}
+
+async fn tag_for(gw: &TestGateway, up: &Upstream, user: &str) -> String {
+    let r = request(Method::GET, &gw.url("/r"), &[("x-user", user)], "").await;
+    assert_eq!(r.status, 200);
+    up.last().headers["x-tag"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_split_clients_stickily_log_the_version_and_follow_config_and_files() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let both = "[{ file: tag-a.wasm, weight: 1 }, { file: tag-b.wasm, weight: 1 }]";
+    let gw = start_with(&config(&up, both), &["tag-a", "tag-b"]).await;
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for i in 0..40 {
+        let user = format!("u{i}");
+        seen.insert(user.clone(), tag_for(&gw, &up, &user).await);
+    }
+    let a = seen.values().filter(|t| *t == "a").count();
+    assert!(
+        a > 5 && a < 35,
+        "both versions take clients: {a} of 40 on a"
+    );
+    // Each client stays on its version.
+    for i in [3, 17, 29] {
+        let user = format!("u{i}");
+        for _ in 0..4 {
+            assert_eq!(tag_for(&gw, &up, &user).await, seen[&user], "{user}");
+        }
+    }
+    // The access log names the version that ran.
+    let lines = gw.access_log_lines(52).await;
+    for l in &lines {
+        let v = l["plugin_versions"]["tag"].as_str().unwrap();
+        assert!(v == "tag-a" || v == "tag-b", "{l}");
+    }
+    assert_eq!(
+        lines[0]["plugin_versions"]["tag"],
+        format!("tag-{}", seen["u0"])
+    );
+
+    // Promotion is a config change: every client on tag-b.
+    gw.write_config(&config(&up, "[{ file: tag-b.wasm, weight: 1 }]"));
+    let on_a = seen
+        .iter()
+        .find(|(_, t)| *t == "a")
+        .map(|(u, _)| u.clone())
+        .unwrap();
+    let promoted = eventually(Duration::from_secs(5), async || {
+        tag_for(&gw, &up, &on_a).await == "b"
+    });
+    assert!(promoted.await, "a client of tag-a moves to tag-b");
+    for i in 0..10 {
+        assert_eq!(tag_for(&gw, &up, &format!("u{i}")).await, "b");
+    }
+    // A version's file swaps like any plugin's: tag-b.wasm now holds tag-a.
+    gw.install_plugin("tag-b", &plugin_path("tag-a"));
+    let swapped = eventually(Duration::from_secs(10), async || {
+        tag_for(&gw, &up, "u1").await == "a"
+    });
+    assert!(swapped.await, "the new file of version tag-b serves");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_versions_are_named_config_errors() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let err = TestGateway::try_start_with_plugins(
+        &config(
+            &up,
+            "[{ file: tag-a.wasm, weight: 0 }, { file: ../tag-b.wasm, weight: 1 }]",
+        ),
+        &[("tag-a", &plugin_path("tag-a"))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        err.contains("routes[0].plugins[0].versions[0].weight: must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("routes[0].plugins[0].versions[1].file: `../tag-b.wasm`"),
+        "{err}"
+    );
+    let err = TestGateway::try_start_with_plugins(
+        &config(
+            &up,
+            "[{ file: tag-a.wasm, weight: 1 }, { file: tag-c.wasm, weight: 1 }]",
+        ),
+        &[("tag-a", &plugin_path("tag-a"))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        err.contains("tag-c.wasm"),
+        "a missing version file is named: {err}"
+    );
+}
