@@ -206,6 +206,7 @@ pub struct Metrics {
     pub(crate) plugins: Registry<(Arc<str>, Arc<str>), PluginMetrics>,
     pub(crate) callouts: Registry<(Arc<str>, Arc<str>), CalloutMetrics>,
     pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
+    pub(crate) shadows: Registry<Arc<str>, crate::plugin::shadow::ShadowStats>,
     pub(crate) custom: Registry<Arc<str>, PluginCustom>,
     pub(crate) caches: Registry<Arc<str>, crate::cache::CacheMetrics>,
     /// Requests the gateway itself answered with an error, by error code.
@@ -258,6 +259,17 @@ impl Metrics {
     /// The rate-limit decisions of plugin `name`.
     pub fn limits(&self, name: &Arc<str>) -> Arc<LimitMetrics> {
         entry(&self.limits, name)
+    }
+
+    /// The shadow comparisons of plugin `name`.
+    pub fn shadow(&self, name: &Arc<str>) -> Arc<crate::plugin::shadow::ShadowStats> {
+        entry(&self.shadows, name)
+    }
+
+    /// The shadow comparisons of plugin `name`, if it has run a shadow.
+    pub fn shadow_of(&self, name: &str) -> Option<Arc<crate::plugin::shadow::ShadowStats>> {
+        let map = self.shadows.read().unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
     }
 
     /// The response cache counters of route `id`.

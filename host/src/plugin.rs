@@ -18,6 +18,7 @@ pub mod offline;
 pub mod pool;
 pub mod runtime;
 pub mod script;
+pub mod shadow;
 mod signature;
 mod state;
 mod stderr;

@@ -153,6 +153,7 @@ impl Snapshot {
         for a in self.attachments() {
             out.extend(a.version());
             out.extend(a.variants().iter().map(|v| v.pool.version.clone()));
+            out.extend(a.shadow().map(|s| s.pool.version.clone()));
         }
         out
     }

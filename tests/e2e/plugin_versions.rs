@@ -114,3 +114,83 @@ async fn bad_versions_are_named_config_errors() {
         "a missing version file is named: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_version_runs_beside_the_live_one_changes_nothing_and_counts_differences() {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let yaml = format!(
+        "{}services:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - {{ id: r, match: {{ path: /r }}, upstream: s, plugins: [{{ name: tag, shadow: tag-b.wasm }}] }}\n  - {{ id: same, match: {{ path: /same }}, upstream: s, plugins: [{{ name: twin, shadow: twin-copy.wasm }}] }}\n",
+        crate::observability::ADMIN,
+        up.url()
+    );
+    let (a, b) = (plugin_path("tag-a"), plugin_path("tag-b"));
+    let gw = TestGateway::start_with_plugins(
+        &yaml,
+        &[("tag", &a), ("tag-b", &b), ("twin", &a), ("twin-copy", &a)],
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(get(&gw.url("/r")).await.status, 200);
+        assert_eq!(
+            up.last().headers["x-tag"],
+            "a",
+            "the upstream sees the live version only"
+        );
+        assert_eq!(get(&gw.url("/same")).await.status, 200);
+    }
+    let admin = |path: &str| {
+        let url = gw.admin_url(path);
+        async move {
+            request(
+                Method::GET,
+                &url,
+                &[("authorization", crate::observability::TOKEN)],
+                "",
+            )
+            .await
+            .json()
+        }
+    };
+    let counted = eventually(Duration::from_secs(5), async || {
+        let v = admin("/plugins/tag/shadow").await;
+        v["differ"] == 20 && admin("/plugins/twin/shadow").await["same"] == 20
+    });
+    assert!(
+        counted.await,
+        "{} {}",
+        admin("/plugins/tag/shadow").await,
+        admin("/plugins/twin/shadow").await
+    );
+    let v = admin("/plugins/tag/shadow").await;
+    assert_eq!(v["shadow"], "tag-b");
+    let d = &v["differences"][0];
+    assert_eq!(d["route"], "r");
+    assert_eq!(d["request"], "GET /r");
+    let tag_of = |side: &str| {
+        d[side]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "x-tag")
+            .map(|h| h[1].clone())
+    };
+    assert_eq!(
+        (tag_of("live"), tag_of("shadow")),
+        (Some("a".into()), Some("b".into()))
+    );
+    assert_eq!(v["differences"].as_array().unwrap().len(), 20);
+    let metrics = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", crate::observability::TOKEN)],
+        "",
+    )
+    .await
+    .text();
+    assert!(
+        metrics.contains("gatehouse_plugin_shadow_total{plugin=\"tag\",result=\"differ\"} 20"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gatehouse_plugin_shadow_total{plugin=\"twin\",result=\"same\"} 20"));
+    gw.stop().await;
+}

@@ -39,6 +39,7 @@ pub async fn dispatch(
         ("POST", ["config", "rollout", "abort"]) => super::fleet::abort(shared, caller).await,
         ("GET", ["plugins"]) => plugins(shared),
         ("PUT", ["plugins", name]) => super::fleet::put_plugin(shared, caller, name, body).await,
+        ("GET", ["plugins", name, "shadow"]) => super::trace::shadow(shared, caller, name),
         (_, ["plugins", name, "trace"]) => {
             super::trace::handle(shared, caller, m, name, body).await
         }

@@ -380,6 +380,25 @@ fn plugin_state(o: &mut Out, m: &Metrics) {
         }
     }
     o.family(
+        "gatehouse_plugin_shadow_total",
+        "counter",
+        "Shadow-version comparisons, by plugin and result (same, differ, error, skipped).",
+    );
+    for (p, s) in &read(&m.shadows) {
+        for (r, n) in [
+            ("same", &s.same),
+            ("differ", &s.differ),
+            ("error", &s.error),
+            ("skipped", &s.skipped),
+        ] {
+            o.sample(
+                "gatehouse_plugin_shadow_total",
+                &format!("plugin=\"{}\",result=\"{r}\"", escape(p)),
+                n.load(Ordering::Relaxed),
+            );
+        }
+    }
+    o.family(
         "gatehouse_plugin_state_evictions_total",
         "counter",
         "Entries evicted from a plugin's host-side state to stay within its bounds, by plugin and store (rate_limit, kv).",

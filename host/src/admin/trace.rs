@@ -127,6 +127,37 @@ pub async fn handle(
     }
 }
 
+/// `GET /plugins/{name}/shadow`: how often the shadow version decided as
+/// the live one did, and the last requests where it did not.
+pub fn shadow(shared: &ControlPlane, caller: &Caller<'_>, name: &str) -> Reply {
+    if caller.token.is_none_or(|t| t.read_only) {
+        return Reply::error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "shadow samples need a full-access token",
+        );
+    }
+    let Some(s) = shared.runtime.metrics().shadow_of(name) else {
+        return not_found("shadow of plugin", name);
+    };
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let running = shared
+        .snapshot()
+        .attachments()
+        .iter()
+        .filter(|a| &*a.config().name == name)
+        .find_map(|a| a.shadow().map(|s| s.label.to_string()));
+    Reply::ok(&json!({
+        "plugin": name,
+        "shadow": running,
+        "same": n(&s.same),
+        "differ": n(&s.differ),
+        "error": n(&s.error),
+        "skipped": n(&s.skipped),
+        "differences": s.samples(),
+    }))
+}
+
 /// The recorded `on-request` calls as a `gatehouse plugin test` case file:
 /// each call's request and attachment config, and what it did as the
 /// expectation. Redacted values stay `[redacted]`: put real test values in.

@@ -437,6 +437,8 @@ pub struct AttachmentConfig {
     pub versions: Vec<PluginVersion>,
     /// How a client is kept on one version (`version_key`).
     pub version_key: VersionKey,
+    /// A file in `plugin_dir` run as a shadow of the live version (`shadow:`).
+    pub shadow: Option<Arc<str>>,
 }
 
 /// One version of a plugin in a weighted rollout.
@@ -473,6 +475,10 @@ pub enum VersionKey {
 impl AttachmentConfig {
     /// Whether a change of `plugin_dir/<stem>.wasm` concerns this attachment.
     pub fn uses(&self, stem: &str) -> bool {
+        let shadow = self.shadow.as_deref().and_then(|f| f.strip_suffix(".wasm"));
+        if shadow == Some(stem) {
+            return true;
+        }
         if self.versions.is_empty() {
             &*self.name == stem
         } else {
@@ -505,6 +511,7 @@ impl AttachmentConfig {
             sha256: None,
             versions: Vec::new(),
             version_key: VersionKey::Random,
+            shadow: None,
         }
     }
 }

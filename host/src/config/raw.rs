@@ -341,6 +341,7 @@ pub struct RawAttachment {
     #[serde(default)]
     pub versions: Vec<RawPluginVersion>,
     pub version_key: Option<String>,
+    pub shadow: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -15,6 +15,7 @@ use super::PluginError;
 use super::bindings::types::{BodyAction, Features, RequestAction, ResponseAction};
 use super::callout::Grants;
 use super::pool::{Call, Outcome, Pool};
+use super::shadow::{self, Shadow};
 use crate::body::Body;
 use crate::config::{AttachmentConfig, VersionKey};
 use crate::exchange::{Exchange, Phase, PluginView, RequestHead};
@@ -30,6 +31,8 @@ pub struct Attachment {
     pool: Option<Arc<Pool>>,
     /// With `versions`: each version's label, weight and pool (`pool` is the first's).
     variants: Vec<Variant>,
+    /// With `shadow`: the version run on a copy of each request.
+    shadow: Option<Shadow>,
 }
 
 /// One version of a plugin with `versions`.
@@ -51,7 +54,19 @@ impl Attachment {
             cfg,
             pool,
             variants: Vec::new(),
+            shadow: None,
         }
+    }
+
+    /// The same attachment with a shadow version.
+    pub fn with_shadow(mut self, shadow: Shadow) -> Self {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// Its shadow version, if any.
+    pub fn shadow(&self) -> Option<&Shadow> {
+        self.shadow.as_ref()
     }
 
     /// An attachment running weighted versions (at least one).
@@ -60,6 +75,7 @@ impl Attachment {
             cfg,
             pool: variants.first().map(|v| v.pool.clone()),
             variants,
+            shadow: None,
         }
     }
 
@@ -118,7 +134,8 @@ pub struct Chain {
     counters: Arc<[Arc<str>]>,
     /// Each attachment's callout grants; `None` when no attachment has any.
     grants: Option<Arc<[Option<Arc<Grants>>]>>,
-    /// Whether an attachment has `versions` (its version is picked per request).
+    /// Whether an attachment has `versions` (its version is picked per
+    /// request) or a `shadow`.
     versioned: bool,
 }
 
@@ -169,7 +186,9 @@ impl Chain {
         debug_assert_eq!(items.len(), metrics.len());
         debug_assert_eq!(items.len(), counters.len());
         debug_assert_eq!(items.len(), grants.len());
-        let versioned = items.iter().any(|a| !a.variants.is_empty());
+        let versioned = items
+            .iter()
+            .any(|a| !a.variants.is_empty() || a.shadow.is_some());
         Self {
             items: items.into(),
             metrics: metrics.into(),
@@ -286,7 +305,13 @@ impl ChainRun {
             }
             let Some(pool) = &self.pools[i] else { continue };
             let m = &self.metrics[i];
+            // The shadow gets the request as the live version does.
+            let shadow = self.items.as_ref().and_then(|a| a[i].shadow.as_ref());
+            let copy = shadow.map(|_| shadow::copy(&ex.view));
             let outcome = invoke(pool, m, self.grants(i), i, ex, Call::Request).await?;
+            if let (Some(s), Some(copy), Some(o)) = (shadow, copy, &outcome) {
+                s.spawn(copy, shadow::Decision::of(Some(o), false, &ex.view));
+            }
             if let Some(Outcome::Request(RequestAction::Respond(r))) = outcome {
                 m.short_circuits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Flow::Respond(convert(r, pool)));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::Snapshot;
 use crate::config::{AttachmentConfig, Config};
 use crate::plugin::chain::Variant;
+use crate::plugin::shadow::Shadow;
 use crate::plugin::{Attachment, LoadError, PluginRuntime};
 
 /// Loads attachments for one snapshot build, sharing identical ones.
@@ -108,7 +109,36 @@ impl<'a> Loader<'a> {
             return Ok(prev.clone());
         }
         let pool = self.runtime.start_pool(&compiled, cfg).await?;
-        Ok(Arc::new(Attachment::new(cfg.clone(), Some(pool))))
+        self.shadowed(Attachment::new(cfg.clone(), Some(pool)), config)
+            .await
+    }
+
+    /// `a` with its shadow version started, when its config names one: on
+    /// host state of its own (`<name>~shadow`) and without callouts.
+    async fn shadowed(&self, a: Attachment, config: &Config) -> Result<Arc<Attachment>, LoadError> {
+        let Some(file) = a.config().shadow.clone() else {
+            return Ok(Arc::new(a));
+        };
+        let cfg = a.config();
+        let path = config.plugin_dir.join(&*file);
+        let rt = self.runtime.clone();
+        let name = cfg.name.clone();
+        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
+            .await
+            .map_err(|e| LoadError::Compile {
+                name: cfg.name.to_string(),
+                message: format!("compile task failed: {e}"),
+            })??;
+        let mut shadow_cfg = cfg.clone();
+        shadow_cfg.callouts.clear();
+        let state = self.runtime.shared(&format!("{}~shadow", cfg.name).into());
+        let pool = self
+            .runtime
+            .start_pool_on(&compiled, &shadow_cfg, state)
+            .await?;
+        let label = file.strip_suffix(".wasm").unwrap_or(&file).into();
+        let stats = self.runtime.metrics().shadow(&cfg.name);
+        Ok(Arc::new(a.with_shadow(Shadow::new(label, pool, stats))))
     }
 
     /// An attachment with `versions`: each file compiled and started with
@@ -137,6 +167,7 @@ impl<'a> Loader<'a> {
                 pool,
             });
         }
-        Ok(Arc::new(Attachment::versions(cfg.clone(), variants)))
+        self.shadowed(Attachment::versions(cfg.clone(), variants), config)
+            .await
     }
 }

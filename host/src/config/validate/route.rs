@@ -380,9 +380,20 @@ pub(super) fn attachment(
         a.config.to_string()
     };
     let (versions, version_key) = versions(a, p, errs);
+    if let Some(f) = &a.shadow
+        && !wasm_file(f)
+    {
+        errs.push(
+            format!("{p}.shadow"),
+            format!(
+                "`{f}`: a file name in plugin_dir ending in .wasm (letters, digits, `-`, `_`, `.`)"
+            ),
+        );
+    }
     Some(AttachmentConfig {
         versions,
         version_key,
+        shadow: a.shadow.as_deref().map(std::sync::Arc::from),
         name: a.name.as_str().into(),
         on_error,
         config: config.into(),
@@ -414,17 +425,21 @@ pub(super) fn attachment(
     })
 }
 
+/// Whether `f` names a `.wasm` file in `plugin_dir` (no directories).
+fn wasm_file(f: &str) -> bool {
+    let stem = f.strip_suffix(".wasm").unwrap_or("");
+    !stem.is_empty()
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 /// `versions` and `version_key`: files in `plugin_dir`, positive weights.
 fn versions(a: &RawAttachment, p: &str, errs: &mut Errors) -> (Vec<PluginVersion>, VersionKey) {
     let mut out = Vec::with_capacity(a.versions.len());
     for (i, v) in a.versions.iter().enumerate() {
         let at = format!("{p}.versions[{i}]");
-        let stem = v.file.strip_suffix(".wasm").unwrap_or("");
-        let ok = !stem.is_empty()
-            && stem
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !ok {
+        if !wasm_file(&v.file) {
             errs.push(
                 format!("{at}.file"),
                 format!("`{}`: a file name in plugin_dir ending in .wasm (letters, digits, `-`, `_`, `.`)", v.file),
