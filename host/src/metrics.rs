@@ -207,6 +207,8 @@ pub struct Metrics {
     pub(crate) callouts: Registry<(Arc<str>, Arc<str>), CalloutMetrics>,
     pub(crate) limits: Registry<Arc<str>, LimitMetrics>,
     pub(crate) shadows: Registry<Arc<str>, crate::plugin::shadow::ShadowStats>,
+    /// Requests that ran each version of a plugin with `versions`, by (plugin, version).
+    pub(crate) plugin_versions: Registry<(Arc<str>, Arc<str>), AtomicU64>,
     pub(crate) custom: Registry<Arc<str>, PluginCustom>,
     pub(crate) caches: Registry<Arc<str>, crate::cache::CacheMetrics>,
     /// Requests the gateway itself answered with an error, by error code.
@@ -259,6 +261,11 @@ impl Metrics {
     /// The rate-limit decisions of plugin `name`.
     pub fn limits(&self, name: &Arc<str>) -> Arc<LimitMetrics> {
         entry(&self.limits, name)
+    }
+
+    /// The request counter of version `label` of plugin `name`.
+    pub fn plugin_version(&self, name: &Arc<str>, label: &Arc<str>) -> Arc<AtomicU64> {
+        entry(&self.plugin_versions, &(name.clone(), label.clone()))
     }
 
     /// The shadow comparisons of plugin `name`.

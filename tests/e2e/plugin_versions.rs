@@ -11,7 +11,8 @@ use crate::support::*;
 
 fn config(up: &Upstream, versions: &str) -> String {
     format!(
-        "access_log: {{ path: access.log }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /r }}\n    upstream: s\n    plugins:\n      - {{ name: tag, version_key: \"header:x-user\", versions: {versions} }}\n",
+        "{}access_log: {{ path: access.log }}\nservices:\n  - name: s\n    instances: [{{ url: \"{}\" }}]\nroutes:\n  - id: r\n    match: {{ path: /r }}\n    upstream: s\n    plugins:\n      - {{ name: tag, version_key: \"header:x-user\", versions: {versions} }}\n",
+        crate::observability::ADMIN,
         up.url()
     )
 }
@@ -54,6 +55,30 @@ async fn versions_split_clients_stickily_log_the_version_and_follow_config_and_f
         lines[0]["plugin_versions"]["tag"],
         format!("tag-{}", seen["u0"])
     );
+    // And the metrics count each version's requests.
+    let metrics = request(
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[("authorization", crate::observability::TOKEN)],
+        "",
+    )
+    .await
+    .text();
+    let on = |v: &str| {
+        let prefix =
+            format!("gatehouse_plugin_version_requests_total{{plugin=\"tag\",version=\"{v}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(on("tag-a") + on("tag-b"), 52, "{metrics}");
+    let logged_a = lines
+        .iter()
+        .filter(|l| l["plugin_versions"]["tag"] == "tag-a")
+        .count();
+    assert_eq!(on("tag-a"), logged_a);
 
     // Promotion is a config change: every client on tag-b.
     gw.write_config(&config(&up, "[{ file: tag-b.wasm, weight: 1 }]"));

@@ -380,6 +380,18 @@ fn plugin_state(o: &mut Out, m: &Metrics) {
         }
     }
     o.family(
+        "gatehouse_plugin_version_requests_total",
+        "counter",
+        "Requests that ran each version of a plugin rolled out by `versions`, by plugin and version.",
+    );
+    for ((p, v), n) in &read(&m.plugin_versions) {
+        o.sample(
+            "gatehouse_plugin_version_requests_total",
+            &format!("plugin=\"{}\",version=\"{}\"", escape(p), escape(v)),
+            n.load(Ordering::Relaxed),
+        );
+    }
+    o.family(
         "gatehouse_plugin_shadow_total",
         "counter",
         "Shadow-version comparisons, by plugin and result (same, differ, error, skipped).",

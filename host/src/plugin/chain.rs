@@ -44,6 +44,8 @@ pub struct Variant {
     pub weight: u32,
     /// Its pool.
     pub pool: Arc<Pool>,
+    /// Requests that ran it (`gatehouse_plugin_version_requests_total`).
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Attachment {
@@ -300,6 +302,7 @@ impl ChainRun {
             // A plugin with versions runs one of them for the whole request.
             if let Some(v) = self.items.as_ref().and_then(|a| a[i].pick(&ex.view)) {
                 self.pools[i] = Some(v.pool.clone());
+                v.requests.fetch_add(1, Ordering::Relaxed);
                 let name = v.pool.config().name.clone();
                 ex.trail.plugin_versions.push((name, v.label.clone()));
             }

@@ -161,10 +161,13 @@ impl<'a> Loader<'a> {
                     message: format!("compile task failed: {e}"),
                 })??;
             let pool = self.runtime.start_pool(&compiled, cfg).await?;
+            let label: Arc<str> = v.label().into();
+            let requests = self.runtime.metrics().plugin_version(&cfg.name, &label);
             variants.push(Variant {
-                label: v.label().into(),
+                label,
                 weight: v.weight,
                 pool,
+                requests,
             });
         }
         self.shadowed(Attachment::versions(cfg.clone(), variants), config)
