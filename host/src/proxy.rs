@@ -161,7 +161,12 @@ async fn handle(
     let answer = match request::hooks(&mut run, ex).await? {
         Flow::Continue => Answer::Upstream(match &route.cache {
             None => forward::to_upstream(route, &snap.services, &run, ex).await?,
-            Some(c) => cache::answer(route, c, &run, ex, client_upgrade.is_some()).await?,
+            // Boxed: the cache's state machine is large, and inline it would
+            // make every request's future larger (and costlier to move),
+            // cached route or not.
+            Some(c) => {
+                Box::pin(cache::answer(route, c, &run, ex, client_upgrade.is_some())).await?
+            }
         }),
         Flow::Respond(plugin) => Answer::Plugin(plugin),
     };

@@ -27,7 +27,14 @@ pub async fn to_upstream(
     let service = route.target.service(ex.view.client_ip, &head.headers);
     match route.fallback.as_ref().or(service.config.fallback.as_ref()) {
         None => send(route, service, head, body, ex).await,
-        Some(f) => super::fallback::around(route, service, f, services, head, body, ex).await,
+        // Boxed for the same reason as the cache stage: only routes with a
+        // fallback pay for its (large) state machine.
+        Some(f) => {
+            Box::pin(super::fallback::around(
+                route, service, f, services, head, body, ex,
+            ))
+            .await
+        }
     }
 }
 
