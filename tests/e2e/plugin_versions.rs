@@ -103,19 +103,24 @@ async fn versions_split_clients_stickily_log_the_version_and_follow_config_and_f
     gw.stop().await;
 }
 
+/// Why a gateway with only tag-a.wasm and these `versions` does not start.
+async fn start_error(up: &Upstream, versions: &str) -> String {
+    let plugins = [("tag-a", plugin_path("tag-a"))];
+    let plugins: Vec<_> = plugins.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    match TestGateway::try_start_with_plugins(&config(up, versions), &plugins).await {
+        Ok(_) => panic!("started with versions {versions}"),
+        Err(e) => e,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_versions_are_named_config_errors() {
     let up = Upstream::start("up", Behavior::Echo).await;
-    let err = TestGateway::try_start_with_plugins(
-        &config(
-            &up,
-            "[{ file: tag-a.wasm, weight: 0 }, { file: ../tag-b.wasm, weight: 1 }]",
-        ),
-        &[("tag-a", &plugin_path("tag-a"))],
+    let err = start_error(
+        &up,
+        "[{ file: tag-a.wasm, weight: 0 }, { file: ../tag-b.wasm, weight: 1 }]",
     )
-    .await
-    .err()
-    .unwrap();
+    .await;
     assert!(
         err.contains("routes[0].plugins[0].versions[0].weight: must be at least 1"),
         "{err}"
@@ -124,16 +129,11 @@ async fn bad_versions_are_named_config_errors() {
         err.contains("routes[0].plugins[0].versions[1].file: `../tag-b.wasm`"),
         "{err}"
     );
-    let err = TestGateway::try_start_with_plugins(
-        &config(
-            &up,
-            "[{ file: tag-a.wasm, weight: 1 }, { file: tag-c.wasm, weight: 1 }]",
-        ),
-        &[("tag-a", &plugin_path("tag-a"))],
+    let err = start_error(
+        &up,
+        "[{ file: tag-a.wasm, weight: 1 }, { file: tag-c.wasm, weight: 1 }]",
     )
-    .await
-    .err()
-    .unwrap();
+    .await;
     assert!(
         err.contains("tag-c.wasm"),
         "a missing version file is named: {err}"

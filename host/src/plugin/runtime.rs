@@ -240,27 +240,30 @@ impl PluginRuntime {
         let bounds = *self.bounds.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(name.clone())
-            .or_insert_with(|| {
-                let kv = Kv::default();
-                kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
-                let rate = RateLimiter::default();
-                rate.set_max_keys(bounds.rate_limit_keys);
-                let answers = Kv::default();
-                answers.set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
-                Arc::new(PluginShared {
-                    name: name.clone(),
-                    kv: Arc::new(kv),
-                    callout_cache: Arc::new(answers),
-                    rate: Arc::new(rate),
-                    redis: self.redis.clone(),
-                    limits: self.metrics.limits(name),
-                    custom: self.metrics.custom(name),
-                    credentials: self.credentials.clone(),
-                    script: None,
-                    trace: Default::default(),
-                })
-            })
+            .or_insert_with(|| Arc::new(self.fresh(name, bounds)))
             .clone()
+    }
+
+    /// New, empty host state for plugin `name` within `bounds`.
+    fn fresh(&self, name: &Arc<str>, bounds: crate::config::PluginStateBounds) -> PluginShared {
+        let kv = Kv::default();
+        kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
+        let rate = RateLimiter::default();
+        rate.set_max_keys(bounds.rate_limit_keys);
+        let answers = Kv::default();
+        answers.set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
+        PluginShared {
+            name: name.clone(),
+            kv: Arc::new(kv),
+            callout_cache: Arc::new(answers),
+            rate: Arc::new(rate),
+            redis: self.redis.clone(),
+            limits: self.metrics.limits(name),
+            custom: self.metrics.custom(name),
+            credentials: self.credentials.clone(),
+            script: None,
+            trace: Default::default(),
+        }
     }
 
     /// Applies `plugin_state` bounds to every plugin's state, present and future.
@@ -333,21 +336,12 @@ impl PluginRuntime {
         credentials: Arc<crate::credentials::Credentials>,
     ) -> Arc<PluginShared> {
         let bounds = *self.bounds.lock().unwrap_or_else(|p| p.into_inner());
-        let kv = Kv::default();
-        kv.set_bounds(bounds.kv_keys, bounds.kv_bytes);
-        let answers = Kv::default();
-        answers.set_bounds(bounds.kv_keys, bounds.callout_cache_bytes);
         Arc::new(PluginShared {
-            name: name.clone(),
-            kv: Arc::new(kv),
-            callout_cache: Arc::new(answers),
-            rate: Arc::new(RateLimiter::default()),
+            // Nothing shared with the gateway's Redis.
             redis: Arc::default(),
-            limits: self.metrics.limits(name),
-            custom: self.metrics.custom(name),
             credentials,
             script: Some(script),
-            trace: Default::default(),
+            ..self.fresh(name, bounds)
         })
     }
 

@@ -151,6 +151,17 @@ impl Recorder {
         out
     }
 
+    /// A response head as recorded.
+    fn response(&self, status: u16, headers: &HeaderMap) -> Head {
+        Head {
+            method: None,
+            path: None,
+            query: None,
+            status: Some(status),
+            headers: self.headers(headers),
+        }
+    }
+
     fn query(&self, q: Option<&str>) -> Option<String> {
         let q = q?;
         let pairs = form_urlencoded::parse(q.as_bytes()).map(|(k, v)| {
@@ -275,13 +286,7 @@ impl Recorder {
             headers: self.headers(&req.headers),
         };
         let (headers, resp) = if response {
-            let head = Head {
-                method: None,
-                path: None,
-                query: None,
-                status: Some(view.resp.status.as_u16()),
-                headers: self.headers(&view.resp.headers),
-            };
+            let head = self.response(view.resp.status.as_u16(), &view.resp.headers);
             (view.resp.headers.clone(), Some(head))
         } else {
             (req.headers.clone(), None)
@@ -351,13 +356,7 @@ impl Recorder {
                 edits.attributes.insert(k.clone(), v.clone());
             }
         }
-        let answer = answer.map(|(status, headers)| Head {
-            method: None,
-            path: None,
-            query: None,
-            status: Some(status),
-            headers: self.headers(headers),
-        });
+        let answer = answer.map(|(status, headers)| self.response(status, headers));
         self.push(Invocation {
             at: crate::telemetry::access_log::rfc3339(b.at),
             route: view.route_id.to_string(),

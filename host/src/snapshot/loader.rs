@@ -86,14 +86,7 @@ impl<'a> Loader<'a> {
                 }
                 Err(e) => return Err(e),
             };
-        let rt = self.runtime.clone();
-        let name = cfg.name.clone();
-        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
-            .await
-            .map_err(|e| LoadError::Compile {
-                name: cfg.name.to_string(),
-                message: format!("compile task failed: {e}"),
-            })??;
+        let compiled = self.compile(cfg, path).await?;
         if let Some(pinned) = &cfg.sha256
             && **pinned != *compiled.sha256
         {
@@ -113,6 +106,22 @@ impl<'a> Loader<'a> {
             .await
     }
 
+    /// Compiles the component at `path` for `cfg`, off the runtime's workers.
+    async fn compile(
+        &self,
+        cfg: &AttachmentConfig,
+        path: std::path::PathBuf,
+    ) -> Result<crate::plugin::runtime::Compiled, LoadError> {
+        let rt = self.runtime.clone();
+        let name = cfg.name.clone();
+        tokio::task::spawn_blocking(move || rt.compile(&name, &path))
+            .await
+            .map_err(|e| LoadError::Compile {
+                name: cfg.name.to_string(),
+                message: format!("compile task failed: {e}"),
+            })?
+    }
+
     /// `a` with its shadow version started, when its config names one: on
     /// host state of its own (`<name>~shadow`) and without callouts.
     async fn shadowed(&self, a: Attachment, config: &Config) -> Result<Arc<Attachment>, LoadError> {
@@ -121,14 +130,7 @@ impl<'a> Loader<'a> {
         };
         let cfg = a.config();
         let path = config.plugin_dir.join(&*file);
-        let rt = self.runtime.clone();
-        let name = cfg.name.clone();
-        let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
-            .await
-            .map_err(|e| LoadError::Compile {
-                name: cfg.name.to_string(),
-                message: format!("compile task failed: {e}"),
-            })??;
+        let compiled = self.compile(cfg, path).await?;
         let mut shadow_cfg = cfg.clone();
         shadow_cfg.callouts.clear();
         let state = self.runtime.shared(&format!("{}~shadow", cfg.name).into());
@@ -152,14 +154,7 @@ impl<'a> Loader<'a> {
         let mut variants = Vec::with_capacity(cfg.versions.len());
         for v in &cfg.versions {
             let path = config.plugin_dir.join(&*v.file);
-            let rt = self.runtime.clone();
-            let name = cfg.name.clone();
-            let compiled = tokio::task::spawn_blocking(move || rt.compile(&name, &path))
-                .await
-                .map_err(|e| LoadError::Compile {
-                    name: cfg.name.to_string(),
-                    message: format!("compile task failed: {e}"),
-                })??;
+            let compiled = self.compile(cfg, path).await?;
             let pool = self.runtime.start_pool(&compiled, cfg).await?;
             let label: Arc<str> = v.label().into();
             let requests = self.runtime.metrics().plugin_version(&cfg.name, &label);
