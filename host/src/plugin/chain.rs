@@ -310,7 +310,7 @@ impl ChainRun {
             let m = &self.metrics[i];
             // The shadow gets the request as the live version does.
             let shadow = self.items.as_ref().and_then(|a| a[i].shadow.as_ref());
-            let copy = shadow.map(|_| shadow::copy(&ex.view));
+            let copy = shadow.map(|_| shadow::copy(&ex.view, i));
             let outcome = invoke(pool, m, self.grants(i), i, ex, Call::Request).await?;
             if let (Some(s), Some(copy), Some(o)) = (shadow, copy, &outcome) {
                 s.spawn(copy, shadow::Decision::of(Some(o), false, &ex.view));

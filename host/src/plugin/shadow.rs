@@ -180,10 +180,10 @@ impl Shadow {
     }
 }
 
-/// A copy of `view` for a shadow call: the request as it is now, no
-/// response-time headers, the same rate-limit namespaces (the shadow's
-/// counters live in its own host state anyway).
-pub fn copy(view: &PluginView) -> PluginView {
+/// A copy of `view` for the shadow of the attachment at `position`: the
+/// request as it is now, no response-time headers, the same rate-limit
+/// namespaces (the shadow's counters live in its own host state anyway).
+pub fn copy(view: &PluginView, position: usize) -> PluginView {
     PluginView {
         request_id: view.request_id.clone(),
         route_id: view.route_id.clone(),
@@ -192,7 +192,7 @@ pub fn copy(view: &PluginView) -> PluginView {
         attributes: view.attributes.clone(),
         req: view.req.clone(),
         counters: view.counters.clone(),
-        attachment: view.attachment,
+        attachment: position,
         ..PluginView::blank()
     }
 }
