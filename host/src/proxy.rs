@@ -10,8 +10,8 @@ mod fallback;
 mod forward;
 mod headers;
 mod prepare;
-mod request;
-mod respond;
+pub(crate) mod request;
+pub(crate) mod respond;
 mod route;
 mod upgrade;
 

@@ -17,6 +17,14 @@ fn config(up: &Upstream, versions: &str) -> String {
     )
 }
 
+/// The admin API's `/metrics` text.
+async fn metrics(gw: &TestGateway) -> String {
+    let auth = [("authorization", crate::observability::TOKEN)];
+    request(Method::GET, &gw.admin_url("/metrics"), &auth, "")
+        .await
+        .text()
+}
+
 async fn tag_for(gw: &TestGateway, up: &Upstream, user: &str) -> String {
     let r = request(Method::GET, &gw.url("/r"), &[("x-user", user)], "").await;
     assert_eq!(r.status, 200);
@@ -56,14 +64,7 @@ async fn versions_split_clients_stickily_log_the_version_and_follow_config_and_f
         format!("tag-{}", seen["u0"])
     );
     // And the metrics count each version's requests.
-    let metrics = request(
-        Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", crate::observability::TOKEN)],
-        "",
-    )
-    .await
-    .text();
+    let metrics = metrics(&gw).await;
     let on = |v: &str| {
         let prefix =
             format!("gatehouse_plugin_version_requests_total{{plugin=\"tag\",version=\"{v}\"}} ");
@@ -204,14 +205,7 @@ async fn a_shadow_version_runs_beside_the_live_one_changes_nothing_and_counts_di
         (Some("a".into()), Some("b".into()))
     );
     assert_eq!(v["differences"].as_array().unwrap().len(), 20);
-    let metrics = request(
-        Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", crate::observability::TOKEN)],
-        "",
-    )
-    .await
-    .text();
+    let metrics = metrics(&gw).await;
     assert!(
         metrics.contains("gatehouse_plugin_shadow_total{plugin=\"tag\",result=\"differ\"} 20"),
         "{metrics}"

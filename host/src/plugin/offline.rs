@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
+use crate::proxy::request::hooks;
+use crate::proxy::respond::{Answer, respond};
+
 pub use case::CaseFile;
 use case::{Case, CaseRequest, Values};
 use check::Observed;
@@ -306,32 +309,21 @@ fn exchange(r: &CaseRequest, route: Arc<str>, chain: &Chain) -> Result<Exchange,
     Ok(ex)
 }
 
-/// The request through the chain as `proxy::request` and `proxy::respond`
-/// take it, the upstream's answer being the case's `response`.
+/// The request through the chain by the gateway's own stages
+/// (`proxy::request::hooks`, `proxy::respond::respond`), the upstream's
+/// answer being the case's `response`.
 async fn through(chain: &Chain, mut ex: Exchange, case: &Case) -> Observed {
     let mut run = chain.start();
     let mut seen = Observed::default();
-    let mut flow = match run.on_request(&mut ex).await {
+    let flow = match hooks(&mut run, &mut ex).await {
         Ok(f) => f,
         Err(e) => return Observed::hook_error(e.to_string()),
     };
-    if matches!(flow, Flow::Continue)
-        && let Some(limit) = run.request_body_limit()
-    {
-        let body = match collect(ex.take_body(), limit).await {
-            Ok(b) => b,
-            Err(_) => return Observed::hook_error(format!("request body over {limit} bytes")),
-        };
-        flow = match run.on_request_body(&mut ex, body).await {
-            Ok(f) => f,
-            Err(e) => return Observed::hook_error(e.to_string()),
-        };
-    }
     seen.attributes = ex.view.attributes.clone();
-    let mut resp = match flow {
+    let answer = match flow {
         Flow::Respond(r) => {
             seen.responded = true;
-            r.into_response()
+            Answer::Plugin(r)
         }
         Flow::Continue => {
             let head = run.upstream_head(&mut ex.view);
@@ -340,28 +332,15 @@ async fn through(chain: &Chain, mut ex: Exchange, case: &Case) -> Observed {
                 .unwrap_or_default();
             seen.upstream = Some((head, body));
             match upstream_answer(case) {
-                Ok(r) => r,
+                Ok(r) => Answer::Upstream(r),
                 Err(e) => return Observed::hook_error(e),
             }
         }
     };
-    ex.view.apply_response_headers(resp.headers_mut());
-    match run.on_response(&mut ex, &mut resp).await {
-        Ok(Flow::Respond(r)) => resp = r.into_response(),
-        Ok(Flow::Continue) => {}
+    let resp = match respond(&mut run, &mut ex, answer, None).await {
+        Ok(r) => r,
         Err(e) => return Observed::hook_error(e.to_string()),
-    }
-    if let Some(limit) = run.response_body_limit() {
-        let body = std::mem::replace(resp.body_mut(), Body::empty());
-        let Ok(bytes) = collect(body, limit).await else {
-            return Observed::hook_error(format!("response body over {limit} bytes"));
-        };
-        match run.on_response_body(&mut ex, &mut resp, bytes).await {
-            Ok(Flow::Respond(r)) => resp = r.into_response(),
-            Ok(Flow::Continue) => {}
-            Err(e) => return Observed::hook_error(e.to_string()),
-        }
-    }
+    };
     let (parts, body) = resp.into_parts();
     let body = collect(body, usize::MAX).await.unwrap_or_default();
     seen.client = Some((parts.status, parts.headers, body));
