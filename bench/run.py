@@ -29,6 +29,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import idle
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GATEHOUSE = ROOT / "target" / "release" / "gatehouse"
@@ -380,6 +382,7 @@ def main():
                     r["fixed"] = oha(f"http://127.0.0.1:{PORTS[r['name']]}/", rate, fixed_seconds)
             swap = hot_swap(Path(work), seconds * 2)
             mem = memory(Path(work))
+            mem["conns"] = idle.per_connection(1000 if args.smoke else 5000)
         finally:
             stack.stop()
             logs = RESULTS / "logs"
@@ -511,6 +514,9 @@ def report(rows, rate, swap, rounds, seconds, load_before, load_after, mem, tls_
         f"- RSS: idle {mem['idle'] / 1024:.1f} MB; 1,000 routes × 3 plugins: {mem['shared'] / 1024:.1f} MB with one "
         f"config per plugin (identical attachments share one instance pool), {mem['distinct'] / 1024:.1f} MB with "
         f"3,000 distinct configs (3,000 pools, one warm instance each) (target < 256 MB)",
+        "- RSS per idle HTTP/1.1 client connection (bench/idle.py): " + "; ".join(
+            f"{label}: gatehouse {g / 1024:.1f} KB, nginx {x / 1024:.1f} KB" for label, g, x in mem.get("conns", []))
+        + " (target ≤ 1.5 KB)",
         "",
         "The 3-plugin chain is jwt-auth (HS256) + rate-limit (local, by consumer, never reached) + request-transform (one header removed, two set).",
     ]

@@ -49,10 +49,10 @@ impl Drop for InFlight {
 }
 
 impl Activity {
-    /// A connection accepted now.
-    pub fn new() -> Self {
+    /// A connection accepted at `opened`.
+    pub fn opened_at(opened: Instant) -> Self {
         Self {
-            opened: Instant::now(),
+            opened,
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
@@ -166,7 +166,7 @@ mod tests {
             idle: Duration::from_secs(10),
             close_grace: Duration::from_secs(1),
         };
-        let a = Arc::new(Activity::new());
+        let a = Arc::new(Activity::opened_at(Instant::now()));
         let opened = Instant::now();
         assert_eq!(a.first_check(&d), opened + Duration::from_secs(1));
         assert_eq!(a.deadline(&d), Some(opened + Duration::from_secs(1)));

@@ -186,3 +186,67 @@ async fn connections_past_max_connections_per_ip_are_closed_at_accept() {
     assert_eq!(rejected(&gw, "max_connections_per_ip").await, 1);
     gw.stop().await;
 }
+
+// A cleartext connection holds no HTTP state until its client speaks
+// (`listener::first_bytes`): these pin down that the wait keeps today's
+// limits and hands the first bytes on intact.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_is_closed_at_the_header_timeout() {
+    let (gw, up) = gateway("header_read_timeout: 1s").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(4)).await,
+        "still open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(up.hits(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_late_but_within_the_header_timeout_is_served() {
+    let (gw, up) = gateway("header_read_timeout: 2s").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The head in two writes: the first wakes the connection, the second
+    // must reach the parser behind it.
+    s.write_all(b"GET /late HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"st: a\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("no answer")
+        .unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(status_of(&resp), 200, "{resp:.300}");
+    assert_eq!(up.received().len(), 1);
+    assert_eq!(up.received()[0].uri, "/late");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_holds_its_slot_and_does_not_delay_shutdown() {
+    let (gw, _up) = gateway("header_read_timeout: 30s, max_connections: 1").await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !served(gw.addr).await,
+        "a second connection was served past max_connections: 1"
+    );
+    assert_eq!(rejected(&gw, "max_connections").await, 1);
+    let started = Instant::now();
+    gw.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for a silent connection",
+        started.elapsed()
+    );
+    assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
+}
