@@ -73,6 +73,7 @@ pub async fn run(
             drain: drain.clone(),
             slot,
             accepted: tokio::time::Instant::now(),
+            _counted: Counted::new(shared.metrics.clone()),
         };
         match &tls {
             None => {
@@ -144,6 +145,26 @@ struct Conn {
     /// When the connection was accepted: the first-request deadline counts
     /// from here, however long the client took to send its first bytes.
     accepted: tokio::time::Instant,
+    /// Counts the connection as open from accept (a silent or handshaking
+    /// connection included) until its task ends.
+    _counted: Counted,
+}
+
+/// One open connection in `gatehouse_connections_active`.
+struct Counted(Arc<crate::metrics::Metrics>);
+
+impl Counted {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+        Self(metrics)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Runs the TLS handshake off the accept loop, bounded by the header read
@@ -187,7 +208,7 @@ async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, c
 /// Waits, holding nothing but the socket, until a cleartext client sends its
 /// first bytes: a browser's preconnect or a pool's spare connection then costs
 /// its socket and this small future, not hyper's buffers and connection state
-/// (about 4 KB more each, `bench/idle.py`). `false` when the client said
+/// (about 3 KB more each, `bench/idle.py`). `false` when the client said
 /// nothing within the header read timeout or the listener is shutting down:
 /// the connection is dropped, as hyper's own header timer would have.
 async fn first_bytes(stream: &TcpStream, conn: &Conn) -> bool {
@@ -219,9 +240,9 @@ where
         drain,
         slot,
         accepted,
+        _counted,
     } = conn;
     let remote = info.remote;
-    let metrics = shared.metrics.clone();
     let activity = Arc::new(idle::Activity::opened_at(accepted));
     let seen = activity.clone();
     let svc = service_fn(move |req| {
@@ -241,8 +262,6 @@ where
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned(),
     );
-    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    metrics.connections_active.fetch_add(1, Ordering::Relaxed);
     let deadlines = idle::Deadlines {
         first_request: limits.header_read_timeout,
         idle: limits.idle_timeout,
@@ -251,6 +270,7 @@ where
     {
         let _slot = slot;
         let _alive = drain.alive;
+        let _counted = _counted;
         let mut lifetime = idle::Lifetime::new(activity, deadlines, drain.shutdown);
         let mut conn = conn;
         loop {
@@ -273,7 +293,6 @@ where
                 },
             }
         }
-        metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -21,6 +21,21 @@ async fn gateway(limits: &str) -> (TestGateway, Upstream) {
     (TestGateway::start(&yaml).await, up)
 }
 
+/// Asserts that the gateway closes `s` no sooner than `at_least` from now
+/// and within `within`.
+async fn closed_between(s: &mut TcpStream, at_least: Duration, within: Duration) {
+    let started = Instant::now();
+    assert!(
+        closed_within(s, within).await,
+        "still open after {within:?}"
+    );
+    assert!(
+        started.elapsed() >= at_least,
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
 /// The client connection preface and an empty SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
@@ -29,16 +44,7 @@ async fn an_h2_client_that_sends_only_the_preface_is_closed() {
     let (gw, up) = gateway("header_read_timeout: 1s").await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(H2_PREFACE).await.unwrap();
-    let started = Instant::now();
-    assert!(
-        closed_within(&mut s, Duration::from_secs(4)).await,
-        "still open"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
+    closed_between(&mut s, Duration::from_millis(900), Duration::from_secs(4)).await;
     assert_eq!(up.hits(), 0);
     gw.stop().await;
 }
@@ -125,6 +131,15 @@ async fn served(addr: std::net::SocketAddr) -> bool {
 }
 
 async fn rejected(gw: &TestGateway, reason: &str) -> u64 {
+    metric(
+        gw,
+        &format!("gatehouse_connections_rejected_total{{reason=\"{reason}\"}}"),
+    )
+    .await
+}
+
+/// The value of one series on the gateway's /metrics (0 when absent).
+async fn metric(gw: &TestGateway, series: &str) -> u64 {
     let r = request(
         http::Method::GET,
         &gw.admin_url("/metrics"),
@@ -132,7 +147,7 @@ async fn rejected(gw: &TestGateway, reason: &str) -> u64 {
         bytes::Bytes::new(),
     )
     .await;
-    let needle = format!("gatehouse_connections_rejected_total{{reason=\"{reason}\"}} ");
+    let needle = format!("{series} ");
     r.text()
         .lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
@@ -195,16 +210,7 @@ async fn connections_past_max_connections_per_ip_are_closed_at_accept() {
 async fn a_connection_that_never_speaks_is_closed_at_the_header_timeout() {
     let (gw, up) = gateway("header_read_timeout: 1s").await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let started = Instant::now();
-    assert!(
-        closed_within(&mut s, Duration::from_secs(4)).await,
-        "still open"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
+    closed_between(&mut s, Duration::from_millis(900), Duration::from_secs(4)).await;
     assert_eq!(up.hits(), 0);
     gw.stop().await;
 }
@@ -241,6 +247,11 @@ async fn a_silent_connection_holds_its_slot_and_does_not_delay_shutdown() {
         "a second connection was served past max_connections: 1"
     );
     assert_eq!(rejected(&gw, "max_connections").await, 1);
+    assert_eq!(
+        metric(&gw, "gatehouse_connections_active").await,
+        1,
+        "the silent connection is counted as open"
+    );
     let started = Instant::now();
     gw.stop().await;
     assert!(
