@@ -85,7 +85,8 @@ pub async fn run(
                 };
                 tokio::spawn(async move {
                     if first_bytes(&stream, &conn).await {
-                        // Boxed: its room is taken once the client speaks.
+                        // Boxed: hyper's connection state is large, and the
+                        // task would otherwise reserve room for it from accept.
                         Box::pin(serve(stream, info, conn)).await;
                     }
                 });
@@ -255,13 +256,9 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    // Boxed: hyper's connection state is large, and the task's future would
-    // otherwise reserve room for it from accept on.
-    let conn = Box::pin(
-        builder(&limits)
-            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-            .into_owned(),
-    );
+    let conn = builder(&limits)
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
     let deadlines = idle::Deadlines {
         first_request: limits.header_read_timeout,
         idle: limits.idle_timeout,
@@ -272,7 +269,7 @@ where
         let _alive = drain.alive;
         let _counted = _counted;
         let mut lifetime = idle::Lifetime::new(activity, deadlines, drain.shutdown);
-        let mut conn = conn;
+        let mut conn = std::pin::pin!(conn);
         loop {
             tokio::select! {
                 done = conn.as_mut() => {
