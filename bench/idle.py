@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GATEHOUSE = ROOT / "target" / "release" / "gatehouse"
+GATEHOUSE = Path(os.environ.get("GATEHOUSE_BIN") or ROOT / "target" / "release" / "gatehouse")
 UP, NGINX, GH = 18180, 18181, 18182
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: idle-bench\r\n\r\n"
 

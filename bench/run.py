@@ -33,7 +33,8 @@ import idle
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-GATEHOUSE = ROOT / "target" / "release" / "gatehouse"
+# GATEHOUSE_BIN measures another build (a saved "before" binary) with the same cases.
+GATEHOUSE = Path(os.environ.get("GATEHOUSE_BIN") or ROOT / "target" / "release" / "gatehouse")
 PLUGINS = ROOT / "target" / "bench-plugins"
 TAG_A = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_a.wasm"
 TAG_B = ROOT / "target" / "wasm32-wasip2" / "plugin" / "tag_b.wasm"

@@ -251,7 +251,11 @@ where
         let info = info.clone();
         let request = seen.start();
         async move {
-            let resp = proxy::serve(shared, info, req).await;
+            // Boxed: hyper keeps room for the service's future in every
+            // connection from accept to close (`in_flight`), so inline the
+            // request's ~8 KB state machine would be held by each idle
+            // keep-alive connection too; boxed, only a request in flight has it.
+            let resp = Box::pin(proxy::serve(shared, info, req)).await;
             drop(request);
             Ok::<_, Infallible>(resp)
         }
