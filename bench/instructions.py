@@ -14,6 +14,7 @@ each plugin of the chain alone.
 """
 
 import argparse
+import os
 import http.client
 import shutil
 import subprocess
@@ -75,7 +76,9 @@ def per_request(case, requests=4000, conns=16, keep=None):
                 run.gatehouse_config(GATEWAY, UPSTREAM, run.PORTS["redis"], "", CASES[case]))
             argv = [*valgrind, str(run.GATEHOUSE), "run", "-c", str(work / "gw.yaml")]
         proxy = subprocess.Popen(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env={"GATEHOUSE_LOG": "warn", "PATH": "/usr/sbin:/usr/bin:/bin"})
+                                 env={"GATEHOUSE_LOG": "warn", "PATH": "/usr/sbin:/usr/bin:/bin",
+                                      # Allocator options, for trying them without a rebuild.
+                                      **{k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}})
         procs.append(proxy)
         run.wait_http(f"http://127.0.0.1:{GATEWAY}/", timeout=120)
         load(800, conns)  # warm-up: pools, instances, caches

@@ -141,7 +141,7 @@ backend be
             if name == "redis":
                 continue
             if name in TLS_TARGETS:
-                time.sleep(0.5)
+                time.sleep(float(os.environ.get("RSS_WAIT", "0.5")))
                 continue
             try:
                 wait_http(f"http://127.0.0.1:{port}/")
@@ -438,7 +438,7 @@ def rss_kib(config_text, work):
                          env={**os.environ, "GATEHOUSE_LOG": "warn"}, text=True)
     try:
         p.stdout.readline()  # "listening on ..." once every plugin is loaded
-        time.sleep(0.5)
+        time.sleep(float(os.environ.get("RSS_WAIT", "0.5")))
         status = Path(f"/proc/{p.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
     finally:

@@ -48,9 +48,11 @@
 //! - [`credentials`]: consumers' API keys (the consumer store's journal and
 //!   the config's `consumers:`), found by hash through `host.credential`.
 //! - [`scaffold`]: `gatehouse plugin new`, plugin skeletons per language.
+//! - [`allocator`]: the binary's allocator options (mimalloc), set first in `main`.
 
 pub(crate) mod accept;
 pub(crate) mod admin;
+pub mod allocator;
 pub(crate) mod balancer;
 pub(crate) mod body;
 pub mod cache;

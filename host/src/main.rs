@@ -12,6 +12,14 @@ use gatehouse::plugin::PluginRuntime;
 use gatehouse::scaffold::{self, Lang};
 use gatehouse::snapshot::Snapshot;
 
+/// mimalloc (v3) instead of glibc's malloc: a request allocates and frees
+/// dozens of small blocks (header maps, strings crossing the Wasm boundary),
+/// which mimalloc's thread-local free lists serve in fewer instructions
+/// (3-plugin chain 125.1k -> 118.4k per request; bench/results/2026-12-08-speed.md).
+/// Its options are set first thing in `main` ([`gatehouse::allocator::tune`]).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
@@ -231,6 +239,7 @@ fn init_logging() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    gatehouse::allocator::tune();
     let cli = Cli::parse();
     if let Err(e) = init_logging() {
         eprintln!("{e}");
