@@ -91,12 +91,7 @@ def per_request(case, requests=4000, conns=16, keep=None):
             shutil.copy(dumps[-1], keep / f"callgrind.{case}")
         return summary(dumps[-1]) / n
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        run.stop_all(procs, timeout=30)
         time.sleep(0.2)
         shutil.rmtree(work, ignore_errors=True)
 

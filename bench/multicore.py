@@ -98,12 +98,7 @@ def main():
                 r["cpu_us"] = (cpu_ticks(pids) - c0) / run.CLK_TCK * 1e6 / max(r["total"], 1)
                 runs[t].append(r)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        run.stop_all(procs)
     rows = {t: {"rps": statistics.median(r["rps"] for r in rs),
                 "spread": (max(r["rps"] for r in rs) - min(r["rps"] for r in rs)) / statistics.median(r["rps"] for r in rs),
                 "cpu_us": statistics.median(r["cpu_us"] for r in rs),

@@ -52,6 +52,16 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def stop_all(procs, timeout=10):
+    """Terminates `procs` in reverse start order; kills one that outlives `timeout`."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def wait_http(url, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
