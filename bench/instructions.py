@@ -29,19 +29,22 @@ import run  # noqa: E402  (same folder: the cases and the token)
 
 UPSTREAM, GATEWAY = 18180, 18183
 CASES = {"plain": "", "chain": run.CHAIN, "rate-limit": run.rate_limit_plugins("local"),
+         # A cached route answering from its store (bench/run's `gatehouse-cache`).
+         "cache": run.CACHE,
          # Each plugin of the chain alone, with its chain config (rate-limit by consumer).
          **{f"{name}-alone": run.plugins_block(line) for name, line in run.CHAIN_PLUGINS.items()}}
 
 
-def load(requests, conns):
-    """`requests` keep-alive GETs over `conns` connections; fails on a non-200."""
+def load(requests, conns, auth=True):
+    """`requests` keep-alive GETs over `conns` connections; fails on a non-200.
+    Without `auth`, no token (a cached route's requests: see run.ANONYMOUS)."""
     per = requests // conns
     errors = []
 
     def client():
         c = http.client.HTTPConnection("127.0.0.1", GATEWAY, timeout=60)
         for _ in range(per):
-            c.request("GET", "/", headers={"Authorization": run.AUTH.split(": ", 1)[1]})
+            c.request("GET", "/", headers={"Authorization": run.AUTH.split(": ", 1)[1]} if auth else {})
             r = c.getresponse()
             r.read()
             if r.status != 200:
@@ -81,9 +84,10 @@ def per_request(case, requests=4000, conns=16, keep=None):
                                       **{k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}})
         procs.append(proxy)
         run.wait_http(f"http://127.0.0.1:{GATEWAY}/", timeout=120)
-        load(800, conns)  # warm-up: pools, instances, caches
+        auth = case != "cache"
+        load(800, conns, auth)  # warm-up: pools, instances, caches
         subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True)
-        n = load(requests, conns)
+        n = load(requests, conns, auth)
         subprocess.run(["callgrind_control", "-d", str(proxy.pid)], check=True, capture_output=True)
         dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
         if keep:
