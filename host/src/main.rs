@@ -15,7 +15,7 @@ use gatehouse::snapshot::Snapshot;
 /// mimalloc (v3) instead of glibc's malloc: a request allocates and frees
 /// dozens of small blocks (header maps, strings crossing the Wasm boundary),
 /// which mimalloc's thread-local free lists serve in fewer instructions
-/// (3-plugin chain 125.1k -> 118.4k per request; bench/results/2026-12-08-speed.md).
+/// (3-plugin chain 125.1k -> 118.0k per request; bench/results/2026-12-08-speed.md).
 /// Its options are set first thing in `main` ([`gatehouse::allocator::tune`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
