@@ -150,7 +150,7 @@ backend be
             if name == "redis":
                 continue
             if name in TLS_TARGETS:
-                time.sleep(float(os.environ.get("RSS_WAIT", "0.5")))
+                time.sleep(0.5)
                 continue
             try:
                 wait_http(f"http://127.0.0.1:{port}/")
@@ -459,6 +459,7 @@ def rss_kib(config_text, work):
                          env={**os.environ, "GATEHOUSE_LOG": "warn"}, text=True)
     try:
         p.stdout.readline()  # "listening on ..." once every plugin is loaded
+        # RSS_WAIT (seconds) reads it later, for allocators that give memory back late.
         time.sleep(float(os.environ.get("RSS_WAIT", "0.5")))
         status = Path(f"/proc/{p.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
