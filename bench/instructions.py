@@ -14,8 +14,8 @@ each plugin of the chain alone.
 """
 
 import argparse
-import os
 import http.client
+import os
 import shutil
 import subprocess
 import sys

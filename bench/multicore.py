@@ -32,13 +32,8 @@ def cpu_ticks(pids):
 
 
 def wrk(port, seconds):
-    """wrk -t2 -c64, unpinned; the same parsing as bench/run."""
-    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    rps = float(run.re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(run.re.search(r"(\d+) requests in", out).group(1))
-    bad = run.re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "total": total, "failed": int(bad.group(1)) if bad else 0}
+    """wrk -t2 -c64, not pinned (bench/run's wrk and parsing)."""
+    return run.wrk(f"http://127.0.0.1:{port}/", seconds, conns=64, threads=2, cpu=None)
 
 
 def nginx(work, name, workers, server):

@@ -281,10 +281,12 @@ def parse_duration(s):
     return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[unit]
 
 
-def wrk(url, seconds, conns=32):
+def wrk(url, seconds, conns=32, threads=1, cpu="0"):
+    """wrk against `url`, pinned to `cpu` (None: not pinned)."""
+    pin = ["taskset", "-c", cpu] if cpu is not None else []
     out = subprocess.run(
-        ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *auth_for(url), url],
-        capture_output=True, text=True, check=True).stdout
+        [*pin, "wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", *auth_for(url), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     lat = {p: parse_duration(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
