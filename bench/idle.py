@@ -70,7 +70,9 @@ def open_idle(port, n, request, deadline):
 def measure(pid, port, n, request):
     base = rss_kib(pid)
     socks = open_idle(port, n, request, time.time() + 60)
-    time.sleep(1.0)
+    # Past gatehouse's 2 s park delay (an idle HTTP/1 connection then holds
+    # no HTTP state), within both proxies' keep-alive timeouts.
+    time.sleep(3.0)
     after = rss_kib(pid)
     for s in socks:
         s.close()

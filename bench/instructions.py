@@ -35,15 +35,18 @@ CASES = {"plain": "", "chain": run.CHAIN, "rate-limit": run.rate_limit_plugins("
          **{f"{name}-alone": run.plugins_block(line) for name, line in run.CHAIN_PLUGINS.items()}}
 
 
-def load(requests, conns, auth=True):
+def load(requests, conns, auth=True, pause=0.0):
     """`requests` keep-alive GETs over `conns` connections; fails on a non-200.
-    Without `auth`, no token (a cached route's requests: see run.ANONYMOUS)."""
+    Without `auth`, no token (a cached route's requests: see run.ANONYMOUS).
+    With `pause`, each connection waits that long before each request (past
+    the gateway's 0.5 s park delay, every request wakes a parked connection)."""
     per = requests // conns
     errors = []
 
     def client():
         c = http.client.HTTPConnection("127.0.0.1", GATEWAY, timeout=60)
         for _ in range(per):
+            time.sleep(pause)
             c.request("GET", "/", headers={"Authorization": run.AUTH.split(": ", 1)[1]} if auth else {})
             r = c.getresponse()
             r.read()
@@ -61,7 +64,7 @@ def load(requests, conns, auth=True):
     return per * conns
 
 
-def per_request(case, requests=4000, conns=16, keep=None):
+def per_request(case, requests=4000, conns=16, keep=None, pause=0.0):
     """Instructions per request of `case` ("nginx" is nginx's own proxy worker)."""
     work = Path(tempfile.mkdtemp(prefix="gatehouse-profile-"))
     (work / "logs").mkdir()
@@ -87,7 +90,7 @@ def per_request(case, requests=4000, conns=16, keep=None):
         auth = case != "cache"
         load(800, conns, auth)  # warm-up: pools, instances, caches
         subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True)
-        n = load(requests, conns, auth)
+        n = load(requests, conns, auth, pause)
         subprocess.run(["callgrind_control", "-d", str(proxy.pid)], check=True, capture_output=True)
         dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
         if keep:
@@ -124,11 +127,15 @@ def main():
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--keep", type=Path, help="keep the callgrind output in this folder")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds each connection waits before each request (at most 5)")
     args = ap.parse_args()
+    pause = min(max(args.pause, 0.0), 5.0)
     for case in args.cases:
-        per = per_request(case, args.requests, args.conns, args.keep)
+        per = per_request(case, args.requests, args.conns, args.keep, pause)
         sent = args.requests // args.conns * args.conns
-        print(f"{case}: {per / 1000:.1f}k instructions per request ({sent} requests, {args.conns} connections)")
+        after = f", {pause} s before each" if pause else ""
+        print(f"{case}: {per / 1000:.1f}k instructions per request ({sent} requests, {args.conns} connections{after})")
 
 
 def summary(dump):

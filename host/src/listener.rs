@@ -5,24 +5,22 @@
 
 mod admit;
 mod idle;
+mod replay;
+mod serve;
+mod sniff;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 pub use admit::PerIp;
 
 use crate::data_plane::DataPlane;
-use crate::proxy::{self, ConnInfo, TlsConn, peer_value};
+use crate::proxy::{ConnInfo, TlsConn, peer_value};
 use crate::tls::{PeerIdentity, TlsServer};
 
 /// What every connection task of one listener holds: the shutdown signal,
@@ -83,13 +81,7 @@ pub async fn run(
                     scheme: "http",
                     tls: None,
                 };
-                tokio::spawn(async move {
-                    if first_bytes(&stream, &conn).await {
-                        // Boxed: hyper's connection state is large, and the
-                        // task would otherwise reserve room for it from accept.
-                        Box::pin(serve(stream, info, conn)).await;
-                    }
-                });
+                tokio::spawn(serve::serve(stream, info, conn));
             }
             Some(tls) => {
                 tokio::spawn(handshake(stream, remote, tls.clone(), conn));
@@ -203,141 +195,5 @@ async fn handshake(stream: TcpStream, remote: SocketAddr, tls: Arc<TlsServer>, c
             consumer,
         })),
     };
-    serve(stream, info, conn).await;
-}
-
-/// Waits, holding nothing but the socket, until a cleartext client sends its
-/// first bytes: a browser's preconnect or a pool's spare connection then costs
-/// its socket and this small future, not hyper's buffers and connection state
-/// (about 3 KB more each, `bench/idle.py`). `false` when the client said
-/// nothing within the header read timeout or the listener is shutting down:
-/// the connection is dropped, as hyper's own header timer would have.
-async fn first_bytes(stream: &TcpStream, conn: &Conn) -> bool {
-    let mut shutdown = conn.drain.shutdown.clone();
-    if *shutdown.borrow() {
-        return false;
-    }
-    let deadline = conn.accepted + conn.limits.header_read_timeout;
-    // `peek`, not `readable()`: a freshly registered socket reports itself
-    // readable before anything arrived (tested below); peeking one byte
-    // retries past that, and sees a client that closed (0 bytes).
-    let mut byte = [0u8; 1];
-    tokio::select! {
-        peeked = tokio::time::timeout_at(deadline, stream.peek(&mut byte)) => {
-            matches!(peeked, Ok(Ok(n)) if n > 0)
-        }
-        _ = shutdown.changed() => false,
-    }
-}
-
-/// Serves HTTP/1.1 or HTTP/2 (chosen by the client's preface) on one connection.
-async fn serve<I>(io: I, info: ConnInfo, conn: Conn)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let Conn {
-        shared,
-        limits,
-        drain,
-        slot,
-        accepted,
-        _counted,
-    } = conn;
-    let remote = info.remote;
-    let activity = Arc::new(idle::Activity::opened_at(accepted));
-    let seen = activity.clone();
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        let info = info.clone();
-        let request = seen.start();
-        async move {
-            // Boxed: hyper keeps room for the service's future in every
-            // connection from accept to close (`in_flight`), so inline the
-            // request's ~8 KB state machine would be held by each idle
-            // keep-alive connection too; boxed, only a request in flight has it.
-            let resp = Box::pin(proxy::serve(shared, info, req)).await;
-            drop(request);
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let conn = builder(&limits)
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    let deadlines = idle::Deadlines {
-        first_request: limits.header_read_timeout,
-        idle: limits.idle_timeout,
-        close_grace: limits.drain_timeout,
-    };
-    {
-        let _slot = slot;
-        let _alive = drain.alive;
-        let _counted = _counted;
-        let mut lifetime = idle::Lifetime::new(activity, deadlines, drain.shutdown);
-        let mut conn = std::pin::pin!(conn);
-        loop {
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
-                    }
-                    break;
-                }
-                close = lifetime.next() => match close {
-                    idle::Close::Graceful => {
-                        tracing::debug!(%remote, "closing connection (idle or shutdown)");
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    idle::Close::Now => {
-                        tracing::debug!(%remote, "connection did not close in time; dropped");
-                        break;
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// HTTP/1.1 and HTTP/2 settings from the limits current at accept.
-fn builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.h2_keepalive_interval)
-        .keep_alive_timeout(limits.h2_keepalive_timeout)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio::net::{TcpListener, TcpStream};
-
-    /// What `first_bytes` relies on: a peek waits for real bytes (tokio's
-    /// `readable()` is ready at once on a fresh socket, tokio 1.x).
-    #[tokio::test]
-    async fn a_peek_waits_for_the_clients_first_byte() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let mut byte = [0u8; 1];
-        let peeked = tokio::time::timeout(Duration::from_millis(300), server.peek(&mut byte)).await;
-        assert!(peeked.is_err(), "peeked with nothing sent");
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"G")
-            .await
-            .unwrap();
-        let peeked = tokio::time::timeout(Duration::from_secs(2), server.peek(&mut byte)).await;
-        assert_eq!(peeked.unwrap().unwrap(), 1);
-        assert_eq!(&byte, b"G");
-    }
+    serve::serve(stream, info, conn).await;
 }

@@ -217,6 +217,9 @@ pub struct Metrics {
     pub connections_active: AtomicI64,
     /// Downstream connections accepted.
     pub connections_total: AtomicU64,
+    /// Open HTTP/1 connections parked while idle: their HTTP state (hyper's
+    /// buffers) is dropped until the client's next bytes.
+    pub connections_parked: AtomicI64,
     /// Connections closed at accept: the listener's `max_connections` was reached.
     pub connections_rejected_listener: AtomicU64,
     /// Connections closed at accept: the address's `max_connections_per_ip` was reached.

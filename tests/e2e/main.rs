@@ -13,6 +13,7 @@ mod balancing;
 mod cache;
 mod callouts;
 mod cli;
+mod connections;
 mod consumers;
 mod ext_authz;
 mod fallbacks;

@@ -239,6 +239,16 @@ fn connections(o: &mut Out, m: &Metrics) {
         m.connections_active.load(Ordering::Relaxed),
     );
     o.family(
+        "gatehouse_connections_parked",
+        "gauge",
+        "Open HTTP/1 connections parked while idle, holding no HTTP state.",
+    );
+    o.sample(
+        "gatehouse_connections_parked",
+        "",
+        m.connections_parked.load(Ordering::Relaxed),
+    );
+    o.family(
         "gatehouse_connections_total",
         "counter",
         "Downstream connections accepted.",

@@ -140,19 +140,7 @@ async fn rejected(gw: &TestGateway, reason: &str) -> u64 {
 
 /// The value of one series on the gateway's /metrics (0 when absent).
 async fn metric(gw: &TestGateway, series: &str) -> u64 {
-    let r = request(
-        http::Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", "Bearer metrics-token-0123456789")],
-        bytes::Bytes::new(),
-    )
-    .await;
-    let needle = format!("{series} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(needle.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    gw.metric("metrics-token-0123456789", series).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

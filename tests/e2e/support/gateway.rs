@@ -57,6 +57,24 @@ impl TestGateway {
         format!("http://{addr}{path}")
     }
 
+    /// A sample without labels from the admin `/metrics` (0 when absent),
+    /// read with the admin `token`.
+    pub async fn metric(&self, token: &str, series: &str) -> u64 {
+        let r = super::request(
+            http::Method::GET,
+            &self.admin_url("/metrics"),
+            &[("authorization", &format!("Bearer {token}"))],
+            bytes::Bytes::new(),
+        )
+        .await;
+        let needle = format!("{series} ");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(needle.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

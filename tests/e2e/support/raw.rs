@@ -63,3 +63,43 @@ pub async fn h2_client(
     .expect("h2 handshake");
     (send, tokio::spawn(conn))
 }
+
+/// Writes `raw` on an open connection and reads one response: its head and a
+/// `Content-Length` body (the connection stays open for the next request).
+pub async fn round_trip<S>(s: &mut S, raw: &[u8]) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    s.write_all(raw).await.expect("write");
+    read_response(s).await
+}
+
+/// Reads one response with a `Content-Length` body from `s` (at most 5 s).
+pub async fn read_response<S>(s: &mut S) -> String
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return;
+                }
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
