@@ -67,13 +67,18 @@ def open_idle(port, n, request, deadline):
     return socks
 
 
-def measure(pid, port, n, request):
-    base = rss_kib(pid)
-    socks = open_idle(port, n, request, time.time() + 60)
-    # Past gatehouse's 2 s park delay (an idle HTTP/1 connection then holds
-    # no HTTP state), within both proxies' keep-alive timeouts.
-    time.sleep(3.0)
-    after = rss_kib(pid)
+def measure(pid, port, n, request, rounds=1):
+    """RSS growth per connection of the last of `rounds` batches of N, all
+    held open: from the second round on, memory the first round freed (a
+    fresh process's transient peak) is reused, as in a server that has run."""
+    socks = []
+    for _ in range(rounds):
+        base = rss_kib(pid)
+        socks += open_idle(port, n, request, time.time() + 60)
+        # Past gatehouse's 2 s park delay (an idle HTTP/1 connection then
+        # holds no HTTP state), within both proxies' keep-alive timeouts.
+        time.sleep(3.0)
+        after = rss_kib(pid)
     for s in socks:
         s.close()
     time.sleep(0.5)
@@ -92,6 +97,9 @@ def nginx(work, name, body, procs):
 def gatehouse(work, procs):
     (work / "gh.yaml").write_text(
         f'listeners: [{{ addr: "127.0.0.1:{GH}" }}]\nworkers: 1\n'
+        # Idle keep-alive lasts header_read_timeout (default 10 s): long
+        # enough here for several rounds, as nginx's keepalive_timeout is.
+        f'limits: {{ header_read_timeout: 60s }}\n'
         f'services:\n  - name: up\n    instances: [{{ url: "http://127.0.0.1:{UP}" }}]\n'
         f'routes:\n  - {{ id: all, match: {{ path: /* }}, upstream: up }}\n')
     p = subprocess.Popen([str(GATEHOUSE), "run", "-c", str(work / "gh.yaml")], stdout=subprocess.DEVNULL,
@@ -100,7 +108,7 @@ def gatehouse(work, procs):
     return p
 
 
-def fresh(start, port, n, request):
+def fresh(start, port, n, request, rounds=1):
     """Starts a proxy, lets it settle, and measures N idle connections on it."""
     procs = []
     try:
@@ -112,15 +120,16 @@ def fresh(start, port, n, request):
         # not counted as the cost of the idle clients.
         open_idle(port, 1, True, time.time() + 10)[0].close()
         time.sleep(0.3)
-        return measure(pid, port, n, request)
+        return measure(pid, port, n, request, rounds)
     finally:
         for p in procs:
             p.terminate()
             p.wait(timeout=10)
 
 
-def per_connection(n):
-    """[(label, gatehouse bytes, nginx bytes)] for idle connections after one request and never used."""
+def per_connection(n, rounds=1):
+    """[(label, gatehouse bytes, nginx bytes)] for idle connections after one
+    request and never used (the last of `rounds` batches of N on each process)."""
     work = Path(tempfile.mkdtemp(prefix="gh-idle-"))
     procs = []
     try:
@@ -131,8 +140,8 @@ def per_connection(n):
                  f" proxy_set_header Connection \"\"; }}")
         rows = []
         for label, request in (("after one request", True), ("never used", False)):
-            g = fresh(lambda ps: gatehouse(work, ps), GH, n, request)
-            x = fresh(lambda ps: nginx(work, "nginx", proxy, ps), NGINX, n, request)
+            g = fresh(lambda ps: gatehouse(work, ps), GH, n, request, rounds)
+            x = fresh(lambda ps: nginx(work, "nginx", proxy, ps), NGINX, n, request, rounds)
             rows.append((label, g, x))
         return rows
     finally:
@@ -145,10 +154,16 @@ def per_connection(n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=1, choices=range(1, 6),
+                    help="batches of N held together (at most 10,000 in all: gatehouse's default "
+                         "max_connections); the last one's growth is reported")
     args = ap.parse_args()
+    if args.connections * args.rounds > 10000:
+        ap.error("connections x rounds must be at most 10,000")
     n = args.connections
-    print(f"{n} idle HTTP/1.1 connections, bytes of RSS each (one worker, a fresh process per line):")
-    for label, g, x in per_connection(n):
+    rounds = f", round {args.rounds} of {args.rounds}" if args.rounds > 1 else ""
+    print(f"{n} idle HTTP/1.1 connections, bytes of RSS each (one worker, a fresh process per line{rounds}):")
+    for label, g, x in per_connection(n, args.rounds):
         print(f"  {label}: gatehouse {g:.0f} B, nginx {x:.0f} B")
 
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::raw::{closed_within, read_response, round_trip, status_of};
+use crate::support::raw::{closed_within, read_responses, round_trip, status_of};
 use crate::support::tls::{TestCa, connect};
 use crate::support::*;
 
@@ -101,9 +101,10 @@ async fn pipelined_requests_wake_a_parked_connection() {
     burst.extend(request_for("/three"));
     burst.extend(request_for("/four"));
     s.write_all(&burst).await.unwrap();
-    for _ in 0..3 {
-        let resp = read_response(&mut s).await;
-        assert_eq!(status_of(&resp), 200, "{resp:.300}");
+    let answers = read_responses(&mut s, 3).await;
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    for resp in &answers {
+        assert_eq!(status_of(resp), 200, "{resp:.300}");
     }
     assert_eq!(uris(&up), ["/one", long.as_str(), "/three", "/four"]);
     gw.stop().await;

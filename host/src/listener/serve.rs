@@ -35,9 +35,9 @@ use crate::config::Limits;
 use crate::proxy::{self, ConnInfo};
 
 /// How long an HTTP/1 connection waits without a request in flight before it
-/// is parked. Parking and waking again cost ~15k instructions (a new hyper
-/// connection and its buffers; `bench/instructions.py --pause`), a third of a
-/// request: so a client sending a request every second or more often, as a
+/// is parked. Parking and waking again cost ~16k instructions (a new hyper
+/// connection and its buffers; `bench/instructions.py --pause 2.5`), a third
+/// of a request: so a client sending a request every second or more often, as a
 /// busy pool's connections do, never pays it, and a mostly idle client
 /// (mobile, long polling, a pool's spare connection) holds almost nothing
 /// after two seconds.

@@ -74,15 +74,26 @@ where
     read_response(s).await
 }
 
-/// Reads one response with a `Content-Length` body from `s` (at most 5 s).
+/// Reads one response with a `Content-Length` body from `s` (at most 5 s);
+/// the client must not expect another one yet (its bytes would be lost).
 pub async fn read_response<S>(s: &mut S) -> String
 where
     S: tokio::io::AsyncRead + Unpin,
 {
+    read_responses(s, 1).await.pop().unwrap_or_default()
+}
+
+/// Reads `n` responses with `Content-Length` bodies from `s` (pipelined
+/// answers may arrive in one read), within 5 s; fewer if the time ran out.
+pub async fn read_responses<S>(s: &mut S, n: usize) -> Vec<String>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     let mut got = Vec::new();
+    let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let read = async {
-        loop {
+        while out.len() < n {
             if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
                 let len: usize = head
@@ -91,15 +102,17 @@ where
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0);
                 if got.len() >= end + 4 + len {
-                    return;
+                    let one: Vec<u8> = got.drain(..end + 4 + len).collect();
+                    out.push(String::from_utf8_lossy(&one).into_owned());
+                    continue;
                 }
             }
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Ok(k) => got.extend_from_slice(&buf[..k]),
             }
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-    String::from_utf8_lossy(&got).into_owned()
+    out
 }
