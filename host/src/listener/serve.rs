@@ -34,6 +34,20 @@ use super::sniff::{self, Protocol};
 use crate::config::Limits;
 use crate::proxy::{self, ConnInfo};
 
+/// `fut`'s output, or `None` when the connection should close first (its
+/// deadline passed, or the listener is shutting down). Nothing is in flight
+/// then, so nothing to park or finish: any reason to wake is one to close.
+/// A macro, not an `async fn`: the future is built inside the `select!`, so
+/// the connection's future holds it once, not also as an argument.
+macro_rules! until_close {
+    ($fut:expr, $lifetime:expr) => {
+        tokio::select! {
+            out = $fut => Some(out),
+            _ = $lifetime.next() => None,
+        }
+    };
+}
+
 /// How long an HTTP/1 connection waits without a request in flight before it
 /// is parked. Parking and waking again cost ~16k instructions (a new hyper
 /// connection and its buffers; `bench/instructions.py --pause 2.5`), a third
@@ -62,6 +76,7 @@ where
         accepted,
         _counted,
     } = conn;
+    let wire = Wire::from(&limits);
     let stopping = *drain.shutdown.borrow();
     let activity = Arc::new(Activity::opened_at(accepted));
     let deadlines = idle::Deadlines {
@@ -93,56 +108,42 @@ where
         if stopping {
             return;
         }
-        let Some(Ok(Some((protocol, mut pre)))) =
-            until_close(sniff::sniff(&mut io), &mut lifetime).await
+        let Some(Ok(Some((protocol, mut pre)))) = until_close!(sniff::sniff(&mut io), lifetime)
         else {
-            return close(io, limits.drain_timeout).await;
+            return close(io, wire.drain_timeout).await;
         };
         // hyper's connections are boxed: this future lives as long as the
         // connection, and should keep no room for them while nothing is served.
         if protocol == Protocol::Http2 {
             let io = Replay::new(io, pre, activity);
-            let conn = http2_builder(&limits).serve_connection(TokioIo::new(io), svc);
+            let conn = http2_builder(&wire).serve_connection(TokioIo::new(io), svc);
             return Box::pin(run_http2(conn, lifetime, remote)).await;
         }
-        lifetime.http1(PARK_AFTER, limits.header_read_timeout);
+        lifetime.http1(PARK_AFTER, wire.header_read_timeout);
         loop {
-            let io_now = Replay::new(io, pre, activity.clone());
-            let served = Box::pin(run_http1(
-                io_now,
-                svc,
-                &limits,
-                &activity,
-                &mut lifetime,
-                remote,
-            ));
-            let Some(parked) = served.await else {
-                return;
+            // In a block, so that the parked connection's parts are not kept
+            // beside `io` and `svc` in this future while it waits.
+            let pending = {
+                let io_now = Replay::new(io, pre, activity.clone());
+                let served = run_http1(io_now, svc, &wire, &activity, &mut lifetime, remote);
+                let Some(parked) = Box::pin(served).await else {
+                    return;
+                };
+                (io, svc) = (parked.io, parked.service);
+                parked.pending
             };
-            (io, svc) = (parked.io, parked.service);
-            pre = if parked.pending.is_empty() {
+            pre = if pending.is_empty() {
                 let _parked = Parked::count(&metrics.connections_parked);
-                match until_close(sniff::next_bytes(&mut io), &mut lifetime).await {
+                match until_close!(sniff::next_bytes(&mut io), lifetime) {
                     Some(Ok(Some(bytes))) => bytes,
-                    _ => return close(io, limits.drain_timeout).await,
+                    _ => return close(io, wire.drain_timeout).await,
                 }
             } else {
                 // A pipelined or partly received request: served at once.
-                parked.pending
+                pending
             };
             lifetime.resumed();
         }
-    }
-}
-
-/// `fut`'s output, or `None` when the connection should close first (its
-/// deadline passed, or the listener is shutting down).
-async fn until_close<F: Future>(fut: F, lifetime: &mut Lifetime) -> Option<F::Output> {
-    tokio::select! {
-        out = fut => Some(out),
-        // Nothing is in flight here, so nothing to park or finish: any
-        // reason to wake is a reason to close.
-        _ = lifetime.next() => None,
     }
 }
 
@@ -199,7 +200,7 @@ struct Idle<I, S> {
 async fn run_http1<I, S>(
     io: Replay<I>,
     svc: S,
-    limits: &Limits,
+    wire: &Wire,
     activity: &Activity,
     lifetime: &mut Lifetime,
     remote: std::net::SocketAddr,
@@ -210,7 +211,7 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut conn = http1_builder(limits)
+    let mut conn = http1_builder(wire)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     loop {
@@ -295,8 +296,31 @@ fn join(read: Bytes, unread: Bytes) -> Bytes {
     }
 }
 
+/// The limits a connection's HTTP serving needs, taken at accept: the
+/// connection keeps these, not all of [`Limits`].
+#[derive(Debug, Clone, Copy)]
+struct Wire {
+    header_read_timeout: Duration,
+    drain_timeout: Duration,
+    max_header_bytes: usize,
+    h2_keepalive_interval: Duration,
+    h2_keepalive_timeout: Duration,
+}
+
+impl From<&Limits> for Wire {
+    fn from(l: &Limits) -> Self {
+        Self {
+            header_read_timeout: l.header_read_timeout,
+            drain_timeout: l.drain_timeout,
+            max_header_bytes: l.max_header_bytes,
+            h2_keepalive_interval: l.h2_keepalive_interval,
+            h2_keepalive_timeout: l.h2_keepalive_timeout,
+        }
+    }
+}
+
 /// HTTP/1 settings from the limits current at accept.
-fn http1_builder(limits: &Limits) -> http1::Builder {
+fn http1_builder(limits: &Wire) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -307,7 +331,7 @@ fn http1_builder(limits: &Limits) -> http1::Builder {
 }
 
 /// HTTP/2 settings from the limits current at accept.
-fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+fn http2_builder(limits: &Wire) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
