@@ -3,7 +3,7 @@
 //! silent), or no request for `idle_timeout`. HTTP/1.1 has hyper's own header
 //! timer too; this covers both protocols the same way. And when an idle
 //! HTTP/1 connection should be parked: its HTTP state dropped until the
-//! client's next bytes (see `park`).
+//! client's next bytes (see `super::serve`).
 
 use std::pin::Pin;
 use std::sync::Arc;
