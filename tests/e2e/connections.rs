@@ -36,17 +36,38 @@ async fn parked(gw: &TestGateway, n: u64) -> bool {
     .await
 }
 
+/// Sends `GET path` on an open connection and asserts its 200.
+async fn get_ok<S>(s: &mut S, path: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let resp = round_trip(s, &request_for(path)).await;
+    assert_eq!(status_of(&resp), 200, "{path}: {resp:.300}");
+}
+
+/// A new cleartext connection to `gw` that has been served `GET path`.
+async fn served(gw: &TestGateway, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    get_ok(&mut s, path).await;
+    s
+}
+
+/// A gateway in front of an echo upstream, and a connection to it that has
+/// been served `GET /one`.
+async fn served_once() -> (Upstream, TestGateway, TcpStream) {
+    let up = Upstream::start("up", Behavior::Echo).await;
+    let gw = TestGateway::start(&config(&up, "")).await;
+    let s = served(&gw, "/one").await;
+    (up, gw, s)
+}
+
 fn uris(up: &Upstream) -> Vec<String> {
     up.received().into_iter().map(|r| r.uri).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_is_parked_and_served_again() {
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let gw = TestGateway::start(&config(&up, "")).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let first = round_trip(&mut s, &request_for("/one")).await;
-    assert_eq!(status_of(&first), 200, "{first:.300}");
+    let (up, gw, mut s) = served_once().await;
     assert!(parked(&gw, 1).await, "the idle connection was not parked");
     let second = round_trip(&mut s, &request_for("/two")).await;
     assert_eq!(status_of(&second), 200, "{second:.300}");
@@ -66,13 +87,7 @@ async fn an_idle_connection_is_parked_and_served_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_split_across_the_park_is_served() {
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let gw = TestGateway::start(&config(&up, "")).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(
-        status_of(&round_trip(&mut s, &request_for("/one")).await),
-        200
-    );
+    let (up, gw, mut s) = served_once().await;
     // Half a head, then a pause past the park: hyper has read those bytes
     // when the connection is parked, and they must not be lost.
     s.write_all(b"GET /second HTTP/1.1\r\nHo").await.unwrap();
@@ -86,13 +101,7 @@ async fn a_head_split_across_the_park_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_wake_a_parked_connection() {
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let gw = TestGateway::start(&config(&up, "")).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(
-        status_of(&round_trip(&mut s, &request_for("/one")).await),
-        200
-    );
+    let (up, gw, mut s) = served_once().await;
     assert!(parked(&gw, 1).await);
     // Three requests in one write, longer than the parked connection's first
     // read: the rest is read by the new hyper connection.
@@ -112,15 +121,9 @@ async fn pipelined_requests_wake_a_parked_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_closes_at_the_header_timeout_and_on_shutdown() {
-    let up = Upstream::start("up", Behavior::Echo).await;
-    let gw = TestGateway::start(&config(&up, "")).await;
     // Idle keep-alive ends header_read_timeout (6s) after the last response,
     // parked (at 2s) or not.
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(
-        status_of(&round_trip(&mut s, &request_for("/one")).await),
-        200
-    );
+    let (_up, gw, mut s) = served_once().await;
     let answered = Instant::now();
     assert!(parked(&gw, 1).await);
     assert!(closed_within(&mut s, Duration::from_secs(9)).await);
@@ -131,11 +134,7 @@ async fn a_parked_connection_closes_at_the_header_timeout_and_on_shutdown() {
     );
     assert!(parked(&gw, 0).await);
     // Shutdown does not wait for a parked connection (drain_timeout is 30s).
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(
-        status_of(&round_trip(&mut s, &request_for("/two")).await),
-        200
-    );
+    let mut s = served(&gw, "/two").await;
     assert!(parked(&gw, 1).await);
     let stopping = Instant::now();
     gw.stop().await;
@@ -161,13 +160,9 @@ async fn an_idle_tls_connection_is_parked_and_served_again() {
     let gw = TestGateway::start(&config(&up, &listener)).await;
     let connector = ca.connector(&["http/1.1"], None);
     let mut s = connect(&connector, gw.addr, "127.0.0.1").await.unwrap();
-    assert_eq!(
-        status_of(&round_trip(&mut s, &request_for("/one")).await),
-        200
-    );
+    get_ok(&mut s, "/one").await;
     assert!(parked(&gw, 1).await, "the idle connection was not parked");
-    let resp = round_trip(&mut s, &request_for("/two")).await;
-    assert_eq!(status_of(&resp), 200, "{resp:.300}");
+    get_ok(&mut s, "/two").await;
     assert_eq!(uris(&up), ["/one", "/two"]);
     gw.stop().await;
 }

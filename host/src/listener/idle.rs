@@ -266,14 +266,28 @@ impl Lifetime {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn deadlines_follow_requests() {
-        let d = Deadlines {
+    /// An HTTP/1 watch parking after 500 ms, and the shutdown sender it
+    /// listens to (to be kept: a dropped sender reads as a shutdown).
+    fn http1_lifetime(a: &Arc<Activity>, d: Deadlines) -> (watch::Sender<bool>, Lifetime) {
+        let (tx, rx) = watch::channel(false);
+        let mut life = Lifetime::new(a.clone(), d, rx);
+        life.http1(Duration::from_millis(500), Duration::from_secs(10));
+        (tx, life)
+    }
+
+    /// First request within 1 s, idle close after 10 s, no parking yet.
+    fn deadlines() -> Deadlines {
+        Deadlines {
             first_request: Duration::from_secs(1),
             idle: Duration::from_secs(10),
             close_grace: Duration::from_secs(1),
             park: None,
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_requests() {
+        let d = deadlines();
         let a = Arc::new(Activity::opened_at(Instant::now()));
         let opened = Instant::now();
         assert_eq!(a.first_check(&d), opened + Duration::from_secs(1));
@@ -292,17 +306,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_parked_once_per_request_served() {
-        let d = Deadlines {
-            first_request: Duration::from_secs(1),
-            idle: Duration::from_secs(10),
-            close_grace: Duration::from_secs(1),
-            park: None,
-        };
+        let d = deadlines();
         let opened = Instant::now();
         let a = Arc::new(Activity::opened_at(opened));
-        let (_tx, rx) = watch::channel(false);
-        let mut life = Lifetime::new(a.clone(), d, rx);
-        life.http1(Duration::from_millis(500), Duration::from_secs(10));
+        let (_shutdown, mut life) = http1_lifetime(&a, d);
         tokio::time::advance(Duration::from_millis(100)).await;
         let req = a.start();
         tokio::time::advance(Duration::from_millis(700)).await;
@@ -317,16 +324,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_connection_is_not_parked() {
-        let d = Deadlines {
-            first_request: Duration::from_secs(1),
-            idle: Duration::from_secs(10),
-            close_grace: Duration::from_secs(1),
-            park: None,
-        };
+        let d = deadlines();
         let a = Arc::new(Activity::opened_at(Instant::now()));
-        let (_tx, rx) = watch::channel(false);
-        let mut life = Lifetime::new(a.clone(), d, rx);
-        life.http1(Duration::from_millis(500), Duration::from_secs(10));
+        let (_shutdown, mut life) = http1_lifetime(&a, d);
         let req = a.start();
         let waited = tokio::time::timeout(Duration::from_secs(5), life.next()).await;
         assert!(
